@@ -1,0 +1,1 @@
+"""Generators, the ``hardwire`` command line, and the simulation/synthesis drivers."""

@@ -1,0 +1,170 @@
+"""The ``hardwire`` command line.
+
+Every bad input ends in one line ``hardwire: error: ...`` on stderr and exit code 2.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["main"]
+
+EXAMPLES = """\
+examples:
+  hardwire matvec --rows 16 --cols 16 --wbits 4 --strategy parallel --out build/mv
+  hardwire sim build/mv --simulator verilator --vectors 200
+  hardwire synth build/mv --target ecp5
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, not argparse's usage block, so that scripts can show it as is.
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+    return v
+
+
+def _parser():
+    p = _Parser(prog="hardwire", description="Hard-wire quantised weights into Verilog: "
+                "constant matrix-vector engines, proven bit-exact against a numpy golden model.",
+                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    mv = sub.add_parser("matvec", help="generate a constant matrix-vector engine y = W x",
+                        description="Generate a matrix-vector engine whose weights are "
+                        "constants: Verilog, ROM images, weights.npy, golden vectors and "
+                        "manifest.json in --out.")
+    mv.add_argument("--rows", type=_positive, help="output count (default: from --weights)")
+    mv.add_argument("--cols", type=_positive, help="input count (default: from --weights)")
+    mv.add_argument("--wbits", type=_positive, required=True, help="weight bits, 2..8")
+    mv.add_argument("--abits", type=_positive, default=8, help="activation bits, 2..8 "
+                    "(default 8)")
+    mv.add_argument("--ternary", action="store_true", help="weights in {-1, 0, 1} (--wbits 2)")
+    mv.add_argument("--strategy", default="folded", help="serial: activation-bit-serial "
+                    "distributed arithmetic; folded: lanes with mask ROMs, weight-bit-serial "
+                    "(scales to real layers); parallel: unrolled pipelined shift-add, one "
+                    "vector per cycle (default folded)")
+    mv.add_argument("--lanes", type=_positive, help="folded: parallel lanes (default "
+                    "min(rows, 8))")
+    mv.add_argument("--word", type=_positive, help="folded: weight bits per lane per cycle, "
+                    "1..64 (default min(cols, 32))")
+    mv.add_argument("--digit", type=_positive, default=1, help="serial: activation bits per "
+                    "cycle, 1, 2 or 4 (default 1)")
+    mv.add_argument("--stage-levels", type=_positive, default=2, help="parallel: adder "
+                    "levels between pipeline registers, 0 for none (default 2)")
+    mv.add_argument("--requant", action="store_true", help="requantise outputs to int8")
+    mv.add_argument("--requant-scale", type=float, help="real scale for --requant (default: "
+                    "the largest reachable |W x| maps to 127)")
+    mv.add_argument("--rounding", default="half_away", help="requant rounding: floor, "
+                    "trunc_zero, half_up, half_down, half_away, half_even (default half_away)")
+    src = mv.add_mutually_exclusive_group()
+    src.add_argument("--seed", type=_positive, default=0, help="seed of the synthetic "
+                     "weights and golden vectors (default 0)")
+    src.add_argument("--weights", type=Path, help="integer weights, rows x cols, as .npy")
+    mv.add_argument("--rom-images", default="auto", help="folded: 'inline' ROM contents in "
+                    "the Verilog, 'files' for $readmemh images, 'auto' uses files above 1 Mbit")
+    mv.add_argument("--vectors", type=_positive, default=64, help="random golden vectors to "
+                    "store besides the worst-case ones (default 64)")
+    mv.add_argument("--out", type=Path, required=True, help="output directory (replaced "
+                    "atomically)")
+
+    sim = sub.add_parser("sim", help="prove a design bit-exact against golden with cocotb",
+                         description="Run the cocotb testbench on a generated design: random "
+                         "vectors, worst-case vectors, and valid/ready stalls on both sides, "
+                         "compared exactly with the golden model.")
+    sim.add_argument("design", type=Path, help="directory written by 'hardwire matvec'")
+    sim.add_argument("--simulator", default="icarus", choices=("icarus", "verilator"))
+    sim.add_argument("--vectors", type=_positive, default=100, help="random vectors per test")
+    sim.add_argument("--seed", type=_positive, default=1)
+    sim.add_argument("--waves", action="store_true", help="dump waveforms")
+
+    syn = sub.add_parser("synth", help="synthesise with yosys and place-and-route with nextpnr",
+                         description="Synthesise a design: generic 2-input gates, or LUT4/carry/"
+                         "FF/BRAM for iCE40/ECP5 plus nextpnr Fmax. Writes report.json in the "
+                         "design directory and prints a table.")
+    syn.add_argument("design", type=Path)
+    syn.add_argument("--target", default="ecp5", choices=("generic", "ice40", "ecp5"))
+    syn.add_argument("--no-pnr", action="store_true", help="skip place-and-route")
+    syn.add_argument("--timeout", type=float, default=1800, help="seconds per tool run")
+    return p
+
+
+def _cmd_matvec(a):
+    import numpy as np  # noqa: F401  (keeps --help fast: heavy imports only when needed)
+
+    from golden.linear import LinearSpec
+
+    from .matvec import MatVecConfig, generate, load_weights, synthetic_weights
+
+    try:
+        spec = LinearSpec(wbits=a.wbits, abits=a.abits, ternary=a.ternary)
+    except ValueError as e:
+        raise UserError(str(e).replace("wbits", "--wbits").replace("abits", "--abits")) from None
+    if a.weights is not None:
+        w = load_weights(a.weights, spec)
+        rows, cols = w.shape
+        if (a.rows or rows) != rows or (a.cols or cols) != cols:
+            raise UserError(f"weights file {a.weights} has shape {rows}x{cols} but --rows/"
+                            f"--cols say {a.rows or rows}x{a.cols or cols}")
+    else:
+        if a.rows is None or a.cols is None:
+            raise UserError("give --rows and --cols, or --weights")
+        rows, cols, w = a.rows, a.cols, None
+    config = MatVecConfig(rows=rows, cols=cols, wbits=a.wbits, abits=a.abits,
+                          ternary=a.ternary, strategy=a.strategy, lanes=a.lanes, word=a.word,
+                          digit=a.digit, stage_levels=a.stage_levels, requant=a.requant,
+                          rounding=a.rounding, requant_scale=a.requant_scale, seed=a.seed,
+                          rom_images=a.rom_images)
+    if w is None:
+        w = synthetic_weights(rows, cols, spec, a.seed)
+    m = generate(config, w, a.out, vectors=a.vectors,
+                 log=lambda s: print(s, file=sys.stderr))
+    print(f"{a.out}: {m['strategy']} {rows}x{cols} int{a.wbits}, out {m['out']['bits']} bits, "
+          f"latency {m['latency_cycles']}, {m['cycles_per_vector']} cycles/vector")
+    return 0
+
+
+def _cmd_sim(a):
+    from sim.runner import run_matvec
+
+    res = run_matvec(a.design, simulator=a.simulator, vectors=a.vectors, seed=a.seed,
+                     waves=a.waves)
+    print(res.summary())
+    return 0 if res.ok else 1
+
+
+def _cmd_synth(a):
+    from .synth import synth_design
+
+    report = synth_design(a.design, target=a.target, pnr=not a.no_pnr, timeout=a.timeout)
+    print(report.table())
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    try:
+        a = parser.parse_args(argv)
+        if a.command is None:
+            parser.print_help()
+            return 2
+        return {"matvec": _cmd_matvec, "sim": _cmd_sim, "synth": _cmd_synth}[a.command](a)
+    except UserError as e:
+        print(f"hardwire: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hardwire: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

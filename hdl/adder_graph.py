@@ -1,0 +1,241 @@
+"""Constant matrix-vector product as a shift-add graph.
+
+Each input ``x_j`` is multiplied by the odd parts of the weights of its column once
+(``3x = x + 2x``, ``7x = 8x - x``, larger ones reuse smaller ones), and every row then sums its
+shifted, signed multiples in a balanced tree. Additions keep the low bits of the less-shifted
+operand as wires and add only the overlapping bits. Every intermediate signal is exactly as
+wide as the range of values it can take for these weights, computed by
+:func:`golden.linear.dot_bounds`.
+"""
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Signal, Value, signed
+
+from golden.linear import dot_bounds
+from golden.numerics import csd_digits, signed_width
+
+__all__ = ["AdderGraph"]
+
+
+class _Node:
+    """A signal worth ``(-1 if neg else 1) * (coef . x) << shift``; ``sig`` holds
+    ``coef . x``."""
+
+    __slots__ = ("sig", "coef", "shift", "neg", "stage", "depth", "delayed")
+
+    def __init__(self, sig, coef, shift=0, neg=False, stage=0, depth=0):
+        self.sig, self.coef, self.shift, self.neg = sig, coef, shift, neg
+        self.stage, self.depth = stage, depth
+        self.delayed = {}
+
+
+class AdderGraph:
+    """Builds ``W @ x`` into an Amaranth module.
+
+    Parameters
+    ----------
+    m : Module
+        Where the logic goes.
+    inputs : list of Value
+        ``x_j``, signed.
+    lo, hi : int
+        Range of every input (used for exact widths).
+    weights : ndarray
+        Integer ``rows x cols`` constant matrix.
+    stage_levels : int
+        Insert a pipeline register after every ``stage_levels`` adder levels; 0 builds a purely
+        combinational graph.
+    enable : Value or None
+        Clock enable of the pipeline registers.
+    name : str
+        Prefix for signal names.
+
+    Members
+    -------
+    stages : int
+        Pipeline registers between the inputs and :meth:`outputs`.
+    adders : int
+        Adders and subtractors built.
+    """
+
+    def __init__(self, m, inputs, lo, hi, weights, *, stage_levels=0, enable=None, name="g"):
+        self._m = m
+        self._lo, self._hi = int(lo), int(hi)
+        self._w = np.asarray(weights, dtype=np.int64)
+        rows, cols = self._w.shape
+        if len(inputs) != cols:
+            raise ValueError(f"{len(inputs)} inputs for a matrix with {cols} columns")
+        self._stage_levels = stage_levels
+        self._enable = enable
+        self._name = name
+        self._regs = []
+        self.adders = 0
+        self._count = 0
+        eye = np.eye(cols, dtype=np.int64)
+        self._leaves = [_Node(Value.cast(x).as_signed(), eye[j]) for j, x in enumerate(inputs)]
+        self._multiples = [{1: leaf} for leaf in self._leaves]
+        self._outputs = [self._build_row(i) for i in range(rows)]
+        self.stages = max([n.stage for n in self._outputs if n is not None], default=0)
+        self._outputs = [None if n is None else self._delay(n, self.stages) for n in self._outputs]
+        if self._regs:
+            regs = self._regs
+            if enable is None:
+                m.d.sync += [r.eq(v) for r, v in regs]
+            else:
+                with m.If(enable):
+                    m.d.sync += [r.eq(v) for r, v in regs]
+
+    # -- exact widths -------------------------------------------------------------------------
+
+    def _width(self, coef) -> int:
+        lo, hi = dot_bounds(coef, self._lo, self._hi)
+        return int(signed_width(lo, hi))
+
+    def _signal(self, coef, kind):
+        self._count += 1
+        return Signal(signed(self._width(coef)), name=f"{self._name}_{kind}{self._count}")
+
+    # -- pipeline -----------------------------------------------------------------------------
+
+    def _delay(self, node, stage):
+        """``node`` as seen ``stage - node.stage`` registers later (registers are shared)."""
+        while node.stage < stage:
+            nxt = node.delayed.get(node.stage + 1)
+            if nxt is None:
+                r = Signal(node.sig.shape(), name=f"{self._name}_d{self._count}")
+                self._count += 1
+                self._regs.append((r, node.sig))
+                nxt = _Node(r, node.coef, node.shift, node.neg, node.stage + 1, 0)
+                node.delayed[node.stage + 1] = nxt
+            node = nxt
+        return node
+
+    def _finish(self, node):
+        """Register ``node`` if it ends a pipeline stage."""
+        if self._stage_levels and node.depth >= self._stage_levels:
+            r = Signal(node.sig.shape(), name=f"{self._name}_r{self._count}")
+            self._count += 1
+            self._regs.append((r, node.sig))
+            return _Node(r, node.coef, node.shift, node.neg, node.stage + 1, 0)
+        return node
+
+    # -- adders -------------------------------------------------------------------------------
+
+    def _combine(self, a, b, *, positive=False):
+        """``a + b`` (as values, signs and shifts included).
+
+        The result keeps the sign of the less-shifted operand, so that its low bits pass
+        through as wires. With ``positive``, a result that would come out negated is built as
+        one full-width subtraction instead.
+        """
+        if (a.shift, not a.neg) > (b.shift, not b.neg):
+            a, b = b, a
+        stage = max(a.stage, b.stage)
+        a, b = self._delay(a, stage), self._delay(b, stage)
+        d = b.shift - a.shift
+        add = a.neg == b.neg
+        coef = a.coef + (b.coef << d) if add else a.coef - (b.coef << d)
+        neg = a.neg
+        if positive and neg:
+            coef, neg = -coef, False
+        out = self._signal(coef, "s")
+        shifted = b.sig << d if d else b.sig
+        if neg != a.neg:
+            # -(a - (b << d)) with a negative: (b << d) - a, or -(a + (b << d)) never arises.
+            assert not add
+            self._m.d.comb += out.eq(shifted - a.sig)
+        elif 0 < d < len(a.sig) and len(out) > d:
+            # The low d bits are a's; only the bits above them need an adder.
+            hi = a.sig[d:].as_signed()
+            self._m.d.comb += out.eq(Cat(a.sig[:d], hi + b.sig if add else hi - b.sig))
+        else:
+            self._m.d.comb += out.eq(a.sig + shifted if add else a.sig - shifted)
+        self.adders += 1
+        node = _Node(out, coef, a.shift, neg, stage, max(a.depth, b.depth) + 1)
+        return self._finish(node)
+
+    @staticmethod
+    def _scaled(node, shift, neg):
+        return _Node(node.sig, node.coef, shift, neg, node.stage, node.depth)
+
+    def _multiple(self, j, odd):
+        """Node for ``odd * x_j`` (``odd`` positive and odd), built from smaller multiples."""
+        table = self._multiples[j]
+        if odd in table:
+            return table[odd]
+        node = None
+        # One adder from two multiples we already have.
+        for a in sorted(table):
+            for k in range(1, 16):
+                step = 1 << k
+                if odd > a and (odd - a) % step == 0 and (odd - a) // step in table:
+                    # odd = a + (b << k)
+                    b = (odd - a) // step
+                    node = self._combine(table[a], self._scaled(table[b], k, False))
+                elif (odd + a) % step == 0 and (odd + a) // step in table:
+                    # odd = (b << k) - a
+                    b = (odd + a) // step
+                    node = self._combine(self._scaled(table[a], 0, True),
+                                         self._scaled(table[b], k, False), positive=True)
+                elif a > odd and (a - odd) % step == 0 and (a - odd) // step in table:
+                    # odd = a - (b << k)
+                    b = (a - odd) // step
+                    node = self._combine(table[a], self._scaled(table[b], k, True))
+                if node is not None:
+                    break
+            if node is not None:
+                break
+        if node is None:
+            # Peel off the top canonical signed digit and recurse on the rest.
+            digits = csd_digits(np.array([odd]), odd.bit_length() + 2)[0]
+            top = int(np.flatnonzero(digits)[-1])
+            rest = odd - int(digits[top]) * (1 << top)
+            rest_shift = (abs(rest) & -abs(rest)).bit_length() - 1
+            base = self._multiple(j, abs(rest) >> rest_shift)
+            node = self._combine(self._scaled(base, rest_shift, rest < 0),
+                                 self._scaled(self._leaves[j], top, digits[top] < 0),
+                                 positive=True)
+        assert not node.neg and node.shift == 0
+        table[odd] = node
+        return node
+
+    def _build_row(self, i):
+        w = self._w[i]
+        nz = np.flatnonzero(w)
+        if nz.size == 0:
+            return None
+        mags = np.abs(w[nz])
+        tz = np.zeros_like(mags)
+        odd = mags.copy()
+        while np.any(odd % 2 == 0):
+            even = odd % 2 == 0
+            odd[even] >>= 1
+            tz[even] += 1
+        terms = []
+        for j, o, s, neg in zip(nz.tolist(), odd.tolist(), tz.tolist(), (w[nz] < 0).tolist()):
+            base = self._multiple(j, o)
+            terms.append(_Node(base.sig, base.coef, s, neg, base.stage, base.depth))
+        # Balanced tree; neighbours in shift order overlap least, so they share low wires.
+        while len(terms) > 1:
+            terms.sort(key=lambda n: (n.stage, n.shift))
+            nxt = [self._combine(terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
+            if len(terms) % 2:
+                nxt.append(terms[-1])
+            terms = nxt
+        return terms[0]
+
+    # -- results ------------------------------------------------------------------------------
+
+    def outputs(self):
+        """Row results as ``(Value, lo, hi)``; the value is signed and exactly wide enough."""
+        res = []
+        for i, node in enumerate(self._outputs):
+            if node is None:
+                res.append((Const(0, signed(1)), 0, 0))
+                continue
+            lo, hi = dot_bounds(self._w[i], self._lo, self._hi)
+            v = -node.sig if node.neg else node.sig
+            if node.shift:
+                v = Cat(Const(0, node.shift), v).as_signed()
+            res.append((v, int(lo), int(hi)))
+        return res

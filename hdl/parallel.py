@@ -1,0 +1,68 @@
+"""Fully unrolled constant multiplication: one vector per cycle, pipelined."""
+
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import wiring
+
+from golden.linear import LinearSpec, Requant
+
+from .adder_graph import AdderGraph
+from .ports import OutputFormatter, matvec_ports, out_bits, unpack
+
+__all__ = ["ParallelMatVec"]
+
+
+class ParallelMatVec(wiring.Component):
+    """``y = W @ x`` as a pipelined shift-add graph (see :class:`AdderGraph`).
+
+    The input is registered, a pipeline register follows every ``stage_levels`` adder levels,
+    and the output is registered. The whole pipeline advances when the output can move
+    (``~y.valid | y.ready``), so ``x.ready`` is that same condition.
+
+    Timing: ``latency = stages + 2`` cycles from input handshake to ``y.valid``;
+    ``cycles_per_vector = 1``.
+    """
+
+    def __init__(self, weights, spec: LinearSpec, *, stage_levels: int = 2,
+                 requant: Requant | None = None):
+        if not isinstance(stage_levels, int) or stage_levels < 0:
+            raise ValueError(f"stage_levels must be a non-negative integer, not {stage_levels!r}")
+        self.spec, self.stage_levels, self.requant = spec, stage_levels, requant
+        self.weights, ports = matvec_ports(weights, spec, requant)
+        self.out_bits = out_bits(self.weights, spec, requant)
+        super().__init__(ports)
+        self._module = self._build()
+
+    @property
+    def latency(self) -> int:
+        return self.stages + 2
+
+    @property
+    def cycles_per_vector(self) -> int:
+        return 1
+
+    def _build(self):
+        m = Module()
+        rows, cols = self.weights.shape
+        A = self.spec.abits
+        en = Signal()
+        m.d.comb += [en.eq(~self.y.valid | self.y.ready), self.x.ready.eq(en)]
+
+        xs = [Signal(signed(A), name=f"x{j}") for j in range(cols)]
+        with m.If(en):
+            m.d.sync += [r.eq(v) for r, v in zip(xs, unpack(self.x.payload, cols, A))]
+        lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
+        graph = AdderGraph(m, xs, lo, hi, self.weights, stage_levels=self.stage_levels,
+                           enable=en, name="g")
+        self.stages, self.adders = graph.stages, graph.adders
+        fmt = OutputFormatter(m, self.requant, self.out_bits)
+        results = [fmt(v, rlo, rhi) for v, rlo, rhi in graph.outputs()]
+
+        valid = [Signal(name=f"v{s}") for s in range(self.stages + 1)]
+        with m.If(en):
+            m.d.sync += valid[0].eq(self.x.valid)
+            m.d.sync += [valid[s + 1].eq(valid[s]) for s in range(self.stages)]
+            m.d.sync += [self.y.valid.eq(valid[-1]), self.y.payload.eq(Cat(*results))]
+        return m
+
+    def elaborate(self, platform):
+        return self._module

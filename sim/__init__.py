@@ -1,0 +1,1 @@
+"""cocotb testbenches and their runners (Icarus and Verilator)."""
