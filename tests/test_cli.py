@@ -1,0 +1,122 @@
+"""Command line: bad input gets one line and exit 2 with nothing left behind; output is
+deterministic."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import hardwire
+
+BASE = ["matvec", "--rows", "4", "--cols", "5", "--wbits", "4"]
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["matvec", "--rows", "4", "--cols", "4", "--wbits", "1"], "--wbits must be"),
+    (["matvec", "--rows", "4", "--cols", "4", "--wbits", "9"], "--wbits must be"),
+    (["matvec", "--rows", "0", "--cols", "4", "--wbits", "4"], "--rows must be"),
+    (BASE + ["--strategy", "systolic"], "unknown strategy 'systolic'"),
+    (BASE + ["--lanes", "0"], "--lanes must be at least 1"),
+    (BASE + ["--abits", "12"], "--abits must be"),
+    (BASE + ["--digit", "3", "--strategy", "serial"], "--digit must be"),
+    (BASE + ["--ternary"], "ternary"),
+    (BASE + ["--rounding", "nearest", "--requant"], "unknown rounding"),
+    (["matvec", "--wbits", "4"], "--rows and --cols"),
+])
+def test_bad_config(tmp_path, capsys, args, msg):
+    out = tmp_path / "out"
+    assert hardwire(*args, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hardwire: error: ") and msg in err, err
+    assert not out.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def _weights_file(tmp_path, arr):
+    p = tmp_path / "w.npy"
+    np.save(p, arr)
+    return p
+
+
+@pytest.mark.parametrize("arr, msg", [
+    (np.full((4, 5), 8, np.int64), "outside the int4 range"),
+    (np.full((4, 5), -9, np.int32), "outside the int4 range"),
+    (np.full((4, 5), np.nan), "contains NaN"),
+    (np.zeros((4, 5), np.float32), "floating point"),
+    (np.zeros((4, 5, 2), np.int8), "2-D"),
+    (np.array([["a"]]), "not an integer type"),
+])
+def test_bad_weights_file(tmp_path, capsys, arr, msg):
+    w = _weights_file(tmp_path, arr)
+    out = tmp_path / "out"
+    assert hardwire("matvec", "--wbits", "4", "--weights", w, "--out", out) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and msg in err, err
+    assert not out.exists()
+
+
+def test_weights_shape_mismatch(tmp_path, capsys):
+    w = _weights_file(tmp_path, np.zeros((4, 5), np.int8))
+    assert hardwire("matvec", "--wbits", "4", "--rows", "5", "--weights", w, "--out",
+                    tmp_path / "o") == 2
+    assert "shape 4x5" in capsys.readouterr().err
+
+
+def test_weights_not_npy(tmp_path, capsys):
+    p = tmp_path / "w.npy"
+    p.write_bytes(b"not numpy at all")
+    assert hardwire("matvec", "--wbits", "4", "--weights", p, "--out", tmp_path / "o") == 2
+    assert "not a readable .npy" in capsys.readouterr().err
+    assert hardwire("matvec", "--wbits", "4", "--weights", tmp_path / "none.npy", "--out",
+                    tmp_path / "o") == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; checked via a file")
+def test_unwritable_output_nonroot(tmp_path, capsys):  # pragma: no cover - CI runs as root
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    assert hardwire(*BASE, "--out", ro / "x") == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_unwritable_output(tmp_path, capsys):
+    # A path below a regular file cannot be created, even by root.
+    f = tmp_path / "file"
+    f.write_text("")
+    assert hardwire(*BASE, "--out", f / "x") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err
+
+
+def test_weights_file_roundtrip(tmp_path):
+    w = np.random.default_rng(0).integers(-4, 4, size=(3, 7)).astype(np.int8)
+    p = _weights_file(tmp_path, w)
+    assert hardwire("matvec", "--wbits", "3", "--weights", p, "--out", tmp_path / "o") == 0
+    assert (np.load(tmp_path / "o" / "weights.npy") == w).all()
+
+
+@pytest.mark.parametrize("strategy", ["serial", "folded", "parallel"])
+def test_deterministic(tmp_path, strategy):
+    """The same command twice gives byte-identical files (in different directories too)."""
+    args = BASE + ["--strategy", strategy, "--requant", "--rom-images", "files"]
+    assert hardwire(*args, "--out", tmp_path / "a") == 0
+    assert hardwire(*args, "--out", tmp_path / "b") == 0
+    assert hardwire(*args, "--out", tmp_path / "a") == 0  # replacing an existing directory
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+def test_help_and_console_script():
+    r = subprocess.run([sys.executable, "-m", "gen.cli", "matvec", "--help"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "--strategy" in r.stdout and "mask ROM" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "gen.cli", "matvec", "--bogus"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
