@@ -76,7 +76,8 @@ class MatVecConfig:
         try:
             LinearSpec(wbits=self.wbits, abits=self.abits, ternary=self.ternary)
         except ValueError as e:
-            raise UserError(str(e).replace("wbits", "--wbits").replace("abits", "--abits"))
+            raise UserError(str(e).replace("wbits", "--wbits").replace("abits", "--abits")) \
+                from None
         if self.strategy not in STRATEGIES:
             raise UserError(f"unknown strategy {self.strategy!r}; choose one of "
                             f"{', '.join(STRATEGIES)}")
@@ -194,6 +195,8 @@ def generate(config: MatVecConfig, w, out: Path, *, vectors: int = 64, log=None)
     rq = comp.requant
     t_build = time.perf_counter()
     text = verilog.convert(comp, name=TOP, emit_src=False, strip_internal_attrs=True)
+    if config.strategy == "folded":
+        text += comp.lane_verilog()
     t_verilog = time.perf_counter()
 
     rng = np.random.default_rng(config.seed + 1)

@@ -17,9 +17,39 @@ from golden.numerics import csd_digits, signed_width
 __all__ = ["AdderGraph"]
 
 
+class _Form:
+    """The linear form in ``x`` that a signal holds, reduced to what its exact range needs.
+
+    Nodes only ever combine two multiples of the same input (``3x = x + 2x``) or forms over
+    disjoint sets of inputs (a row's terms are distinct columns). So a form is either
+    ``mult * x_col`` or a sum over disjoint columns, whose exact range is the sum of the
+    ranges: O(1) per node instead of a coefficient vector per node.
+    """
+
+    __slots__ = ("col", "mult", "lo", "hi")
+
+    def __init__(self, col, mult, lo, hi):
+        self.col, self.mult, self.lo, self.hi = col, mult, lo, hi
+
+    @classmethod
+    def single(cls, col, mult, xlo, xhi):
+        lo, hi = dot_bounds(np.array([mult]), xlo, xhi)
+        return cls(col, mult, int(lo), int(hi))
+
+    def __neg__(self):
+        return _Form(self.col, None if self.mult is None else -self.mult, -self.hi, -self.lo)
+
+    def combine(self, other, d, add, xlo, xhi):
+        """``self + (other << d)`` or ``self - (other << d)``, exactly."""
+        if self.col is not None and self.col == other.col:
+            mult = self.mult + (other.mult << d) if add else self.mult - (other.mult << d)
+            return _Form.single(self.col, mult, xlo, xhi)
+        olo, ohi = (other.lo << d, other.hi << d) if add else (-(other.hi << d), -(other.lo << d))
+        return _Form(None, None, self.lo + olo, self.hi + ohi)
+
+
 class _Node:
-    """A signal worth ``(-1 if neg else 1) * (coef . x) << shift``; ``sig`` holds
-    ``coef . x``."""
+    """A signal worth ``(-1 if neg else 1) * form << shift``; ``sig`` holds ``form``."""
 
     __slots__ = ("sig", "coef", "shift", "neg", "stage", "depth", "delayed")
 
@@ -71,8 +101,8 @@ class AdderGraph:
         self._regs = []
         self.adders = 0
         self._count = 0
-        eye = np.eye(cols, dtype=np.int64)
-        self._leaves = [_Node(Value.cast(x).as_signed(), eye[j]) for j, x in enumerate(inputs)]
+        self._leaves = [_Node(Value.cast(x).as_signed(), _Form.single(j, 1, self._lo, self._hi))
+                        for j, x in enumerate(inputs)]
         self._multiples = [{1: leaf} for leaf in self._leaves]
         self._outputs = [self._build_row(i) for i in range(rows)]
         self.stages = max([n.stage for n in self._outputs if n is not None], default=0)
@@ -87,9 +117,8 @@ class AdderGraph:
 
     # -- exact widths -------------------------------------------------------------------------
 
-    def _width(self, coef) -> int:
-        lo, hi = dot_bounds(coef, self._lo, self._hi)
-        return int(signed_width(lo, hi))
+    def _width(self, form) -> int:
+        return int(signed_width(form.lo, form.hi))
 
     def _signal(self, coef, kind):
         self._count += 1
@@ -134,7 +163,7 @@ class AdderGraph:
         a, b = self._delay(a, stage), self._delay(b, stage)
         d = b.shift - a.shift
         add = a.neg == b.neg
-        coef = a.coef + (b.coef << d) if add else a.coef - (b.coef << d)
+        coef = a.coef.combine(b.coef, d, add, self._lo, self._hi)
         neg = a.neg
         if positive and neg:
             coef, neg = -coef, False
@@ -212,7 +241,8 @@ class AdderGraph:
             odd[even] >>= 1
             tz[even] += 1
         terms = []
-        for j, o, s, neg in zip(nz.tolist(), odd.tolist(), tz.tolist(), (w[nz] < 0).tolist()):
+        negs = (w[nz] < 0).tolist()
+        for j, o, s, neg in zip(nz.tolist(), odd.tolist(), tz.tolist(), negs, strict=True):
             base = self._multiple(j, o)
             terms.append(_Node(base.sig, base.coef, s, neg, base.stage, base.depth))
         # Balanced tree; neighbours in shift order overlap least, so they share low wires.

@@ -1,32 +1,24 @@
 """Lane-multiplexed matrix-vector engine with mask ROMs: the strategy that scales."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import wiring
 
 from golden import folded as gf
 from golden.linear import LinearSpec, Requant, row_bounds
-from golden.numerics import signed_width
 
+from .folded_lane import FoldedLane
 from .mask_rom import MaskRom
-from .ports import OutputFormatter, matvec_ports, out_bits
+from .ports import matvec_ports, out_bits
 
 __all__ = ["FoldedMatVec"]
-
-
-def _balanced_sum(terms):
-    while len(terms) > 1:
-        nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
-    return terms[0]
 
 
 class FoldedMatVec(wiring.Component):
     """``y = W @ x`` on ``lanes`` lanes, each reading one ``word``-bit ROM word per cycle.
 
     The schedule and ROM contents are :mod:`golden.folded`'s. A two-stage pipeline: stage 0
-    issues the ROM address and latches the matching activation chunk, stage 1 adds the
+    issues the ROM address and latches the matching activation chunk (the input register
+    rotates by one chunk per cycle), stage 1 adds the
     activations selected by the word's bits and accumulates by Horner's rule. Every lane
     finishes a row at the same cycle; the finished rows shift into the output vector.
 
@@ -44,10 +36,15 @@ class FoldedMatVec(wiring.Component):
     rom_images : bool
         Load ROM contents from ``$readmemh`` files (named in :attr:`roms`) instead of
         writing them into the Verilog.
+    lane_name : str
+        Verilog module name of the lane datapath, which :meth:`lane_verilog` emits once and
+        every lane instantiates (Amaranth would otherwise write, and Verilator compile, the
+        same circuit ``lanes`` times).
     """
 
     def __init__(self, weights, spec: LinearSpec, *, lanes: int, word: int,
-                 requant: Requant | None = None, rom_images: bool = False):
+                 requant: Requant | None = None, rom_images: bool = False,
+                 lane_name: str = "matvec_lane"):
         self.spec, self.requant = spec, requant
         self.weights, ports = matvec_ports(weights, spec, requant)
         rows, cols = self.weights.shape
@@ -55,6 +52,14 @@ class FoldedMatVec(wiring.Component):
                                       word=word)
         self.out_bits = out_bits(self.weights, spec, requant)
         images = gf.rom_images(self.weights, self.layout)
+        self.lane_name = lane_name
+        rlo, rhi = row_bounds(self.weights, spec.abits)
+        self._lane_args = dict(
+            word=word, abits=spec.abits, tree_bounds=gf.tree_bounds(self.weights, self.layout,
+                                                                    spec.abits),
+            acc_bounds=gf.acc_bounds(self.weights, self.layout, spec.abits),
+            out_bounds=(int(rlo.min()), int(rhi.max())), out_bits=self.out_bits,
+            requant=requant)
         self.roms = [MaskRom(images[p], word, image=f"rom_lane{p:03d}.hex" if rom_images else None)
                      for p in range(lanes)]
         super().__init__(ports)
@@ -97,12 +102,17 @@ class FoldedMatVec(wiring.Component):
                 sign_plane1.eq(t == 0),
                 row_end1.eq((c == C - 1) & (t == T - 1)),
                 vec_end1.eq(issue_last),
-                xchunk1.eq(x_cur.word_select(c, K * A)),
+                xchunk1.eq(x_cur[:K * A]),
             ]
             with m.If(fire):
                 m.d.sync += [x_cur.eq(self.x.payload), busy.eq(1), addr.eq(0), c.eq(0),
                              t.eq(0)]
             with m.Elif(busy):
+                # Rotate by one chunk: the current chunk is always the low bits, so no
+                # chunks-to-1 multiplexer. Each plane walks every chunk once, so the vector is
+                # back in place at every plane boundary.
+                if C > 1:
+                    m.d.sync += x_cur.eq(Cat(x_cur[K * A:], x_cur[:K * A]))
                 m.d.sync += addr.eq(addr + 1)
                 with m.If(c == C - 1):
                     m.d.sync += c.eq(0)
@@ -112,28 +122,19 @@ class FoldedMatVec(wiring.Component):
                 with m.If(issue_last):
                     m.d.sync += busy.eq(0)
 
-        # -- stage 1: per lane, sum of selected activations, Horner accumulate -----------------
-        xk = [xchunk1[k * A:(k + 1) * A].as_signed() for k in range(K)]
-        tlo, thi = gf.tree_bounds(self.weights, L, A)
-        alo, ahi = gf.acc_bounds(self.weights, L, A)
-        rlo, rhi = row_bounds(self.weights, A)
-        fmt = OutputFormatter(m, self.requant, ob)
+        # -- stage 1: one FoldedLane per lane, emitted once (see lane_verilog) -----------------
+        update = Signal()
+        m.d.comb += update.eq(adv & v1)
         finished = []
         for p, rom in enumerate(self.roms):
             m.submodules[f"rom{p}"] = rom
             m.d.comb += [rom.addr.eq(addr), rom.en.eq(adv)]
-            tree = Signal(signed(int(signed_width(tlo, thi))), name=f"tree{p}")
-            m.d.comb += tree.eq(_balanced_sum([Mux(rom.data[k], xk[k], 0) for k in range(K)]))
-            acc = Signal(signed(int(signed_width(alo, ahi))), name=f"acc{p}")
-            nxt = Signal.like(acc, name=f"nxt{p}")
-            base = Mux(first_chunk1, Mux(sign_plane1, 0, acc << 1), acc)
-            m.d.comb += nxt.eq(base + Mux(sign_plane1, -tree, tree))
-            with m.If(adv & v1):
-                m.d.sync += acc.eq(nxt)
-            # Output element bounds: the widest over this lane's rows (exact per row would
-            # need per-row requantisers; they share one).
-            rows = [i * P + p for i in range(R) if i * P + p < L.rows]
-            finished.append(fmt(nxt, int(min(rlo[rows])), int(max(rhi[rows]))))
+            result = Signal(signed(ob), name=f"result{p}")
+            m.submodules[f"lane{p}"] = Instance(
+                self.lane_name, i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
+                i_bits=rom.data, i_chunk=xchunk1, i_first_chunk=first_chunk1,
+                i_sign_plane=sign_plane1, i_update=update, o_result=result)
+            finished.append(result)
 
         new = Cat(*finished)
         if R > 1:
@@ -148,6 +149,13 @@ class FoldedMatVec(wiring.Component):
         with m.Elif(self.y.ready):
             m.d.sync += self.y.valid.eq(0)
         return m
+
+    def lane_verilog(self) -> str:
+        from amaranth.back import verilog
+
+        lane = FoldedLane(**self._lane_args)
+        return verilog.convert(lane, name=self.lane_name, emit_src=False,
+                               strip_internal_attrs=True)
 
     def elaborate(self, platform):
         return self._module

