@@ -33,7 +33,7 @@ PROBLEMS = [  # name, rows, cols, wbits, ternary
     ("128x128 int4", 128, 128, 4, False),
 ]
 STRATEGIES = [("parallel", {}), ("serial", {"digit": 4}), ("serial", {"digit": 1}),
-              ("folded", {"lanes": 8, "word": 32})]
+              ("folded", {"lanes": 8})]
 PNR_MAX_LUT4EQ = 12000
 GENERIC_MAX_ROWS = 16
 

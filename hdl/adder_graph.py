@@ -8,6 +8,8 @@ wide as the range of values it can take for these weights, computed by
 :func:`golden.linear.dot_bounds`.
 """
 
+import heapq
+
 import numpy as np
 from amaranth.hdl import Cat, Const, Signal, Value, signed
 
@@ -79,6 +81,8 @@ class AdderGraph:
         Clock enable of the pipeline registers.
     name : str
         Prefix for signal names.
+    share : bool
+        Extract subexpressions that several rows have in common (see :meth:`_share`).
 
     Members
     -------
@@ -86,9 +90,12 @@ class AdderGraph:
         Pipeline registers between the inputs and :meth:`outputs`.
     adders : int
         Adders and subtractors built.
+    shared : int
+        Adders saved by subexpressions shared between rows.
     """
 
-    def __init__(self, m, inputs, lo, hi, weights, *, stage_levels=0, enable=None, name="g"):
+    def __init__(self, m, inputs, lo, hi, weights, *, stage_levels=0, enable=None, name="g",
+                 share=True):
         self._m = m
         self._lo, self._hi = int(lo), int(hi)
         self._w = np.asarray(weights, dtype=np.int64)
@@ -104,7 +111,9 @@ class AdderGraph:
         self._leaves = [_Node(Value.cast(x).as_signed(), _Form.single(j, 1, self._lo, self._hi))
                         for j, x in enumerate(inputs)]
         self._multiples = [{1: leaf} for leaf in self._leaves]
-        self._outputs = [self._build_row(i) for i in range(rows)]
+        self.shared = 0
+        self._share_terms = share
+        self._outputs = self._build_rows(rows)
         self.stages = max([n.stage for n in self._outputs if n is not None], default=0)
         self._outputs = [None if n is None else self._delay(n, self.stages) for n in self._outputs]
         if self._regs:
@@ -122,7 +131,9 @@ class AdderGraph:
 
     def _signal(self, coef, kind):
         self._count += 1
-        return Signal(signed(self._width(coef)), name=f"{self._name}_{kind}{self._count}")
+        # keep: each adder stays one carry chain instead of being merged by alumacc.
+        return Signal(signed(self._width(coef)), name=f"{self._name}_{kind}{self._count}",
+                      attrs={"keep": 1})
 
     # -- pipeline -----------------------------------------------------------------------------
 
@@ -185,7 +196,15 @@ class AdderGraph:
 
     @staticmethod
     def _scaled(node, shift, neg):
+        """``node``'s signal with a new shift and sign (for nodes of shift 0, sign +)."""
         return _Node(node.sig, node.coef, shift, neg, node.stage, node.depth)
+
+    @staticmethod
+    def _term(node, shift, neg):
+        """``(-1 if neg else 1) * node << shift``: composes with the node's own sign and
+        shift (a shared node can come out negated)."""
+        return _Node(node.sig, node.coef, node.shift + shift, node.neg != neg, node.stage,
+                     node.depth)
 
     def _multiple(self, j, odd):
         """Node for ``odd * x_j`` (``odd`` positive and odd), built from smaller multiples."""
@@ -228,11 +247,10 @@ class AdderGraph:
         table[odd] = node
         return node
 
-    def _build_row(self, i):
+    def _row_terms(self, i):
+        """Row ``i`` as ``{node index: (shift, neg)}`` over the column multiples."""
         w = self._w[i]
         nz = np.flatnonzero(w)
-        if nz.size == 0:
-            return None
         mags = np.abs(w[nz])
         tz = np.zeros_like(mags)
         odd = mags.copy()
@@ -240,19 +258,102 @@ class AdderGraph:
             even = odd % 2 == 0
             odd[even] >>= 1
             tz[even] += 1
-        terms = []
+        terms = {}
         negs = (w[nz] < 0).tolist()
-        for j, o, s, neg in zip(nz.tolist(), odd.tolist(), tz.tolist(), negs, strict=True):
-            base = self._multiple(j, o)
-            terms.append(_Node(base.sig, base.coef, s, neg, base.stage, base.depth))
-        # Balanced tree; neighbours in shift order overlap least, so they share low wires.
-        while len(terms) > 1:
-            terms.sort(key=lambda n: (n.stage, n.shift))
-            nxt = [self._combine(terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
-            if len(terms) % 2:
-                nxt.append(terms[-1])
-            terms = nxt
-        return terms[0]
+        for j, o, sh, neg in zip(nz.tolist(), odd.tolist(), tz.tolist(), negs, strict=True):
+            terms[self._index(self._multiple(j, o))] = (sh, neg)
+        return terms
+
+    def _index(self, node):
+        key = id(node)
+        if key not in self._ids:
+            self._ids[key] = len(self._nodes)
+            self._nodes.append(node)
+        return self._ids[key]
+
+    @staticmethod
+    def _pair_key(a, ta, b, tb):
+        """Pattern of two terms, independent of the row's own shift and sign: the same key in
+        two rows means one shared adder can serve both."""
+        if (tb[0], b) < (ta[0], a):
+            a, ta, b, tb = b, tb, a, ta
+        return (a, b, tb[0] - ta[0], ta[1] != tb[1])
+
+    def _share(self, rows):
+        """Greedy common-subexpression extraction across rows (Hartley's method): while some
+        pair of terms, at the same relative shift and sign, occurs in two or more rows, build
+        it once and substitute it. Counts are kept incrementally with a lazy max-heap."""
+        counts = {}
+        users = {}
+        for r, terms in enumerate(rows):
+            items = list(terms.items())
+            for k, (a, ta) in enumerate(items):
+                users.setdefault(a, set()).add(r)
+                for b, tb in items[k + 1:]:
+                    key = self._pair_key(a, ta, b, tb)
+                    counts[key] = counts.get(key, 0) + 1
+        heap = [(-c, key) for key, c in counts.items() if c > 1]
+        heapq.heapify(heap)
+        while heap:
+            neg_c, key = heapq.heappop(heap)
+            c = counts.get(key, 0)
+            if c != -neg_c:
+                if c > 1:
+                    heapq.heappush(heap, (-c, key))
+                continue
+            a, b, ds, flip = key
+            hits = [r for r in users.get(a, ()) & users.get(b, ())
+                    if b in rows[r] and a in rows[r]
+                    and self._pair_key(a, rows[r][a], b, rows[r][b]) == key]
+            if len(hits) < 2:
+                counts[key] = len(hits)
+                continue
+            na, nb = self._nodes[a], self._nodes[b]
+            node = self._combine(self._term(na, 0, False), self._term(nb, ds, flip))
+            new = self._index(node)
+            self.shared += len(hits) - 1
+            for r in hits:
+                terms = rows[r]
+                ta, tb = terms.pop(a), terms.pop(b)
+                first = ta if (ta[0], a) <= (tb[0], b) else tb
+                # The new node is worth first's value with first's sign taken as positive.
+                tn = (first[0], first[1])
+                for cn, tc in terms.items():
+                    for old, told in ((a, ta), (b, tb)):
+                        k2 = self._pair_key(old, told, cn, tc)
+                        counts[k2] -= 1
+                    k3 = self._pair_key(new, tn, cn, tc)
+                    counts[k3] = counts.get(k3, 0) + 1
+                    if counts[k3] > 1:
+                        heapq.heappush(heap, (-counts[k3], k3))
+                counts[key] -= 1
+                users[a].discard(r)
+                users[b].discard(r)
+                users.setdefault(new, set()).add(r)
+                terms[new] = tn
+        return rows
+
+    def _build_rows(self, rows_count):
+        self._nodes, self._ids = [], {}
+        rows = [self._row_terms(i) for i in range(rows_count)]
+        if self._share_terms:
+            rows = self._share(rows)
+        out = []
+        for terms in rows:
+            if not terms:
+                out.append(None)
+                continue
+            level = [self._term(self._nodes[n], sh, neg) for n, (sh, neg) in terms.items()]
+            # Balanced tree; neighbours in shift order overlap least, so they share low wires.
+            while len(level) > 1:
+                level.sort(key=lambda n: (n.stage, n.shift))
+                nxt = [self._combine(level[k], level[k + 1])
+                       for k in range(0, len(level) - 1, 2)]
+                if len(level) % 2:
+                    nxt.append(level[-1])
+                level = nxt
+            out.append(level[0])
+        return out
 
     # -- results ------------------------------------------------------------------------------
 

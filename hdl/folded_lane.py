@@ -14,13 +14,25 @@ from .requantizer import Requantizer
 __all__ = ["FoldedLane"]
 
 
-def _balanced_sum(terms):
-    while len(terms) > 1:
-        nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
-    return terms[0]
+def _adder_tree(m, terms, lo, hi):
+    """Balanced sum of ``terms`` (each in ``[lo, hi]``). Every adder drives its own exactly
+    sized, kept signal: otherwise yosys' ``alumacc`` merges the tree into one ``$macc`` and
+    maps it to LUT compressors instead of carry chains (measured: 4x the LUT4-equivalents)."""
+    level = [(t, lo, hi) for t in terms]
+    n = 0
+    while len(level) > 1:
+        nxt = []
+        for k in range(0, len(level) - 1, 2):
+            (a, alo, ahi), (b, blo, bhi) = level[k], level[k + 1]
+            s = Signal(signed(int(signed_width(alo + blo, ahi + bhi))), name=f"sum{n}",
+                       attrs={"keep": 1})
+            n += 1
+            m.d.comb += s.eq(a + b)
+            nxt.append((s, alo + blo, ahi + bhi))
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0][0]
 
 
 class FoldedLane(wiring.Component):
@@ -63,7 +75,9 @@ class FoldedLane(wiring.Component):
         A = self._abits
         xk = [self.chunk[k * A:(k + 1) * A].as_signed() for k in range(self._word)]
         tree = Signal(signed(self._tree_w))
-        m.d.comb += tree.eq(_balanced_sum([Mux(self.bits[k], x, 0) for k, x in enumerate(xk)]))
+        lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
+        gated = [x & self.bits[k].replicate(A).as_signed() for k, x in enumerate(xk)]
+        m.d.comb += tree.eq(_adder_tree(m, gated, min(lo, 0), max(hi, 0)))
         acc = Signal(signed(self._acc_w))
         nxt = Signal(signed(self._acc_w))
         base = Mux(self.first_chunk, Mux(self.sign_plane, 0, acc << 1), acc)

@@ -33,6 +33,11 @@ CASES = {
     "parallel-ternary-requant": (("icarus",), dict(rows=6, cols=10, wbits=2, ternary=True,
                                                    strategy="parallel", requant=True,
                                                    rounding="half_up", stage_levels=0)),
+    # Many rows sharing +/- pairs at equal shifts: exercises negated shared subexpressions.
+    "parallel-ternary-wide": (("icarus",), dict(rows=12, cols=24, wbits=2, ternary=True,
+                                                strategy="parallel", seed=9)),
+    "parallel-int4-shared-64": (("verilator",), dict(rows=64, cols=64, wbits=4,
+                                                     strategy="parallel")),
     "parallel-int2-requant-floor": (("icarus",), dict(rows=4, cols=5, wbits=2,
                                                       strategy="parallel", requant=True,
                                                       requant_scale=0.37, rounding="floor")),
