@@ -8,8 +8,6 @@ wide as the range of values it can take for these weights, computed by
 :func:`golden.linear.dot_bounds`.
 """
 
-import heapq
-
 import numpy as np
 from amaranth.hdl import Cat, Const, Signal, Value, signed
 
@@ -83,6 +81,10 @@ class AdderGraph:
         Prefix for signal names.
     share : bool
         Extract subexpressions that several rows have in common (see :meth:`_share`).
+    terms : str
+        ``"digits"``: every canonical signed digit of a weight is a term, and sharing finds
+        the multiples worth building. ``"multiples"``: every odd multiple a column needs is
+        built first and each weight is one term.
 
     Members
     -------
@@ -95,7 +97,7 @@ class AdderGraph:
     """
 
     def __init__(self, m, inputs, lo, hi, weights, *, stage_levels=0, enable=None, name="g",
-                 share=True):
+                 share=True, terms="digits", window=32):
         self._m = m
         self._lo, self._hi = int(lo), int(hi)
         self._w = np.asarray(weights, dtype=np.int64)
@@ -113,8 +115,13 @@ class AdderGraph:
         self._multiples = [{1: leaf} for leaf in self._leaves]
         self.shared = 0
         self._share_terms = share
+        if terms not in ("digits", "multiples"):
+            raise ValueError(f"terms must be 'digits' or 'multiples', not {terms!r}")
+        self._terms = terms
+        self._window = window
         self._outputs = self._build_rows(rows)
         self.stages = max([n.stage for n in self._outputs if n is not None], default=0)
+        self.adders += sum(1 for n in self._outputs if n is not None and n.neg)
         self._outputs = [None if n is None else self._delay(n, self.stages) for n in self._outputs]
         if self._regs:
             regs = self._regs
@@ -248,9 +255,18 @@ class AdderGraph:
         return node
 
     def _row_terms(self, i):
-        """Row ``i`` as ``{node index: (shift, neg)}`` over the column multiples."""
+        """Row ``i`` as ``{(node index, shift): neg}``: one term per canonical signed digit of
+        each weight (``terms="digits"``), or per weight over its column's odd multiple
+        (``terms="multiples"``)."""
         w = self._w[i]
         nz = np.flatnonzero(w)
+        terms = {}
+        if self._terms == "digits":
+            digits = csd_digits(w[nz], 10)
+            for j, k in zip(*np.nonzero(digits), strict=True):
+                node = self._index(self._leaves[int(nz[j])], int(nz[j]))
+                terms[(node, int(k))] = bool(digits[j, k] < 0)
+            return terms
         mags = np.abs(w[nz])
         tz = np.zeros_like(mags)
         odd = mags.copy()
@@ -258,83 +274,124 @@ class AdderGraph:
             even = odd % 2 == 0
             odd[even] >>= 1
             tz[even] += 1
-        terms = {}
         negs = (w[nz] < 0).tolist()
         for j, o, sh, neg in zip(nz.tolist(), odd.tolist(), tz.tolist(), negs, strict=True):
-            terms[self._index(self._multiple(j, o))] = (sh, neg)
+            terms[(self._index(self._multiple(j, o), j), sh)] = neg
         return terms
 
-    def _index(self, node):
+    def _index(self, node, col=None):
         key = id(node)
         if key not in self._ids:
             self._ids[key] = len(self._nodes)
             self._nodes.append(node)
+            if col is not None:
+                self._col.append(col)
         return self._ids[key]
 
     @staticmethod
-    def _pair_key(a, ta, b, tb):
-        """Pattern of two terms, independent of the row's own shift and sign: the same key in
-        two rows means one shared adder can serve both."""
-        if (tb[0], b) < (ta[0], a):
-            a, ta, b, tb = b, tb, a, ta
-        return (a, b, tb[0] - ta[0], ta[1] != tb[1])
+    def _pair_key(ta, tb):
+        """Pattern of two terms ``((node, shift), neg)``, independent of the row's own shift
+        and sign: the same key in two rows means one shared adder can serve both."""
+        (a, sa), na = ta
+        (b, sb), nb = tb
+        if (sb, b) < (sa, a):
+            a, sa, na, b, sb, nb = b, sb, nb, a, sa, na
+        return (a, b, sb - sa, na != nb)
 
     def _share(self, rows):
         """Greedy common-subexpression extraction across rows (Hartley's method): while some
-        pair of terms, at the same relative shift and sign, occurs in two or more rows, build
-        it once and substitute it. Counts are kept incrementally with a lazy max-heap."""
+        pair of terms, at the same relative shift and sign, occurs two or more times, build
+        it once and substitute it.
+
+        Only pairs whose columns (a node's lowest column) lie within ``window`` of each other
+        are candidates, so the work per row is ``terms * window`` rather than ``terms**2``
+        and generation time grows linearly with the weights. Counts live in a bucket queue;
+        a pattern's occurrences are re-found (without overlap) when it is extracted.
+        """
+        win = self._window
+        col = self._col
         counts = {}
+        buckets = {}  # count -> keys with that count (only counts >= 2)
+        # where[r][node]: the shifts at which row r uses node
+        where = [{} for _ in rows]
+        # bycol[r][c]: row r's terms whose node column is c (updates visit the window only)
+        bycol = [{} for _ in rows]
         users = {}
-        for r, terms in enumerate(rows):
-            items = list(terms.items())
-            for k, (a, ta) in enumerate(items):
-                users.setdefault(a, set()).add(r)
-                for b, tb in items[k + 1:]:
-                    key = self._pair_key(a, ta, b, tb)
-                    counts[key] = counts.get(key, 0) + 1
-        heap = [(-c, key) for key, c in counts.items() if c > 1]
-        heapq.heapify(heap)
-        while heap:
-            neg_c, key = heapq.heappop(heap)
+
+        def bump(key, by):
             c = counts.get(key, 0)
-            if c != -neg_c:
-                if c > 1:
-                    heapq.heappush(heap, (-c, key))
+            if c >= 2:
+                buckets[c].discard(key)
+            c += by
+            counts[key] = c
+            if c >= 2:
+                buckets.setdefault(c, set()).add(key)
+
+        for r, terms in enumerate(rows):
+            items = sorted(terms.items(), key=lambda t: col[t[0][0]])
+            for k, ta in enumerate(items):
+                (n, sh), _ = ta
+                users.setdefault(n, set()).add(r)
+                where[r].setdefault(n, set()).add(sh)
+                ca = col[n]
+                bycol[r].setdefault(ca, set()).add((n, sh))
+                for tb in items[k + 1:]:
+                    if col[tb[0][0]] - ca > win:
+                        break
+                    bump(self._pair_key(ta, tb), 1)
+        top = max(buckets, default=0)
+        while top >= 2:
+            if not buckets.get(top):
+                top -= 1
                 continue
+            # Any key of the top count; set order of int tuples is deterministic in CPython.
+            key = next(iter(buckets[top]))
             a, b, ds, flip = key
-            hits = [r for r in users.get(a, ()) & users.get(b, ())
-                    if b in rows[r] and a in rows[r]
-                    and self._pair_key(a, rows[r][a], b, rows[r][b]) == key]
+            hits = []  # (row, term of a, term of b)
+            for r in sorted(users.get(a, set()) & users.get(b, set())):
+                terms, used = rows[r], set()
+                for sh in sorted(where[r].get(a, ())):
+                    ta, tb = (a, sh), (b, sh + ds)
+                    if ta in used or tb in used or tb == ta or tb not in terms \
+                            or ta not in terms or (terms[tb] != terms[ta]) != flip:
+                        continue
+                    used |= {ta, tb}
+                    hits.append((r, (ta, terms[ta]), (tb, terms[tb])))
             if len(hits) < 2:
-                counts[key] = len(hits)
+                bump(key, len(hits) - counts[key])
                 continue
-            na, nb = self._nodes[a], self._nodes[b]
-            node = self._combine(self._term(na, 0, False), self._term(nb, ds, flip))
-            new = self._index(node)
+            node = self._combine(self._term(self._nodes[a], 0, False),
+                                 self._term(self._nodes[b], ds, flip))
+            new = self._index(node, min(col[a], col[b]))
             self.shared += len(hits) - 1
-            for r in hits:
+            for r, ta, tb in hits:
                 terms = rows[r]
-                ta, tb = terms.pop(a), terms.pop(b)
-                first = ta if (ta[0], a) <= (tb[0], b) else tb
-                # The new node is worth first's value with first's sign taken as positive.
-                tn = (first[0], first[1])
-                for cn, tc in terms.items():
-                    for old, told in ((a, ta), (b, tb)):
-                        k2 = self._pair_key(old, told, cn, tc)
-                        counts[k2] -= 1
-                    k3 = self._pair_key(new, tn, cn, tc)
-                    counts[k3] = counts.get(k3, 0) + 1
-                    if counts[k3] > 1:
-                        heapq.heappush(heap, (-counts[k3], k3))
-                counts[key] -= 1
-                users[a].discard(r)
-                users[b].discard(r)
+                del terms[ta[0]], terms[tb[0]]
+                for (n, sh), _ in (ta, tb):
+                    where[r][n].discard(sh)
+                    bycol[r][col[n]].discard((n, sh))
+                where[r].setdefault(new, set()).add(ta[0][1])
+                tn = ((new, ta[0][1]), ta[1])
+                lo_c = min(col[a], col[b]) - win
+                hi_c = max(col[a], col[b]) + win
+                near = [(t, terms[t]) for c in range(lo_c, hi_c + 1)
+                        for t in sorted(bycol[r].get(c, ()))]
+                for tc in near:
+                    cc = col[tc[0][0]]
+                    for old in (ta, tb):
+                        if abs(col[old[0][0]] - cc) <= win:
+                            bump(self._pair_key(old, tc), -1)
+                    if abs(col[new] - cc) <= win:
+                        bump(self._pair_key(tn, tc), 1)
+                bump(key, -1)
                 users.setdefault(new, set()).add(r)
-                terms[new] = tn
+                terms[tn[0]] = tn[1]
+                bycol[r].setdefault(col[new], set()).add(tn[0])
+            top = max(top, max(buckets, default=0))
         return rows
 
     def _build_rows(self, rows_count):
-        self._nodes, self._ids = [], {}
+        self._nodes, self._ids, self._col = [], {}, []
         rows = [self._row_terms(i) for i in range(rows_count)]
         if self._share_terms:
             rows = self._share(rows)
@@ -343,11 +400,15 @@ class AdderGraph:
             if not terms:
                 out.append(None)
                 continue
-            level = [self._term(self._nodes[n], sh, neg) for n, (sh, neg) in terms.items()]
+            level = [self._term(self._nodes[n], sh, neg) for (n, sh), neg in terms.items()]
             # Balanced tree; neighbours in shift order overlap least, so they share low wires.
             while len(level) > 1:
                 level.sort(key=lambda n: (n.stage, n.shift))
-                nxt = [self._combine(level[k], level[k + 1])
+                # Adders of mixed sign subtract the right way round, so that negative results
+                # only come from two negative operands and a row needs a final negation only
+                # when all its terms are negative.
+                nxt = [self._combine(level[k], level[k + 1],
+                                     positive=level[k].neg != level[k + 1].neg)
                        for k in range(0, len(level) - 1, 2)]
                 if len(level) % 2:
                     nxt.append(level[-1])
@@ -365,7 +426,7 @@ class AdderGraph:
                 res.append((Const(0, signed(1)), 0, 0))
                 continue
             lo, hi = dot_bounds(self._w[i], self._lo, self._hi)
-            v = -node.sig if node.neg else node.sig
+            v = -node.sig if node.neg else node.sig  # a row whose terms are all negative
             if node.shift:
                 v = Cat(Const(0, node.shift), v).as_signed()
             res.append((v, int(lo), int(hi)))
