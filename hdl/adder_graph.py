@@ -97,7 +97,7 @@ class AdderGraph:
     """
 
     def __init__(self, m, inputs, lo, hi, weights, *, stage_levels=0, enable=None, name="g",
-                 share=True, terms="digits", window=32):
+                 share=True, terms="digits", window=64):
         self._m = m
         self._lo, self._hi = int(lo), int(hi)
         self._w = np.asarray(weights, dtype=np.int64)
@@ -311,7 +311,7 @@ class AdderGraph:
         win = self._window
         col = self._col
         counts = {}
-        buckets = {}  # count -> keys with that count (only counts >= 2)
+        buckets = {}  # count -> relative shift -> keys (only counts >= 2)
         # where[r][node]: the shifts at which row r uses node
         where = [{} for _ in rows]
         # bycol[r][c]: row r's terms whose node column is c (updates visit the window only)
@@ -321,11 +321,11 @@ class AdderGraph:
         def bump(key, by):
             c = counts.get(key, 0)
             if c >= 2:
-                buckets[c].discard(key)
+                buckets[c][key[2]].discard(key)
             c += by
             counts[key] = c
             if c >= 2:
-                buckets.setdefault(c, set()).add(key)
+                buckets.setdefault(c, {}).setdefault(key[2], set()).add(key)
 
         for r, terms in enumerate(rows):
             items = sorted(terms.items(), key=lambda t: col[t[0][0]])
@@ -341,11 +341,14 @@ class AdderGraph:
                     bump(self._pair_key(ta, tb), 1)
         top = max(buckets, default=0)
         while top >= 2:
-            if not buckets.get(top):
+            level = buckets.get(top, {})
+            shifts = [d for d, keys in level.items() if keys]
+            if not shifts:
                 top -= 1
                 continue
-            # Any key of the top count; set order of int tuples is deterministic in CPython.
-            key = next(iter(buckets[top]))
+            # Among the most frequent, the smallest relative shift gives the narrowest adder;
+            # then the lowest-numbered nodes (deterministic).
+            key = min(level[min(shifts)])
             a, b, ds, flip = key
             hits = []  # (row, term of a, term of b)
             for r in sorted(users.get(a, set()) & users.get(b, set())):

@@ -1,6 +1,4 @@
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -26,8 +24,3 @@ def generate(tmp_path):
         assert hardwire(*args, "--out", out) == 0
         return out, json.loads((out / "manifest.json").read_text())
     return _generate
-
-
-def needs(tool: str, reason: str):
-    return pytest.mark.skipif(shutil.which(tool) is None and not Path(f".venv/bin/{tool}").exists(),
-                              reason=reason)
