@@ -27,7 +27,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["da4ml_verilog", "naive_verilog", "row_bounds", "verify_iverilog"]
+# Widths and ranges come from golden, the single definition the generators use too.
+from golden.linear import row_bounds
+from golden.numerics import signed_range, signed_width
+
+__all__ = ["da4ml_verilog", "naive_verilog", "verify_iverilog"]
 
 Design = dict[str, Any]
 
@@ -47,23 +51,6 @@ def _check(w: np.ndarray, abits: int) -> np.ndarray:
     if not isinstance(abits, int) or abits < 2:
         raise ValueError(f"Input width must be an integer >= 2, not {abits!r}")
     return w
-
-
-def _x_range(abits: int) -> tuple[int, int]:
-    """Return the range of a signed ``abits``-bit input."""
-    return -(1 << (abits - 1)), (1 << (abits - 1)) - 1
-
-
-def row_bounds(w: np.ndarray, abits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the exact minimum and maximum of each ``y_i`` over all signed ``abits``-bit x."""
-    w = _check(w, abits)
-    lo, hi = _x_range(abits)
-    return np.minimum(w * lo, w * hi).sum(axis=1), np.maximum(w * lo, w * hi).sum(axis=1)
-
-
-def _signed_width(lo: int, hi: int) -> int:
-    """Return the fewest two's complement bits that hold every integer in ``[lo, hi]``."""
-    return max(int(hi).bit_length(), int(-lo - 1).bit_length()) + 1
 
 
 def _port(name: str, count: int, elem_width: int, *, signed: bool = True, lsb_exp: int = 0):
@@ -239,7 +226,7 @@ def naive_verilog(w: np.ndarray, abits: int, out_dir: Path, *, name: str | None 
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     lo, hi = row_bounds(w, abits)
-    ow = max(_signed_width(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True))
+    ow = int(np.max(signed_width(lo, hi)))
 
     # Format each distinct weight once, then build all terms with array operations.
     values, inverse = np.unique(w, return_inverse=True)
@@ -291,7 +278,7 @@ def naive_verilog(w: np.ndarray, abits: int, out_dir: Path, *, name: str | None 
 
 def _test_vectors(w: np.ndarray, abits: int, n_random: int, seed: int) -> np.ndarray:
     """Return inputs that reach every row's exact bound, the two corners, and random ones."""
-    lo, hi = _x_range(abits)
+    lo, hi = signed_range(abits)
     # x_j = hi where w_ij > 0 and lo elsewhere gives max y_i; the mirror image gives min y_i.
     y_max = np.where(w > 0, hi, lo)
     y_min = np.where(w > 0, lo, hi)
