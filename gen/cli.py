@@ -25,11 +25,21 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} --help')")
 
 
-def _positive(text):
+def _count(text):
+    """A non-negative integer; ranges beyond that are checked where the meaning is known."""
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
+    return v
+
+
+def _at_least_one(text):
+    v = _count(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, not {text!r}")
     return v
 
 
@@ -43,23 +53,23 @@ def _parser():
                         description="Generate a matrix-vector engine whose weights are "
                         "constants: Verilog, ROM images, weights.npy, golden vectors and "
                         "manifest.json in --out.")
-    mv.add_argument("--rows", type=_positive, help="output count (default: from --weights)")
-    mv.add_argument("--cols", type=_positive, help="input count (default: from --weights)")
-    mv.add_argument("--wbits", type=_positive, required=True, help="weight bits, 2..8")
-    mv.add_argument("--abits", type=_positive, default=8, help="activation bits, 2..8 "
+    mv.add_argument("--rows", type=_count, help="output count (default: from --weights)")
+    mv.add_argument("--cols", type=_count, help="input count (default: from --weights)")
+    mv.add_argument("--wbits", type=_count, required=True, help="weight bits, 2..8")
+    mv.add_argument("--abits", type=_count, default=8, help="activation bits, 2..8 "
                     "(default 8)")
     mv.add_argument("--ternary", action="store_true", help="weights in {-1, 0, 1} (--wbits 2)")
     mv.add_argument("--strategy", default="folded", help="serial: activation-bit-serial "
                     "distributed arithmetic; folded: lanes with mask ROMs, weight-bit-serial "
                     "(scales to real layers); parallel: unrolled pipelined shift-add, one "
                     "vector per cycle (default folded)")
-    mv.add_argument("--lanes", type=_positive, help="folded: parallel lanes (default "
+    mv.add_argument("--lanes", type=_count, help="folded: parallel lanes (default "
                     "min(rows, 8))")
-    mv.add_argument("--word", type=_positive, help="folded: weight bits per lane per cycle, "
+    mv.add_argument("--word", type=_count, help="folded: weight bits per lane per cycle, "
                     "1..64 (default min(cols, 32))")
-    mv.add_argument("--digit", type=_positive, default=1, help="serial: activation bits per "
+    mv.add_argument("--digit", type=_count, default=1, help="serial: activation bits per "
                     "cycle, 1, 2 or 4 (default 1)")
-    mv.add_argument("--stage-levels", type=_positive, default=2, help="parallel: adder "
+    mv.add_argument("--stage-levels", type=_count, default=2, help="parallel: adder "
                     "levels between pipeline registers, 0 for none (default 2)")
     mv.add_argument("--requant", action="store_true", help="requantise outputs to int8")
     mv.add_argument("--requant-scale", type=float, help="real scale for --requant (default: "
@@ -67,12 +77,12 @@ def _parser():
     mv.add_argument("--rounding", default="half_away", help="requant rounding: floor, "
                     "trunc_zero, half_up, half_down, half_away, half_even (default half_away)")
     src = mv.add_mutually_exclusive_group()
-    src.add_argument("--seed", type=_positive, default=0, help="seed of the synthetic "
+    src.add_argument("--seed", type=_count, default=0, help="seed of the synthetic "
                      "weights and golden vectors (default 0)")
     src.add_argument("--weights", type=Path, help="integer weights, rows x cols, as .npy")
     mv.add_argument("--rom-images", default="auto", help="folded: 'inline' ROM contents in "
                     "the Verilog, 'files' for $readmemh images, 'auto' uses files above 1 Mbit")
-    mv.add_argument("--vectors", type=_positive, default=64, help="random golden vectors to "
+    mv.add_argument("--vectors", type=_count, default=64, help="random golden vectors to "
                     "store besides the worst-case ones (default 64)")
     mv.add_argument("--out", type=Path, required=True, help="output directory (replaced "
                     "atomically)")
@@ -83,8 +93,9 @@ def _parser():
                          "compared exactly with the golden model.")
     sim.add_argument("design", type=Path, help="directory written by 'hardwire matvec'")
     sim.add_argument("--simulator", default="icarus", choices=("icarus", "verilator"))
-    sim.add_argument("--vectors", type=_positive, default=100, help="random vectors per test")
-    sim.add_argument("--seed", type=_positive, default=1)
+    sim.add_argument("--vectors", type=_at_least_one, default=100,
+                     help="random vectors per test (default 100)")
+    sim.add_argument("--seed", type=_count, default=1)
     sim.add_argument("--waves", action="store_true", help="dump waveforms")
 
     syn = sub.add_parser("synth", help="synthesise with yosys and place-and-route with nextpnr",

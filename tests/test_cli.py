@@ -24,6 +24,8 @@ BASE = ["matvec", "--rows", "4", "--cols", "5", "--wbits", "4"]
     (BASE + ["--ternary"], "ternary"),
     (BASE + ["--rounding", "nearest", "--requant"], "unknown rounding"),
     (["matvec", "--wbits", "4"], "--rows and --cols"),
+    (BASE + ["--seed", "-1"], "non-negative integer"),
+    (BASE + ["--rows", "x"], "non-negative integer"),
 ])
 def test_bad_config(tmp_path, capsys, args, msg):
     out = tmp_path / "out"
