@@ -185,7 +185,11 @@ def main(argv=None):
                     "(e.g. '16x16 int4'), or 'all', or 'none'")
     ap.add_argument("--no-scale", action="store_true", help="skip the 576x1536 scale row")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per tool run")
+    ap.add_argument("--out", type=Path, default=Path("build/bench"),
+                    help="output directory (default build/bench)")
     a = ap.parse_args(argv)
+    global OUT
+    OUT = a.out
     OUT.mkdir(parents=True, exist_ok=True)
     chosen = [p for p in PROBLEMS if a.problems == "all" or p[0] in a.problems.split(",")]
     rows = []
