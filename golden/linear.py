@@ -24,6 +24,7 @@ __all__ = [
     "matvec",
     "worst_case_vectors",
     "random_vectors",
+    "serial_digit_range",
 ]
 
 WBITS_RANGE = (2, 8)
@@ -140,6 +141,13 @@ def worst_case_vectors(w, abits: int) -> np.ndarray:
     to_min = np.where(w > 0, lo, hi)
     rows = np.stack([to_max, to_min], axis=1).reshape(-1, cols)
     return np.concatenate([np.full((1, cols), lo), np.full((1, cols), hi), rows]).astype(np.int64)
+
+
+def serial_digit_range(digit: int) -> tuple[int, int]:
+    """Range of one activation digit in the serial schedule: the top digit of a sign-extended
+    activation is signed (``-2**(digit-1) .. 2**(digit-1)-1``), the others unsigned
+    (``0 .. 2**digit - 1``); one datapath serves both, so it takes their union."""
+    return -(1 << (digit - 1)), (1 << digit) - 1
 
 
 def random_vectors(n: int, cols: int, abits: int, rng: np.random.Generator) -> np.ndarray:

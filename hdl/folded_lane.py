@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.linear import Requant
-from golden.numerics import signed_width
+from golden.numerics import signed_range, signed_width
 
 from .requantizer import Requantizer
 
@@ -75,7 +75,7 @@ class FoldedLane(wiring.Component):
         A = self._abits
         xk = [self.chunk[k * A:(k + 1) * A].as_signed() for k in range(self._word)]
         tree = Signal(signed(self._tree_w))
-        lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
+        lo, hi = signed_range(A)
         gated = [x & self.bits[k].replicate(A).as_signed() for k, x in enumerate(xk)]
         m.d.comb += tree.eq(_adder_tree(m, gated, min(lo, 0), max(hi, 0)))
         acc = Signal(signed(self._acc_w))

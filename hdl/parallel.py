@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import wiring
 
 from golden.linear import LinearSpec, Requant
+from golden.numerics import signed_range
 
 from .adder_graph import AdderGraph
 from .ports import OutputFormatter, matvec_ports, out_bits, unpack
@@ -50,7 +51,7 @@ class ParallelMatVec(wiring.Component):
         xs = [Signal(signed(A), name=f"x{j}") for j in range(cols)]
         with m.If(en):
             m.d.sync += [r.eq(v) for r, v in zip(xs, unpack(self.x.payload, cols, A), strict=True)]
-        lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
+        lo, hi = signed_range(A)
         graph = AdderGraph(m, xs, lo, hi, self.weights, stage_levels=self.stage_levels,
                            enable=en, name="g")
         self.stages, self.adders = graph.stages, graph.adders

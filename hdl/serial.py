@@ -3,7 +3,7 @@
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 
-from golden.linear import LinearSpec, Requant, row_bounds
+from golden.linear import LinearSpec, Requant, row_bounds, serial_digit_range
 from golden.numerics import signed_width
 
 from .adder_graph import AdderGraph
@@ -91,7 +91,7 @@ class SerialMatVec(wiring.Component):
             with m.If(last):
                 m.d.sync += busy.eq(0)
 
-        graph = AdderGraph(m, digits, -(1 << (D - 1)), (1 << D) - 1, self.weights, name="p")
+        graph = AdderGraph(m, digits, *serial_digit_range(D), self.weights, name="p")
         self.adders = graph.adders
         fmt = OutputFormatter(m, self.requant, self.out_bits)
         lo, hi = row_bounds(self.weights, A)
