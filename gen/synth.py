@@ -710,7 +710,8 @@ def synth_design(design: str | Path, target: str = "ecp5", pnr: bool = True,
     statistics stand on their own.
     """
     t0 = time.perf_counter()
-    design = Path(design)
+    # Absolute: the tools run with other working directories.
+    design = Path(design).resolve()
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if not timeout > 0:

@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,7 @@ class SimResult:
     build_seconds: float = 0.0
     test_seconds: float = 0.0
     notes: list = field(default_factory=list)
+    cases: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -69,8 +71,13 @@ class SimResult:
 
     def summary(self) -> str:
         state = "PASS" if self.ok else "FAIL"
-        return (f"{state}: {self.design} on {self.simulator}: {self.tests - self.failed} "
-                f"passed, {self.failed} failed ({self.results})")
+        lines = [f"  {st}  {name:<20} {sec:7.2f} s  {why}".rstrip()
+                 for name, st, sec, why in self.cases]
+        logs = self.results.parent if self.results else self.design
+        return "\n".join(lines + [
+            f"{state}: {self.design} on {self.simulator}: {self.tests - self.failed} passed, "
+            f"{self.failed} failed (build {self.build_seconds:.1f} s, simulation "
+            f"{self.test_seconds:.1f} s; logs in {logs})"] + self.notes)
 
 
 def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, seed: int = 1,
@@ -103,7 +110,7 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
     t0 = time.perf_counter()
     runner.build(sources=sources, hdl_toplevel=manifest["top"], build_dir=build_dir,
                  build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                 always=False)
+                 always=False, log_file=build_dir / "build.log")
     t1 = time.perf_counter()
     results = build_dir / "results.xml"
     extra = {"HARDWIRE_DESIGN": str(design), "HARDWIRE_VECTORS": str(vectors),
@@ -112,13 +119,20 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
         runner.test(hdl_toplevel=manifest["top"], test_module="sim.tb_matvec",
                     build_dir=build_dir, test_dir=design, results_xml=str(results),
                     extra_env=extra, waves=waves, timescale=("1ns", "1ps"),
-                    testcase=testcase)
+                    testcase=testcase, log_file=build_dir / "sim.log")
     except SystemExit:
         pass  # the runner exits on a failing simulator; the results file says what failed
     res = SimResult(design=design, simulator=simulator, results=results,
                     build_seconds=t1 - t0, test_seconds=time.perf_counter() - t1)
     try:
         res.tests, res.failed = get_results(results)
-    except RuntimeError as e:
+        for case in ET.parse(results).iter("testcase"):
+            bad = case.find("failure") is not None or case.find("error") is not None
+            msg = (case.find("failure") if case.find("failure") is not None
+                   else case.find("error"))
+            why = (msg.get("message") or "").strip().splitlines()[:1] if bad else []
+            res.cases.append((case.get("name"), "FAIL" if bad else "PASS",
+                              float(case.get("time") or 0), why[0] if why else ""))
+    except (RuntimeError, ET.ParseError) as e:
         res.notes.append(str(e))
     return res
