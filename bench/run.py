@@ -74,9 +74,14 @@ def _synth(sources, top, cwd, work, *, pnr_ports, gates, timeout):
     return row
 
 
-def bench_problem(name, rows, cols, wbits, ternary, timeout):
+def bench_problem(name, rows, cols, wbits, ternary, timeout, designs=None):
+    def wanted(label):
+        return designs is None or any(d in label for d in designs)
+
     results = []
     for strategy, opts in STRATEGIES:
+        if not wanted(strategy + "".join(f" {k}={v}" for k, v in opts.items())):
+            continue
         cfg = MatVecConfig(rows=rows, cols=cols, wbits=wbits, ternary=ternary,
                            strategy=strategy, **opts)
         w = synthetic_weights(rows, cols, cfg.spec, 0)
@@ -101,6 +106,8 @@ def bench_problem(name, rows, cols, wbits, ternary, timeout):
     for label, make in (("da4ml comb", lambda o: da4ml_verilog(w, 8, o, pipelined=False)),
                         ("da4ml pipe", lambda o: da4ml_verilog(w, 8, o, pipelined=True)),
                         ("naive W*x", lambda o: naive_verilog(w, 8, o))):
+        if not wanted(label):
+            continue
         d = OUT / name.replace(" ", "_") / label.replace(" ", "_").replace("*", "")
         t = time.perf_counter()
         des = make(d)
@@ -184,6 +191,8 @@ def main(argv=None):
     ap.add_argument("--problems", default="all", help="comma-separated problem names "
                     "(e.g. '16x16 int4'), or 'all', or 'none'")
     ap.add_argument("--no-scale", action="store_true", help="skip the 576x1536 scale row")
+    ap.add_argument("--designs", help="comma-separated substrings of the design labels to run "
+                    "(e.g. 'parallel,da4ml'); default all")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per tool run")
     ap.add_argument("--out", type=Path, default=Path("build/bench"),
                     help="output directory (default build/bench)")
@@ -194,7 +203,8 @@ def main(argv=None):
     chosen = [p for p in PROBLEMS if a.problems == "all" or p[0] in a.problems.split(",")]
     rows = []
     for p in chosen:
-        rows += bench_problem(*p, timeout=a.timeout)
+        rows += bench_problem(*p, timeout=a.timeout,
+                              designs=a.designs.split(",") if a.designs else None)
         (OUT / "results.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     scale = None if a.no_scale else bench_scale(a.timeout)
     (OUT / "results.json").write_text(json.dumps({"rows": rows, "scale": scale}, indent=2,
