@@ -110,8 +110,6 @@ def _parser():
 
 
 def _cmd_matvec(a):
-    import numpy as np  # noqa: F401  (keeps --help fast: heavy imports only when needed)
-
     from golden.linear import LinearSpec
 
     from .matvec import MatVecConfig, generate, load_weights, synthetic_weights

@@ -1,10 +1,11 @@
 """Constant matrix-vector product as a shift-add graph.
 
-Each input ``x_j`` is multiplied by the odd parts of the weights of its column once
-(``3x = x + 2x``, ``7x = 8x - x``, larger ones reuse smaller ones), and every row then sums its
-shifted, signed multiples in a balanced tree. Additions keep the low bits of the less-shifted
-operand as wires and add only the overlapping bits. Every intermediate signal is exactly as
-wide as the range of values it can take for these weights, computed by
+Every weight is split into canonical signed digits, each a shifted, signed copy of one input.
+Pairs of terms that recur across rows (same inputs, relative shift and sign) are built once
+and shared (Hartley's method; this also builds multiples such as ``3x = x + 2x`` where they
+pay). Every row then sums what is left in a balanced tree. Additions keep the low bits of the
+less-shifted operand as wires and add only the overlapping bits. Every intermediate signal is
+exactly as wide as the range of values it can take for these weights, computed by
 :func:`golden.linear.dot_bounds`.
 """
 
@@ -81,10 +82,6 @@ class AdderGraph:
         Prefix for signal names.
     share : bool
         Extract subexpressions that several rows have in common (see :meth:`_share`).
-    terms : str
-        ``"digits"``: every canonical signed digit of a weight is a term, and sharing finds
-        the multiples worth building. ``"multiples"``: every odd multiple a column needs is
-        built first and each weight is one term.
 
     Members
     -------
@@ -97,7 +94,7 @@ class AdderGraph:
     """
 
     def __init__(self, m, inputs, lo, hi, weights, *, stage_levels=0, enable=None, name="g",
-                 share=True, terms="digits", window=64):
+                 share=True, window=64):
         self._m = m
         self._lo, self._hi = int(lo), int(hi)
         self._w = np.asarray(weights, dtype=np.int64)
@@ -112,12 +109,8 @@ class AdderGraph:
         self._count = 0
         self._leaves = [_Node(Value.cast(x).as_signed(), _Form.single(j, 1, self._lo, self._hi))
                         for j, x in enumerate(inputs)]
-        self._multiples = [{1: leaf} for leaf in self._leaves]
         self.shared = 0
         self._share_terms = share
-        if terms not in ("digits", "multiples"):
-            raise ValueError(f"terms must be 'digits' or 'multiples', not {terms!r}")
-        self._terms = terms
         self._window = window
         self._outputs = self._build_rows(rows)
         self.stages = max([n.stage for n in self._outputs if n is not None], default=0)
@@ -202,81 +195,22 @@ class AdderGraph:
         return self._finish(node)
 
     @staticmethod
-    def _scaled(node, shift, neg):
-        """``node``'s signal with a new shift and sign (for nodes of shift 0, sign +)."""
-        return _Node(node.sig, node.coef, shift, neg, node.stage, node.depth)
-
-    @staticmethod
     def _term(node, shift, neg):
         """``(-1 if neg else 1) * node << shift``: composes with the node's own sign and
         shift (a shared node can come out negated)."""
         return _Node(node.sig, node.coef, node.shift + shift, node.neg != neg, node.stage,
                      node.depth)
 
-    def _multiple(self, j, odd):
-        """Node for ``odd * x_j`` (``odd`` positive and odd), built from smaller multiples."""
-        table = self._multiples[j]
-        if odd in table:
-            return table[odd]
-        node = None
-        # One adder from two multiples we already have.
-        for a in sorted(table):
-            for k in range(1, 16):
-                step = 1 << k
-                if odd > a and (odd - a) % step == 0 and (odd - a) // step in table:
-                    # odd = a + (b << k)
-                    b = (odd - a) // step
-                    node = self._combine(table[a], self._scaled(table[b], k, False))
-                elif (odd + a) % step == 0 and (odd + a) // step in table:
-                    # odd = (b << k) - a
-                    b = (odd + a) // step
-                    node = self._combine(self._scaled(table[a], 0, True),
-                                         self._scaled(table[b], k, False), positive=True)
-                elif a > odd and (a - odd) % step == 0 and (a - odd) // step in table:
-                    # odd = a - (b << k)
-                    b = (a - odd) // step
-                    node = self._combine(table[a], self._scaled(table[b], k, True))
-                if node is not None:
-                    break
-            if node is not None:
-                break
-        if node is None:
-            # Peel off the top canonical signed digit and recurse on the rest.
-            digits = csd_digits(np.array([odd]), odd.bit_length() + 2)[0]
-            top = int(np.flatnonzero(digits)[-1])
-            rest = odd - int(digits[top]) * (1 << top)
-            rest_shift = (abs(rest) & -abs(rest)).bit_length() - 1
-            base = self._multiple(j, abs(rest) >> rest_shift)
-            node = self._combine(self._scaled(base, rest_shift, rest < 0),
-                                 self._scaled(self._leaves[j], top, digits[top] < 0),
-                                 positive=True)
-        assert not node.neg and node.shift == 0
-        table[odd] = node
-        return node
-
     def _row_terms(self, i):
         """Row ``i`` as ``{(node index, shift): neg}``: one term per canonical signed digit of
-        each weight (``terms="digits"``), or per weight over its column's odd multiple
-        (``terms="multiples"``)."""
+        each weight; sharing then finds the multiples worth building."""
         w = self._w[i]
         nz = np.flatnonzero(w)
         terms = {}
-        if self._terms == "digits":
-            digits = csd_digits(w[nz], 10)
-            for j, k in zip(*np.nonzero(digits), strict=True):
-                node = self._index(self._leaves[int(nz[j])], int(nz[j]))
-                terms[(node, int(k))] = bool(digits[j, k] < 0)
-            return terms
-        mags = np.abs(w[nz])
-        tz = np.zeros_like(mags)
-        odd = mags.copy()
-        while np.any(odd % 2 == 0):
-            even = odd % 2 == 0
-            odd[even] >>= 1
-            tz[even] += 1
-        negs = (w[nz] < 0).tolist()
-        for j, o, sh, neg in zip(nz.tolist(), odd.tolist(), tz.tolist(), negs, strict=True):
-            terms[(self._index(self._multiple(j, o), j), sh)] = neg
+        digits = csd_digits(w[nz], 10)
+        for j, k in zip(*np.nonzero(digits), strict=True):
+            node = self._index(self._leaves[int(nz[j])], int(nz[j]))
+            terms[(node, int(k))] = bool(digits[j, k] < 0)
         return terms
 
     def _index(self, node, col=None):

@@ -6,7 +6,7 @@ out the same way. Both are ``lib.stream`` valid/ready streams.
 """
 
 import numpy as np
-from amaranth.hdl import Cat, Signal, signed, unsigned
+from amaranth.hdl import Signal, signed, unsigned
 from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 
@@ -57,7 +57,3 @@ class OutputFormatter:
             out = rq.o
         self._n += 1
         return out
-
-    @staticmethod
-    def pack(elements):
-        return Cat(*elements)
