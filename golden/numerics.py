@@ -12,6 +12,7 @@ import numpy as np
 __all__ = [
     "ROUNDING_MODES",
     "rounding_bias",
+    "rounding_bias_terms",
     "round_shift",
     "saturate",
     "wrap",
@@ -33,9 +34,9 @@ def _as_int64(v):
     return a.astype(np.int64)
 
 
-def rounding_bias(v, shift: int, mode: str):
-    """Bias ``b`` such that ``(v + b) >> shift`` (arithmetic, i.e. floor) rounds ``v / 2**shift``
-    by ``mode``.
+def rounding_bias_terms(shift: int, mode: str) -> tuple[int, int, int]:
+    """The rounding bias as ``(const, per_negative, per_bit)``: the bias for ``v`` is
+    ``const + per_negative * (v < 0) + per_bit * (bit shift of v)``.
 
     ================ ====================================== =======================
     mode             bias                                   tie ``k + 1/2`` goes to
@@ -48,28 +49,34 @@ def rounding_bias(v, shift: int, mode: str):
     ``half_even``    ``2**(s-1) - 1 + bit s of v``          the even one of ``k, k+1``
     ================ ====================================== =======================
 
-    The hardware adds exactly this bias before its arithmetic shift, so this table is also the
-    circuit. For ``shift == 0`` the bias is 0 in every mode.
+    This is the one table: :func:`rounding_bias` evaluates it, and the hardware requantiser
+    builds exactly this sum. For ``shift == 0`` every mode has bias 0.
     """
     if mode not in ROUNDING_MODES:
         raise ValueError(f"unknown rounding mode {mode!r}; known: {', '.join(ROUNDING_MODES)}")
     if not isinstance(shift, (int, np.integer)) or shift < 0:
         raise ValueError(f"shift must be a non-negative integer, not {shift!r}")
-    v = _as_int64(v)
+    shift = int(shift)
     if shift == 0 or mode == "floor":
-        return np.zeros_like(v)
-    half = np.int64(1) << np.int64(shift - 1)
+        return 0, 0, 0
+    half = 1 << (shift - 1)
+    return {
+        "trunc_zero": (0, (1 << shift) - 1, 0),
+        "half_up": (half, 0, 0),
+        "half_down": (half - 1, 0, 0),
+        "half_away": (half, -1, 0),
+        "half_even": (half - 1, 0, 1),
+    }[mode]
+
+
+def rounding_bias(v, shift: int, mode: str):
+    """Bias ``b`` such that ``(v + b) >> shift`` (arithmetic, i.e. floor) rounds ``v / 2**shift``
+    by ``mode``; the table is :func:`rounding_bias_terms`."""
+    const, per_neg, per_bit = rounding_bias_terms(shift, mode)
+    v = _as_int64(v)
     neg = (v < 0).astype(np.int64)
-    if mode == "trunc_zero":
-        return neg * ((np.int64(1) << np.int64(shift)) - 1)
-    if mode == "half_up":
-        return np.full_like(v, half)
-    if mode == "half_down":
-        return np.full_like(v, half - 1)
-    if mode == "half_away":
-        return half - neg
-    # half_even
-    return half - 1 + ((v >> np.int64(shift)) & 1)
+    bit = (v >> np.int64(shift)) & 1
+    return np.int64(const) + np.int64(per_neg) * neg + np.int64(per_bit) * bit
 
 
 def round_shift(v, shift: int, mode: str):

@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.linear import Requant
-from golden.numerics import signed_range, signed_width
+from golden.numerics import rounding_bias_terms, signed_range, signed_width
 
 __all__ = ["Requantizer"]
 
@@ -44,23 +44,17 @@ class Requantizer(wiring.Component):
         s = rq.shift
         prod = Signal(signed(int(signed_width(self._plo, self._phi))))
         m.d.comb += prod.eq(self.i * rq.multiplier)
-        # The bias of each mode, as golden.numerics.rounding_bias defines it (its table).
-        neg = prod[-1]
-        if s == 0 or rq.rounding == "floor":
-            bias = 0
-        elif rq.rounding == "trunc_zero":
-            bias = Mux(neg, (1 << s) - 1, 0)
-        elif rq.rounding == "half_up":
-            bias = 1 << (s - 1)
-        elif rq.rounding == "half_down":
-            bias = (1 << (s - 1)) - 1
-        elif rq.rounding == "half_away":
-            bias = (1 << (s - 1)) - neg
-        elif rq.rounding == "half_even":
-            bias = (1 << (s - 1)) - 1 + prod[s]
-        else:  # pragma: no cover - Requant validates the mode
-            raise AssertionError(rq.rounding)
-        biased = Signal(signed(len(prod) + 1))
+        # golden's bias table: const + per_negative * (prod < 0) + per_bit * prod[shift].
+        const, per_neg, per_bit = rounding_bias_terms(s, rq.rounding)
+        bias = const
+        if per_neg:
+            bias = bias + per_neg * prod[-1]
+        if per_bit:
+            # Bits above the top of prod are copies of its sign bit.
+            bias = bias + per_bit * prod[min(s, len(prod) - 1)]
+        blo = self._plo + const + min(per_neg, 0)
+        bhi = self._phi + const + max(per_neg, 0) + max(per_bit, 0)
+        biased = Signal(signed(int(signed_width(blo, bhi))))
         m.d.comb += biased.eq(prod + bias)
         shifted = Signal(signed(max(len(biased) - s, 1)))
         m.d.comb += shifted.eq(biased >> s)

@@ -3,6 +3,8 @@ element ``i`` in bits ``[i*bits, (i+1)*bits)``, two's complement. Vectorised wit
 
 import numpy as np
 
+from golden.numerics import wrap
+
 __all__ = ["pack", "unpack"]
 
 
@@ -18,4 +20,4 @@ def unpack(value: int, count: int, bits: int) -> np.ndarray:
     raw = np.frombuffer(int(value).to_bytes(nbytes, "little"), dtype=np.uint8)
     planes = np.unpackbits(raw, bitorder="little")[: count * bits].reshape(count, bits)
     u = (planes.astype(np.int64) << np.arange(bits, dtype=np.int64)).sum(axis=1)
-    return np.where(u >= (1 << (bits - 1)), u - (1 << bits), u)
+    return wrap(u, bits)

@@ -45,6 +45,11 @@ CASES = {
                                                           strategy="parallel", requant=True,
                                                           requant_scale=0.125,
                                                           rounding="half_down")),
+    # A shift far wider than the product: the bias and the shifted value are all sign bits.
+    "parallel-int2-requant-tiny-scale": (("icarus",), dict(rows=3, cols=3, wbits=2,
+                                                           strategy="parallel", requant=True,
+                                                           requant_scale=1e-9,
+                                                           rounding="half_even")),
     "parallel-int2-requant-floor": (("icarus",), dict(rows=4, cols=5, wbits=2,
                                                       strategy="parallel", requant=True,
                                                       requant_scale=0.37, rounding="floor")),
