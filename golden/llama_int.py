@@ -1,0 +1,396 @@
+"""The integer Llama decoder layer: every operation exact on integers, bit for bit what the
+hardware computes.
+
+Number formats (all choices live in :class:`IntFormat`; the defaults are below):
+
+- **Residual stream** ``h``: int32, ``res_frac = 12`` fraction bits (Q19.12). SmolLM2 carries
+  outliers near 22,500; int32 holds ±524,288 at 2.4e-4 resolution. The residual adds saturate.
+- **Vectors between units** (q, k, v, gate, up, attention output): int32 with ``fx_frac = 12``.
+- **Matrix-vector inputs** are *block floating point* per token: a signed ``abits``-bit mantissa
+  vector ``a`` and one power-of-two exponent ``e`` (value ``a * 2**e``), made by :func:`bfp`.
+  A power of two keeps every rescale a shift: no dividers, no per-token multipliers.
+- **Weights** are :class:`golden.blockquant.BlockAffine`, exactly as the file holds them
+  (Q4_0/Q4_1/Q8_0 block scales and mins, or per-channel intN). The product is the exact
+  ``sum_b D*P + M*S`` (:func:`golden.blockquant.block_matvec`) in units of
+  ``2**(w.exp + e)``, then one rounding to int32 Q.fx_frac (:func:`rescale`).
+- **KV cache** entries are block floating point per (position, KV head): ``kv_bits`` mantissas
+  and an exponent.
+
+Rounding is :func:`golden.numerics.round_shift` with ``half_away`` unless a docstring says
+``floor``. Float enters in exactly two places, both at generation time, never per token: the
+constant tables (:func:`rope_table`, :func:`exp2_table`, :func:`sigmoid_table`,
+:func:`norm_gain`) and the layer input (:func:`to_residual`).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from golden.blockquant import BlockAffine, block_matvec
+from golden.llama import LayerWeights, LlamaConfig
+from golden.numerics import round_shift, saturate
+
+__all__ = [
+    "IntFormat",
+    "IntLayer",
+    "IntCache",
+    "bitlen",
+    "rescale",
+    "bfp",
+    "to_residual",
+    "from_residual",
+    "norm_gain",
+    "rope_table",
+    "exp2_table",
+    "sigmoid_table",
+    "rms_norm_int",
+    "rope_int",
+    "softmax_weights",
+    "exp2_neg",
+    "silu_int",
+    "recip",
+    "int_layer_step",
+    "int_layer_forward",
+]
+
+MODE = "half_away"
+
+
+@dataclass(frozen=True)
+class IntFormat:
+    """Every width and fraction of the integer layer."""
+
+    abits: int = 12  # matvec activation mantissa bits
+    res_frac: int = 12  # residual: int32 Q19.12
+    res_bits: int = 32
+    fx_frac: int = 12  # vectors between units: int32 Q.12
+    fx_bits: int = 32
+    norm_bits: int = 16  # RMSNorm squares this many bits of each element
+    gain_bits: int = 15  # RMSNorm gain magnitude bits (plus sign)
+    isqrt_frac: int = 16  # fraction bits of the square root
+    recip_bits: int = 24  # mantissa bits of every reciprocal
+    kv_bits: int = 16  # KV cache mantissa bits
+    q_bits: int = 16  # query mantissa bits for the scores
+    trig_frac: int = 14  # RoPE cos/sin: round(cos * 2**14)
+    score_frac: int = 12  # scores in log2 units, Q.12
+    score_const_frac: int = 16  # log2(e) / sqrt(head_dim) as round(c * 2**16)
+    prob_frac: int = 16  # exp2 results: Q.16, 2**16 == 1.0
+    exp_lut_bits: int = 6  # exp2 table: 2**6 + 1 entries, linear interpolation
+    sig_range: int = 16  # sigmoid table covers [-16, 16)
+    sig_step_bits: int = 4  # ... in steps of 2**-4, linear interpolation
+
+    def __post_init__(self):
+        if not 2 <= self.abits <= 16:
+            raise ValueError(f"abits must be in 2..16, not {self.abits}")
+        if self.exp_lut_bits > self.score_frac:
+            raise ValueError("exp_lut_bits must not exceed score_frac")
+
+
+# --- integer primitives ----------------------------------------------------------------------
+
+def bitlen(v) -> int:
+    """Bit length of ``max |v|`` (0 for all zeros): the leading-one detector."""
+    return int(np.max(np.abs(np.asarray(v, dtype=np.int64)), initial=0)).bit_length()
+
+
+def rescale(v, shift, bits: int):
+    """``v * 2**-shift`` rounded (``half_away``) when ``shift > 0``, exact when ``shift <= 0``,
+    then saturated to ``bits``. ``shift`` may be an array (one shift per element)."""
+    v = np.asarray(v, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if shift.ndim == 0:
+        s = int(shift)
+        if s > 0:
+            return saturate(round_shift(v, min(s, 62), MODE), bits)
+        lim = (1 << (bits - 1)) >> min(-s, bits)
+        return saturate(np.clip(v, -lim - 1, lim) << np.int64(-s), bits)
+    v, shift = np.broadcast_arrays(v, shift)
+    out = np.empty(v.shape, np.int64)
+    for s in np.unique(shift):
+        sel = shift == s
+        out[sel] = rescale(v[sel], int(s), bits)
+    return out
+
+
+def bfp(v, bits: int, frac: int) -> tuple[np.ndarray, int]:
+    """Block floating point: ``v`` (value ``v * 2**-frac``) as ``bits``-bit mantissas ``a`` and
+    one exponent ``e`` with value ``a * 2**e``.
+
+    ``s = max(0, bitlen(max|v|) - (bits - 1))``, ``a = saturate(round_shift(v, s), bits)``,
+    ``e = s - frac``. When nothing needs dropping, ``a == v`` exactly."""
+    s = max(0, bitlen(v) - (bits - 1))
+    return rescale(v, s, bits), s - frac
+
+
+def recip(x: int, bits: int) -> tuple[int, int]:
+    """Reciprocal of a positive integer as ``(r, k)`` with ``r = floor(2**k / x)`` and
+    ``k = bitlen(x) - 1 + bits``, so ``2**(bits-1) <= r <= 2**bits``: a ``bits``-bit divider."""
+    x = int(x)
+    if x <= 0:
+        raise ValueError("recip of a non-positive value")
+    k = x.bit_length() - 1 + bits
+    return (1 << k) // x, k
+
+
+def to_residual(x, fmt: IntFormat) -> np.ndarray:
+    """Float hidden states to the residual format: ``round(x * 2**res_frac)`` (float64
+    round-half-even), saturated. The only float-to-integer step on the data path."""
+    v = np.round(np.asarray(x, np.float64) * (1 << fmt.res_frac))
+    lim = float(1 << (fmt.res_bits - 1))
+    return np.clip(v, -lim, lim - 1).astype(np.int64)
+
+
+def from_residual(h, fmt: IntFormat) -> np.ndarray:
+    return np.ldexp(np.asarray(h, np.float64), -fmt.res_frac).astype(np.float32)
+
+
+# --- constant tables (computed once, at generation time) -------------------------------------
+
+def norm_gain(g: np.ndarray, dim: int, fmt: IntFormat) -> tuple[np.ndarray, int]:
+    """RMSNorm weights with ``sqrt(dim)`` folded in: ``G = round(g * sqrt(dim) * 2**gf)``
+    (float64, half-even), with ``gf`` the largest that keeps ``|G| < 2**gain_bits``."""
+    gs = np.asarray(g, np.float64) * math.sqrt(dim)
+    top = float(np.max(np.abs(gs)))
+    gf = fmt.gain_bits - 1 - (math.floor(math.log2(top)) if top > 0 else 0)
+    gf = min(gf, 40)
+    return np.round(np.ldexp(gs, gf)).astype(np.int64), gf
+
+
+def rope_table(head_dim: int, theta: float, ctx: int, frac: int) -> tuple[np.ndarray, np.ndarray]:
+    """``C, S [ctx, head_dim/2]``: ``round(cos(p * theta**(-2i/hd)) * 2**frac)`` (float64)."""
+    half = head_dim // 2
+    inv_freq = np.float64(theta) ** (-np.arange(half, dtype=np.float64) * 2 / head_dim)
+    ang = np.arange(ctx, dtype=np.float64)[:, None] * inv_freq[None, :]
+    return (np.round(np.cos(ang) * (1 << frac)).astype(np.int64),
+            np.round(np.sin(ang) * (1 << frac)).astype(np.int64))
+
+
+def exp2_table(fmt: IntFormat) -> np.ndarray:
+    """``E[i] = round(2**(-i / 2**exp_lut_bits) * 2**prob_frac)`` for ``i = 0..2**bits``."""
+    n = 1 << fmt.exp_lut_bits
+    return np.round(np.exp2(-np.arange(n + 1) / n) * (1 << fmt.prob_frac)).astype(np.int64)
+
+
+def sigmoid_table(fmt: IntFormat) -> np.ndarray:
+    """``T[i] = round(sigmoid(-range + i * 2**-step_bits) * 2**prob_frac)``,
+    ``i = 0..2 * range * 2**step_bits``."""
+    n = 2 * fmt.sig_range << fmt.sig_step_bits
+    x = -fmt.sig_range + np.arange(n + 1, dtype=np.float64) / (1 << fmt.sig_step_bits)
+    return np.round((1 << fmt.prob_frac) / (1 + np.exp(-x))).astype(np.int64)
+
+
+def _interp(table: np.ndarray, idx: np.ndarray, rem: np.ndarray, rem_bits: int) -> np.ndarray:
+    """``T[idx] + round((T[idx+1] - T[idx]) * rem / 2**rem_bits)``: linear interpolation."""
+    lo = table[idx]
+    return lo + round_shift((table[idx + 1] - lo) * rem, rem_bits, MODE)
+
+
+# --- units -----------------------------------------------------------------------------------
+
+def rms_norm_int(h, gain: np.ndarray, gf: int, eps_term: int, fmt: IntFormat):
+    """RMSNorm of the residual ``h`` into matvec activations ``(a, e)``.
+
+    1. ``s = max(0, bitlen(max|h|) - (norm_bits - 1))``; ``x = h >> s`` (floor).
+    2. ``T = sum(x*x) + (eps_term >> 2s)`` with ``eps_term = round(dim * eps * 4**res_frac)``.
+    3. ``r = isqrt(T << 2*isqrt_frac)`` (floor): ``sqrt(T)`` with ``isqrt_frac`` fraction bits.
+    4. ``(q, k) = recip(r, recip_bits)``.
+    5. ``y = x * G * q``; its value is ``y * 2**(isqrt_frac - gf - k)`` (``G`` has sqrt(dim)
+       folded in, see :func:`norm_gain`), and :func:`bfp` makes it ``abits`` wide.
+    """
+    h = np.asarray(h, np.int64)
+    s = max(0, bitlen(h) - (fmt.norm_bits - 1))
+    x = h >> np.int64(s)
+    t = int(np.dot(x, x)) + (eps_term >> (2 * s))
+    r = math.isqrt(max(t, 1) << (2 * fmt.isqrt_frac))
+    q, k = recip(r, fmt.recip_bits)
+    y = x * gain * np.int64(q)
+    return bfp(y, fmt.abits, k + gf - fmt.isqrt_frac)
+
+
+def rope_int(v, cos: np.ndarray, sin: np.ndarray, fmt: IntFormat) -> np.ndarray:
+    """Half rotation on ``v [heads, hd]`` (int32 Q.fx): ``(a*C - b*S) >> trig_frac`` and
+    ``(b*C + a*S) >> trig_frac``, rounded, saturated to fx_bits."""
+    half = v.shape[-1] // 2
+    a, b = v[..., :half], v[..., half:]
+    lo = rescale(a * cos - b * sin, fmt.trig_frac, fmt.fx_bits)
+    hi = rescale(b * cos + a * sin, fmt.trig_frac, fmt.fx_bits)
+    return np.concatenate([lo, hi], axis=-1)
+
+
+def exp2_neg(d, table: np.ndarray, fmt: IntFormat) -> np.ndarray:
+    """``2**(-d / 2**score_frac)`` in Q.prob_frac for ``d >= 0``: integer part as a right
+    shift (floor), fraction by the interpolated :func:`exp2_table`."""
+    d = np.asarray(d, np.int64)
+    ip = d >> np.int64(fmt.score_frac)
+    fp = d & np.int64((1 << fmt.score_frac) - 1)
+    rb = fmt.score_frac - fmt.exp_lut_bits
+    val = _interp(table, fp >> np.int64(rb), fp & np.int64((1 << rb) - 1), rb)
+    return np.where(ip >= 62, 0, val >> np.minimum(ip, 62))
+
+
+def softmax_weights(scores, table: np.ndarray, fmt: IntFormat) -> np.ndarray:
+    """Unnormalised softmax in log2 units: ``w = exp2_neg(max(s) - s)``; the largest is
+    ``2**prob_frac``. Normalisation happens after the weighted sum (one divide per head)."""
+    scores = np.asarray(scores, np.int64)
+    return exp2_neg(scores.max(axis=-1, keepdims=True) - scores, table, fmt)
+
+
+def silu_int(g, table: np.ndarray, fmt: IntFormat) -> np.ndarray:
+    """``g * sigmoid(g)`` for ``g`` in Q.fx, returned in Q.(fx + prob_frac) (exact product).
+
+    The sigmoid is the interpolated :func:`sigmoid_table` on ``[-range, range)``, 0 below and
+    ``2**prob_frac`` above."""
+    g = np.asarray(g, np.int64)
+    sb = fmt.fx_frac - fmt.sig_step_bits
+    t = g + np.int64(fmt.sig_range << fmt.fx_frac)
+    n = 2 * fmt.sig_range << fmt.sig_step_bits
+    inside = (t >= 0) & (t < np.int64(n << sb))
+    tc = np.clip(t, 0, (n << sb) - 1)
+    sig = _interp(table, tc >> np.int64(sb), tc & np.int64((1 << sb) - 1), sb)
+    sig = np.where(inside, sig, np.where(t < 0, 0, np.int64(1 << fmt.prob_frac)))
+    return g * sig
+
+
+# --- the layer -------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class IntLayer:
+    """A layer's integer constants, derived once from its weights."""
+
+    cfg: LlamaConfig
+    w: LayerWeights
+    ctx: int
+    fmt: IntFormat = field(default_factory=IntFormat)
+
+    def __post_init__(self):
+        cfg, fmt = self.cfg, self.fmt
+        self.g_attn, self.gf_attn = norm_gain(self.w.attn_norm, cfg.dim, fmt)
+        self.g_ffn, self.gf_ffn = norm_gain(self.w.ffn_norm, cfg.dim, fmt)
+        self.eps_term = int(round(cfg.dim * cfg.eps * 4.0 ** fmt.res_frac))
+        self.cos, self.sin = rope_table(cfg.head_dim, cfg.theta, self.ctx, fmt.trig_frac)
+        self.exp_table = exp2_table(fmt)
+        self.sig_table = sigmoid_table(fmt)
+        self.score_const = round(math.log2(math.e) / math.sqrt(cfg.head_dim)
+                                 * (1 << fmt.score_const_frac))
+        for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
+            w = getattr(self.w, name)
+            if not isinstance(w, BlockAffine):
+                raise ValueError(f"integer layer needs quantised weights; {name} is float")
+            _check_acc_bound(w, fmt.abits, name)
+
+    def matvec(self, name: str, a: np.ndarray, e: int) -> np.ndarray:
+        """Projection ``name`` of activations ``(a, e)`` as int32 Q.fx."""
+        w = getattr(self.w, name)
+        acc = block_matvec(w, a)
+        return rescale(acc, -(w.exp + e) - self.fmt.fx_frac, self.fmt.fx_bits)
+
+
+def _check_acc_bound(w: BlockAffine, abits: int, name: str) -> None:
+    amax = 1 << (abits - 1)
+    per_block = (np.abs(w.scale) * (w.block * (1 << (w.bits - 1))) * amax
+                 + np.abs(w.offset) * (w.block * amax))
+    if int(per_block.sum(axis=1).max()) >= 1 << 62:
+        raise ValueError(f"{name}: accumulator bound exceeds 62 bits")
+
+
+class IntCache:
+    """KV cache of one layer: block floating point per (position, KV head)."""
+
+    def __init__(self, cfg: LlamaConfig, ctx: int):
+        self.km = np.zeros((ctx, cfg.n_kv_heads, cfg.head_dim), np.int64)
+        self.ke = np.zeros((ctx, cfg.n_kv_heads), np.int64)
+        self.vm = np.zeros_like(self.km)
+        self.ve = np.zeros_like(self.ke)
+
+    @property
+    def ctx(self) -> int:
+        return self.km.shape[0]
+
+
+def int_layer_step(L: IntLayer, h, pos: int, cache: IntCache, trace: dict | None = None):
+    """One decode step on the residual ``h`` (int64 ``[dim]``, Q.res_frac); returns the new
+    residual. ``trace``, if given, receives every intermediate by name."""
+    cfg, fmt = L.cfg, L.fmt
+    if not 0 <= pos < cache.ctx:
+        raise ValueError(f"position {pos} is outside the context of {cache.ctx}")
+    t = trace if trace is not None else {}
+    nh, nkv, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+    h = np.asarray(h, np.int64)
+
+    # Attention.
+    a, e = rms_norm_int(h, L.g_attn, L.gf_attn, L.eps_term, fmt)
+    t["attn_norm"] = (a, e)
+    q = L.matvec("wq", a, e).reshape(nh, hd)
+    k = L.matvec("wk", a, e).reshape(nkv, hd)
+    v = L.matvec("wv", a, e).reshape(nkv, hd)
+    t["q"], t["k"], t["v"] = q, k, v
+    q = rope_int(q, L.cos[pos], L.sin[pos], fmt)
+    k = rope_int(k, L.cos[pos], L.sin[pos], fmt)
+    t["q_rope"], t["k_rope"] = q, k
+    for j in range(nkv):
+        cache.km[pos, j], cache.ke[pos, j] = bfp(k[j], fmt.kv_bits, fmt.fx_frac)
+        cache.vm[pos, j], cache.ve[pos, j] = bfp(v[j], fmt.kv_bits, fmt.fx_frac)
+    att = np.zeros((nh, hd), np.int64)
+    scores_all, weights_all = [], []
+    for i in range(nh):
+        j = i // cfg.group
+        qm, qe = bfp(q[i], fmt.q_bits, fmt.fx_frac)
+        dots = cache.km[: pos + 1, j] @ qm  # exact
+        # score (log2 units, Q.score_frac) = dot * 2**(qe + ke) * score_const * 2**-scf
+        prod = dots * np.int64(L.score_const)
+        sh = fmt.score_const_frac - fmt.score_frac - qe - cache.ke[: pos + 1, j]
+        scores = rescale(prod, sh, fmt.fx_bits)
+        w = softmax_weights(scores, L.exp_table, fmt)
+        big = int(cache.ve[: pos + 1, j].max())
+        terms = (w[:, None] * cache.vm[: pos + 1, j]) >> np.minimum(
+            big - cache.ve[: pos + 1, j], 62)[:, None]
+        acc = terms.sum(axis=0)  # value acc * 2**big / sum(w)
+        rq, rk = recip(int(w.sum()), fmt.recip_bits)
+        shift = rk - big - fmt.fx_frac
+        att[i] = _mul_rescale(acc, rq, shift, fmt.fx_bits)
+        scores_all.append(scores)
+        weights_all.append(w)
+    t["scores"], t["probs"], t["att"] = scores_all, weights_all, att
+    a, e = bfp(att.reshape(-1), fmt.abits, fmt.fx_frac)
+    o = L.matvec("wo", a, e)
+    h1 = saturate(h + rescale(o, fmt.fx_frac - fmt.res_frac, fmt.res_bits), fmt.res_bits)
+    t["o"], t["h1"] = o, h1
+
+    # MLP.
+    a, e = rms_norm_int(h1, L.g_ffn, L.gf_ffn, L.eps_term, fmt)
+    t["ffn_norm"] = (a, e)
+    gate = L.matvec("w_gate", a, e)
+    up = L.matvec("w_up", a, e)
+    act = silu_int(gate, L.sig_table, fmt)  # Q.(fx + prob)
+    act = rescale(act, fmt.prob_frac, fmt.fx_bits)  # Q.fx
+    prod = act * up  # Q.2fx, |.| < 2**62
+    t["gate"], t["up"], t["silu"] = gate, up, act
+    a, e = bfp(prod, fmt.abits, 2 * fmt.fx_frac)
+    down = L.matvec("w_down", a, e)
+    out = saturate(h1 + rescale(down, fmt.fx_frac - fmt.res_frac, fmt.res_bits), fmt.res_bits)
+    t["down"], t["out"] = down, out
+    return out
+
+
+def _mul_rescale(v: np.ndarray, m: int, shift: int, bits: int) -> np.ndarray:
+    """``rescale(v * m, shift, bits)`` with the product in exact Python integers (it may
+    exceed 64 bits before the shift)."""
+    out = []
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    for x in v.tolist():
+        p = x * m
+        if shift > 0:
+            p = (p + (1 << (shift - 1)) - (p < 0)) >> shift  # half_away
+        else:
+            p <<= -shift
+        out.append(min(max(p, lo), hi))
+    return np.array(out, np.int64)
+
+
+def int_layer_forward(L: IntLayer, xs: np.ndarray) -> np.ndarray:
+    """Float ``xs [T, dim]`` through the integer layer (positions ``0..T-1``); returns the
+    residual int64 ``[T, dim]``."""
+    cache = IntCache(L.cfg, L.ctx)
+    h = to_residual(xs, L.fmt)
+    return np.stack([int_layer_step(L, h[t], t, cache) for t in range(len(h))])

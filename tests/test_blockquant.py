@@ -1,0 +1,75 @@
+"""Block-quantised weights: exact decoding, llama.cpp's quantisers, the exact block product."""
+
+import numpy as np
+import pytest
+
+from golden.blockquant import (
+    FORMATS,
+    block_matvec,
+    decode,
+    encode,
+    f16_exact_parts,
+    quantize_per_channel,
+)
+
+gguf = pytest.importorskip("gguf", reason="gguf package not installed (make setup)")
+from gguf import GGMLQuantizationType as QT  # noqa: E402
+
+
+def test_f16_parts_exact_for_every_finite_half():
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    h = bits.view(np.float16)
+    h = h[np.isfinite(h)]
+    m, e = f16_exact_parts(h)
+    assert np.all(np.abs(m) < 1 << 11)
+    np.testing.assert_array_equal(np.ldexp(m.astype(np.float64), e), h.astype(np.float64))
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_encode_matches_gguf_and_decode_matches_dequantize(fmt):
+    rng = np.random.default_rng(3)
+    w = (rng.standard_normal((24, 96)) * rng.uniform(0.01, 2, (24, 1))).astype(np.float32)
+    w[3, :32] = 0  # an all-zero block
+    raw = encode(fmt, w)
+    ref_raw = gguf.quants.quantize(w, QT[fmt]).reshape(-1)
+    np.testing.assert_array_equal(raw, ref_raw)
+    wq = decode(fmt, raw, *w.shape)
+    ref = gguf.quants.dequantize(raw.reshape(24, -1), QT[fmt])
+    np.testing.assert_array_equal(wq.dequantize(), ref)
+    assert wq.codes.min() >= -(1 << (wq.bits - 1)) and wq.codes.max() < 1 << (wq.bits - 1)
+
+
+def test_block_matvec_is_exact():
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((8, 64)).astype(np.float32)
+    wq = decode("Q4_1", encode("Q4_1", w), 8, 64)
+    a = rng.integers(-2048, 2048, 64)
+    acc = block_matvec(wq, a)
+    # The same sum in exact Python integers, element by element.
+    c = wq.codes.astype(object)
+    want = [sum(int(wq.scale[r, j // 32]) * int(c[r, j]) * int(a[j])
+                + int(wq.offset[r, j // 32]) * int(a[j]) for j in range(64)) for r in range(8)]
+    assert acc.tolist() == want
+    # And it is the dequantised product, scaled by 2**exp.
+    np.testing.assert_allclose(np.ldexp(acc.astype(np.float64), wq.exp),
+                               wq.dequantize().astype(np.float64) @ a, rtol=1e-12)
+
+
+def test_decode_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="needs 40 bytes"):
+        decode("Q4_1", np.zeros(39, np.uint8), 1, 64)
+    with pytest.raises(ValueError, match="not a multiple of 32"):
+        decode("Q8_0", np.zeros(34, np.uint8), 1, 33)
+    with pytest.raises(ValueError, match="unsupported tensor type Q5_K"):
+        decode("Q5_K", np.zeros(34, np.uint8), 1, 32)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_per_channel(bits):
+    rng = np.random.default_rng(bits)
+    w = rng.standard_normal((16, 40))
+    wq = quantize_per_channel(w, bits)
+    qmax = (1 << (bits - 1)) - 1
+    assert wq.codes.min() >= -qmax - 1 and wq.codes.max() <= qmax
+    step = np.abs(w).max(axis=1) / qmax
+    assert np.all(np.abs(wq.dequantize() - w) <= step[:, None] * 0.5001 + 1e-6)
