@@ -50,6 +50,10 @@ __all__ = [
     "exp2_neg",
     "silu_int",
     "recip",
+    "project",
+    "attention_int",
+    "swiglu_int",
+    "residual_add",
     "int_layer_step",
     "int_layer_forward",
 ]
@@ -79,6 +83,7 @@ class IntFormat:
     exp_lut_bits: int = 6  # exp2 table: 2**6 + 1 entries, linear interpolation
     sig_range: int = 16  # sigmoid table covers [-16, 16)
     sig_step_bits: int = 4  # ... in steps of 2**-4, linear interpolation
+    exp_bits: int = 8  # every block-floating-point exponent is a signed 8-bit field
 
     def __post_init__(self):
         if not 2 <= self.abits <= 16:
@@ -280,10 +285,14 @@ class IntLayer:
             _check_acc_bound(w, fmt.abits, name)
 
     def matvec(self, name: str, a: np.ndarray, e: int) -> np.ndarray:
-        """Projection ``name`` of activations ``(a, e)`` as int32 Q.fx."""
-        w = getattr(self.w, name)
-        acc = block_matvec(w, a)
-        return rescale(acc, -(w.exp + e) - self.fmt.fx_frac, self.fmt.fx_bits)
+        """Projection ``name`` of activations ``(a, e)`` as int32 Q.fx (:func:`project`)."""
+        return project(getattr(self.w, name), a, e, self.fmt)
+
+
+def project(w: BlockAffine, a, e: int, fmt: IntFormat) -> np.ndarray:
+    """``W @ (a * 2**e)`` as int32 Q.fx: the exact block product
+    (:func:`golden.blockquant.block_matvec`, units ``2**(w.exp + e)``), rescaled once."""
+    return rescale(block_matvec(w, a), -(w.exp + e) - fmt.fx_frac, fmt.fx_bits)
 
 
 def _check_acc_bound(w: BlockAffine, abits: int, name: str) -> None:
@@ -308,6 +317,61 @@ class IntCache:
         return self.km.shape[0]
 
 
+def attention_int(q, k, v, pos: int, cache: IntCache, score_const: int, exp_table: np.ndarray,
+                  fmt: IntFormat, group: int, trace: dict | None = None) -> np.ndarray:
+    """Causal grouped-query attention for one position, all integer.
+
+    Inputs are int32 Q.fx: ``q [n_heads, hd]`` and ``k [n_kv, hd]`` after RoPE, ``v [n_kv, hd]``.
+    Writes position ``pos`` of ``cache`` and returns ``att [n_heads, hd]`` in int32 Q.fx.
+
+    1. Cache: ``(km, ke) = bfp(k[j], kv_bits, fx_frac)`` and likewise ``v``, per KV head ``j``.
+    2. Per query head ``i`` (KV head ``j = i // group``): ``(qm, qe) = bfp(q[i], q_bits,
+       fx_frac)``; ``dot_t = qm . km[t, j]`` exactly, for ``t = 0..pos``.
+    3. Score in log2 units, Q.score_frac: ``s_t = rescale(dot_t * score_const,
+       score_const_frac - score_frac - qe - ke[t, j])`` with
+       ``score_const = round(log2(e) / sqrt(hd) * 2**score_const_frac)``.
+    4. ``w_t = exp2_neg(max(s) - s_t)`` (Q.prob_frac; the largest is 1.0).
+    5. ``acc = sum_t (w_t * vm[t, j]) >> (E - ve[t, j])`` (floor) with ``E = max_t ve[t, j]``.
+    6. ``(r, k) = recip(sum_t w_t, recip_bits)``; ``att[i] = rescale(acc * r,
+       k - E - fx_frac)`` (the product is exact, wider than 64 bits).
+    """
+    t = trace if trace is not None else {}
+    n_heads, hd = q.shape
+    for j in range(k.shape[0]):
+        cache.km[pos, j], cache.ke[pos, j] = bfp(k[j], fmt.kv_bits, fmt.fx_frac)
+        cache.vm[pos, j], cache.ve[pos, j] = bfp(v[j], fmt.kv_bits, fmt.fx_frac)
+    att = np.zeros((n_heads, hd), np.int64)
+    t["scores"], t["probs"] = [], []
+    n = pos + 1
+    for i in range(n_heads):
+        j = i // group
+        qm, qe = bfp(q[i], fmt.q_bits, fmt.fx_frac)
+        dots = cache.km[:n, j] @ qm
+        sh = fmt.score_const_frac - fmt.score_frac - qe - cache.ke[:n, j]
+        scores = rescale(dots * np.int64(score_const), sh, fmt.fx_bits)
+        w = softmax_weights(scores, exp_table, fmt)
+        big = int(cache.ve[:n, j].max())
+        terms = (w[:, None] * cache.vm[:n, j]) >> np.minimum(big - cache.ve[:n, j], 62)[:, None]
+        rq, rk = recip(int(w.sum()), fmt.recip_bits)
+        att[i] = _mul_rescale(terms.sum(axis=0), rq, rk - big - fmt.fx_frac, fmt.fx_bits)
+        t["scores"].append(scores)
+        t["probs"].append(w)
+    return att
+
+
+def swiglu_int(gate, up, sig_table: np.ndarray, fmt: IntFormat) -> tuple[np.ndarray, int]:
+    """``silu(gate) * up`` as matvec activations ``(a, e)``: ``s = rescale(silu_int(gate),
+    prob_frac)`` (Q.fx), then the exact product ``s * up`` (Q.2fx) through :func:`bfp`."""
+    s = rescale(silu_int(gate, sig_table, fmt), fmt.prob_frac, fmt.fx_bits)
+    return bfp(s * np.asarray(up, np.int64), fmt.abits, 2 * fmt.fx_frac)
+
+
+def residual_add(h, y, fmt: IntFormat) -> np.ndarray:
+    """``h + y``: ``y`` (Q.fx) rounded to Q.res_frac, the sum saturated to res_bits."""
+    return saturate(np.asarray(h, np.int64) + rescale(y, fmt.fx_frac - fmt.res_frac,
+                                                      fmt.res_bits), fmt.res_bits)
+
+
 def int_layer_step(L: IntLayer, h, pos: int, cache: IntCache, trace: dict | None = None):
     """One decode step on the residual ``h`` (int64 ``[dim]``, Q.res_frac); returns the new
     residual. ``trace``, if given, receives every intermediate by name."""
@@ -328,33 +392,12 @@ def int_layer_step(L: IntLayer, h, pos: int, cache: IntCache, trace: dict | None
     q = rope_int(q, L.cos[pos], L.sin[pos], fmt)
     k = rope_int(k, L.cos[pos], L.sin[pos], fmt)
     t["q_rope"], t["k_rope"] = q, k
-    for j in range(nkv):
-        cache.km[pos, j], cache.ke[pos, j] = bfp(k[j], fmt.kv_bits, fmt.fx_frac)
-        cache.vm[pos, j], cache.ve[pos, j] = bfp(v[j], fmt.kv_bits, fmt.fx_frac)
-    att = np.zeros((nh, hd), np.int64)
-    scores_all, weights_all = [], []
-    for i in range(nh):
-        j = i // cfg.group
-        qm, qe = bfp(q[i], fmt.q_bits, fmt.fx_frac)
-        dots = cache.km[: pos + 1, j] @ qm  # exact
-        # score (log2 units, Q.score_frac) = dot * 2**(qe + ke) * score_const * 2**-scf
-        prod = dots * np.int64(L.score_const)
-        sh = fmt.score_const_frac - fmt.score_frac - qe - cache.ke[: pos + 1, j]
-        scores = rescale(prod, sh, fmt.fx_bits)
-        w = softmax_weights(scores, L.exp_table, fmt)
-        big = int(cache.ve[: pos + 1, j].max())
-        terms = (w[:, None] * cache.vm[: pos + 1, j]) >> np.minimum(
-            big - cache.ve[: pos + 1, j], 62)[:, None]
-        acc = terms.sum(axis=0)  # value acc * 2**big / sum(w)
-        rq, rk = recip(int(w.sum()), fmt.recip_bits)
-        shift = rk - big - fmt.fx_frac
-        att[i] = _mul_rescale(acc, rq, shift, fmt.fx_bits)
-        scores_all.append(scores)
-        weights_all.append(w)
-    t["scores"], t["probs"], t["att"] = scores_all, weights_all, att
+    att = attention_int(q, k, v, pos, cache, L.score_const, L.exp_table, fmt, cfg.group, t)
+    t["att"] = att
     a, e = bfp(att.reshape(-1), fmt.abits, fmt.fx_frac)
+    t["att_act"] = (a, e)
     o = L.matvec("wo", a, e)
-    h1 = saturate(h + rescale(o, fmt.fx_frac - fmt.res_frac, fmt.res_bits), fmt.res_bits)
+    h1 = residual_add(h, o, fmt)
     t["o"], t["h1"] = o, h1
 
     # MLP.
@@ -362,13 +405,11 @@ def int_layer_step(L: IntLayer, h, pos: int, cache: IntCache, trace: dict | None
     t["ffn_norm"] = (a, e)
     gate = L.matvec("w_gate", a, e)
     up = L.matvec("w_up", a, e)
-    act = silu_int(gate, L.sig_table, fmt)  # Q.(fx + prob)
-    act = rescale(act, fmt.prob_frac, fmt.fx_bits)  # Q.fx
-    prod = act * up  # Q.2fx, |.| < 2**62
-    t["gate"], t["up"], t["silu"] = gate, up, act
-    a, e = bfp(prod, fmt.abits, 2 * fmt.fx_frac)
+    t["gate"], t["up"] = gate, up
+    a, e = swiglu_int(gate, up, L.sig_table, fmt)
+    t["mlp_act"] = (a, e)
     down = L.matvec("w_down", a, e)
-    out = saturate(h1 + rescale(down, fmt.fx_frac - fmt.res_frac, fmt.res_bits), fmt.res_bits)
+    out = residual_add(h1, down, fmt)
     t["down"], t["out"] = down, out
     return out
 

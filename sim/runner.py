@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["run_matvec", "SimResult", "simulator_available", "verilator_env"]
+__all__ = ["run_matvec", "run_stream", "write_unit", "SimResult", "simulator_available",
+           "verilator_env"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -84,8 +85,6 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
                waves: bool = False, build_dir: Path | None = None,
                testcase: str | None = None) -> SimResult:
     """Run every test of :mod:`sim.tb_matvec` on ``design``."""
-    from cocotb_tools.runner import get_results, get_runner
-
     from gen.errors import UserError
 
     design = Path(design).resolve()
@@ -93,6 +92,46 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
         manifest = json.loads((design / "manifest.json").read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{design} is not a design directory (manifest.json: {e})") from None
+    return _run(design, manifest, "sim.tb_matvec", simulator=simulator, seed=seed,
+                waves=waves, build_dir=build_dir, testcase=testcase,
+                extra={"HARDWIRE_VECTORS": str(vectors)})
+
+
+def write_unit(component, name: str, directory: Path, transactions: dict,
+               waivers=("DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND",
+                        "WIDTHTRUNC")) -> Path:
+    """Write an Amaranth ``component`` as ``name.v`` plus ``manifest.json`` and
+    ``transactions.json`` (see :mod:`sim.tb_stream`) into ``directory``."""
+    from amaranth.back import verilog
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    text = verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+    (directory / f"{name}.v").write_text(text)
+    manifest = {"top": name, "sources": [f"{name}.v"], "clock": "clk", "reset": "rst",
+                "lint_waivers": [{"warning": w} for w in waivers]}
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    t = {"clock": "clk", "reset": "rst",
+         "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload"},
+         "out": {"valid": "y__valid", "ready": "y__ready", "data": "y__payload"}} | transactions
+    (directory / "transactions.json").write_text(json.dumps(t))
+    return directory
+
+
+def run_stream(design: Path, *, simulator: str = "icarus", seed: int = 1, waves: bool = False,
+               build_dir: Path | None = None, testcase: str | None = None) -> SimResult:
+    """Run :mod:`sim.tb_stream` on a unit written by :func:`write_unit`."""
+    design = Path(design).resolve()
+    manifest = json.loads((design / "manifest.json").read_text())
+    return _run(design, manifest, "sim.tb_stream", simulator=simulator, seed=seed, waves=waves,
+                build_dir=build_dir, testcase=testcase, extra={})
+
+
+def _run(design, manifest, test_module, *, simulator, seed, waves, build_dir, testcase, extra):
+    from cocotb_tools.runner import get_results, get_runner
+
+    from gen.errors import UserError
+
     why = simulator_available(simulator)
     if why:
         raise UserError(why)
@@ -113,10 +152,10 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
                  always=False, log_file=build_dir / "build.log")
     t1 = time.perf_counter()
     results = build_dir / "results.xml"
-    extra = {"HARDWIRE_DESIGN": str(design), "HARDWIRE_VECTORS": str(vectors),
-             "HARDWIRE_SEED": str(seed), "PYTHONPATH": os.pathsep.join(sys.path)} | env
+    extra = {"HARDWIRE_DESIGN": str(design), "HARDWIRE_SEED": str(seed),
+             "PYTHONPATH": os.pathsep.join(sys.path)} | extra | env
     try:
-        runner.test(hdl_toplevel=manifest["top"], test_module="sim.tb_matvec",
+        runner.test(hdl_toplevel=manifest["top"], test_module=test_module,
                     build_dir=build_dir, test_dir=design, results_xml=str(results),
                     extra_env=extra, waves=waves, timescale=("1ns", "1ps"),
                     testcase=testcase, log_file=build_dir / "sim.log")
