@@ -108,8 +108,10 @@ def rescale(v, shift, bits: int):
         s = int(shift)
         if s > 0:
             return saturate(round_shift(v, min(s, 62), MODE), bits)
-        lim = (1 << (bits - 1)) >> min(-s, bits)
-        return saturate(np.clip(v, -lim - 1, lim) << np.int64(-s), bits)
+        # Any nonzero v shifted left by bits - 1 or more saturates, so capping the shift (and
+        # the magnitude) there keeps int64 from overflowing without changing the result.
+        k, lim = min(-s, bits - 1), 1 << (bits - 1)
+        return saturate(np.clip(v, -lim, lim) << np.int64(k), bits)
     v, shift = np.broadcast_arrays(v, shift)
     out = np.empty(v.shape, np.int64)
     for s in np.unique(shift):

@@ -48,6 +48,8 @@ def test_recip_and_rescale():
     assert rescale(np.array([5, -5, 6]), 1, 8).tolist() == [3, -3, 3]  # half away
     assert rescale(np.array([3, -3]), -2, 8).tolist() == [12, -12]
     assert rescale(np.array([100, -100]), -2, 8).tolist() == [127, -128]  # saturates
+    for s in (-7, -8, -40, -100):  # far left shifts saturate every nonzero value
+        assert rescale(np.array([1, -1, 0, 2**40]), s, 8).tolist() == [127, -128, 0, 127]
     with pytest.raises(ValueError):
         recip(0, 24)
 
