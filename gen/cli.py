@@ -16,6 +16,7 @@ examples:
   hardwire matvec --rows 16 --cols 16 --wbits 4 --strategy parallel --out build/mv
   hardwire sim build/mv --simulator verilator --vectors 200
   hardwire synth build/mv --target ecp5
+  hardwire forward --model tiny --layers 0:2 --input x.npy --backend golden --out y.npy
 """
 
 
@@ -106,6 +107,37 @@ def _parser():
     syn.add_argument("--target", default="ecp5", choices=("generic", "ice40", "ecp5"))
     syn.add_argument("--no-pnr", action="store_true", help="skip place-and-route")
     syn.add_argument("--timeout", type=float, default=1800, help="seconds per tool run")
+
+    fw = sub.add_parser("forward", help="run hidden states through decoder layers (float "
+                        "reference or integer golden)",
+                        description="Run hidden states through a range of a model's decoder "
+                        "layers, one decode\nstep per position (row t of --input is position "
+                        "t), and save the result.\n\n"
+                        "  float   the float32 reference (golden/llama.py)\n"
+                        "  golden  the bit-exact integer model of the hardware "
+                        "(golden/llama_int.py): the\n          input becomes the integer "
+                        "residual once, stays integer between layers,\n          and is "
+                        "converted back to float at the end",
+                        epilog="example:\n  hardwire forward --model tiny --layers 0:2 "
+                        "--input x.npy --backend golden --out y.npy",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fw.add_argument("--model", required=True, metavar="M", help="'tiny' (shipped synthetic "
+                    "model), 'smollm2' (SmolLM2-135M Q4_1), or a .gguf file, or a "
+                    ".safetensors/.npz Llama checkpoint with config.json beside it")
+    fw.add_argument("--layers", required=True, metavar="A:B", help="layers A..B-1 (half-open, "
+                    "like a Python slice; A or B may be left out), or N for layer N alone")
+    fw.add_argument("--input", required=True, type=Path, metavar="X.npy",
+                    help="hidden states, float [T, dim] .npy (float16/32/64, cast to "
+                    "float32): positions 0..T-1")
+    fw.add_argument("--backend", required=True, choices=("float", "golden"),
+                    help="float: float32 reference; golden: integer golden model")
+    fw.add_argument("--out", required=True, type=Path, metavar="Y.npy", help="result, "
+                    "float32 [T, dim] .npy (written atomically; the directory must exist)")
+    fw.add_argument("--ctx", type=_at_least_one, metavar="L", help="context length (KV cache "
+                    "size), at least T and at most the model's (default min(64, the model's))")
+    fw.add_argument("--quant", metavar="Q", help="quantisation of .safetensors/.npz "
+                    "checkpoint projections: q4_0, q4_1, q8_0, int2, int3, int4, int8 "
+                    "(default q4_1; GGUF and tiny keep their own)")
     return p
 
 
@@ -159,6 +191,16 @@ def _cmd_synth(a):
     return 0
 
 
+def _cmd_forward(a):
+    from .forward import forward, tty_progress
+
+    res = forward(a.model, a.layers, a.input, a.backend, a.out, ctx=a.ctx, quant=a.quant,
+                  progress=tty_progress,
+                  warn=lambda s: print(f"hardwire: warning: {s}", file=sys.stderr))
+    print(res.summary())
+    return 0
+
+
 def main(argv=None) -> int:
     parser = _parser()
     try:
@@ -166,7 +208,8 @@ def main(argv=None) -> int:
         if a.command is None:
             parser.print_help()
             return 2
-        return {"matvec": _cmd_matvec, "sim": _cmd_sim, "synth": _cmd_synth}[a.command](a)
+        return {"matvec": _cmd_matvec, "sim": _cmd_sim, "synth": _cmd_synth,
+                "forward": _cmd_forward}[a.command](a)
     except UserError as e:
         print(f"hardwire: error: {e}", file=sys.stderr)
         return 2

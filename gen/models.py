@@ -159,11 +159,11 @@ def _load_gguf(path: Path) -> Model:
             theta=float(field(a + "rope.freq_base", 10000.0)),
             n_layers=int(field(a + "block_count")), max_ctx=int(field(a + "context_length")),
             vocab=int(field(a + "vocab_size", 0)) or 0)
-    except ValueError as e:
-        raise UserError(f"{path}: {e}") from None
-    rope_dims = reader.fields.get(a + "rope.dimension_count")
-    if rope_dims is not None and int(rope_dims.contents()) != cfg.head_dim:
-        raise UserError(f"{path}: partial RoPE ({int(rope_dims.contents())} of {cfg.head_dim} "
+        rope_dims = int(field(a + "rope.dimension_count", cfg.head_dim))
+    except (ValueError, TypeError) as e:  # TypeError: a key holding an array or a string
+        raise UserError(f"{path}: bad llama metadata ({_short(e)})") from None
+    if rope_dims != cfg.head_dim:
+        raise UserError(f"{path}: partial RoPE ({rope_dims} of {cfg.head_dim} "
                         "dims) is not supported")
     tensors = {t.name: t for t in reader.tensors}
 
@@ -192,8 +192,12 @@ def _load_gguf(path: Path) -> Model:
         for f in ("attn_norm", "ffn_norm"):
             if isinstance(t[f], BlockAffine):
                 raise UserError(f"{path}: layer {i} {f} is quantised; norms must be F32/F16")
-        for f, heads in (("wq", cfg.n_heads), ("wk", cfg.n_kv_heads)):
-            t[f] = _permuted(t[f], unpermute_qk_rows(t[f].shape[0], heads), path, i, f)
+        for f, heads, rows in (("wq", cfg.n_heads, cfg.dim), ("wk", cfg.n_kv_heads, cfg.kv_dim)):
+            # The shape first: the un-permutation needs whole heads of even size.
+            if tuple(np.shape(t[f])) != (rows, cfg.dim):
+                raise UserError(f"{path}: layer {i} tensor {f} has shape "
+                                f"{tuple(np.shape(t[f]))}, the config needs {(rows, cfg.dim)}")
+            t[f] = _permuted(t[f], unpermute_qk_rows(rows, heads), path, i, f)
         return LayerWeights(**t)
 
     def embedding():
@@ -229,6 +233,8 @@ def _load_checkpoint(path: Path, quant: str) -> Model:
         conf = json.loads(conf_path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{conf_path}: not valid JSON ({_short(e)})") from None
+    if not isinstance(conf, dict):
+        raise UserError(f"{conf_path}: expected a JSON object (HF Llama config)")
     if conf.get("model_type", "llama") != "llama":
         raise UserError(f"{conf_path}: model_type {conf.get('model_type')!r} is not supported; "
                         "supported: llama")

@@ -1,4 +1,4 @@
-"""Atomic output directories: a design appears complete or not at all."""
+"""Atomic outputs: a design directory or a result file appears complete or not at all."""
 
 import contextlib
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["atomic_directory"]
+__all__ = ["atomic_directory", "atomic_file"]
 
 
 @contextlib.contextmanager
@@ -36,4 +36,37 @@ def atomic_directory(out: Path):
             os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(out: Path, what: str = "output file"):
+    """Yield a binary file open on a temporary name beside ``out``; on success it is renamed
+    onto ``out`` (replacing it), on any error it is removed and ``out`` is left as it was.
+
+    The parent directory must exist: nothing is created that an error would leave behind."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"cannot write {what} {out}: it is a directory")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist"
+        raise UserError(f"cannot write {what} {out}: {out.parent} {why}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise UserError(f"cannot write {what} {out}: {e.strerror or e}") from None
+    tmp = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
+        try:
+            os.replace(tmp, out)
+        except OSError as e:
+            raise UserError(f"cannot write {what} {out}: {e.strerror or e}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
