@@ -37,6 +37,8 @@ __all__ = [
     "block_matvec",
     "quantize_per_channel",
     "f16_exact_parts",
+    "stack",
+    "interleave_rows",
 ]
 
 #: Supported GGUF tensor formats: name -> (block elements, bytes per block, code bits).
@@ -221,3 +223,30 @@ def block_matvec(wq: BlockAffine, a: np.ndarray) -> np.ndarray:
     partial = np.einsum("rbj,...bj->...rb", c, ab)  # P[..., r, b]
     sums = ab.sum(axis=-1)  # S[..., b]
     return (partial * wq.scale).sum(axis=-1) + (sums[..., None, :] * wq.offset).sum(axis=-1)
+
+
+def stack(ws: list[BlockAffine]) -> BlockAffine:
+    """Row-concatenate tensors with the same columns, block and code bits, exactly: every
+    ``D``/``M`` moves to the smallest exponent (a left shift). The engine runs q, k and v as
+    one pass this way (and gate with up)."""
+    first = ws[0]
+    for w in ws[1:]:
+        if (w.shape[1], w.block, w.bits) != (first.shape[1], first.block, first.bits):
+            raise ValueError("stacked tensors need the same columns, block and code bits")
+    exp = min(w.exp for w in ws)
+    scale = np.concatenate([w.scale << np.int64(w.exp - exp) for w in ws])
+    offset = np.concatenate([w.offset << np.int64(w.exp - exp) for w in ws])
+    codes = np.concatenate([w.codes for w in ws])
+    src = "+".join(sorted({w.source for w in ws}))
+    return BlockAffine(codes, scale, offset, exp, first.block, first.bits, src)
+
+
+def interleave_rows(a: BlockAffine, b: BlockAffine, group: int) -> BlockAffine:
+    """Rows ``a[0:g], b[0:g], a[g:2g], b[g:2g], ...`` (``g = group``), stacked exactly: a
+    beat of ``a``'s outputs is followed by the same rows of ``b``."""
+    rows = a.shape[0]
+    if b.shape[0] != rows or rows % group:
+        raise ValueError(f"interleaving needs equal row counts divisible by {group}")
+    s = stack([a, b])
+    order = np.arange(2 * rows).reshape(2, rows // group, group).swapaxes(0, 1).reshape(-1)
+    return s.permute_rows(order)

@@ -17,6 +17,7 @@ from amaranth.hdl import (
     signed,
 )
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden import block_folded as gbf
@@ -28,7 +29,7 @@ from .folded_lane import _adder_tree
 from .mask_rom import MaskRom
 from .vector import beat_layout
 
-__all__ = ["BlockLane", "BlockMatVec", "Rescaler"]
+__all__ = ["BlockLane", "BlockMatVec", "LaneArray", "Rescaler"]
 
 
 def _width(lo, hi) -> int:
@@ -114,71 +115,103 @@ class Rescaler(wiring.Component):
         return m
 
 
-class BlockMatVec(wiring.Component):
-    """``y = project(W, a, e)`` for one block-affine weight matrix.
+class LaneArray(wiring.Component):
+    """``lanes`` lanes with mask ROMs that run a fixed cycle of matrix-vector *passes*.
+
+    Pass ``k`` computes ``project(passes[k], a, e)`` (:func:`golden.llama_int.project`). Each
+    lane's ROMs hold its rows of every pass, one after the other, so the lanes stay busy
+    whatever the pass: a decoder layer is four passes (q|k|v, o, gate/up, down) on one array.
+    Passes run in order, then start again at pass 0.
 
     Ports
     -----
     x : In(stream)
         Activation beats, :func:`hdl.vector.beat_layout` ``(beat, abits, exp_bits)``;
-        ``cols / beat`` beats per vector.
+        ``cols_k / beat`` beats for pass ``k``.
     y : Out(stream)
-        Result beats, ``beat_layout(beat, fx_bits)``; ``rows / beat`` beats per vector.
+        Result beats, ``beat_layout(beat, fx_bits)``; ``rows_k / beat`` beats for pass ``k``.
 
-    Timing: a vector loads in ``cols / beat`` beats (while the previous one computes), takes
-    ``cycles_per_vector = rows/lanes * nblocks * bits`` cycles of ROM reads, and every batch
-    of ``lanes`` rows leaves in ``lanes / beat`` beats while the next batch computes.
+    Timing per pass: the input loads in ``cols / beat`` cycles; then ``rows/lanes * nblocks *
+    bits`` cycles of ROM reads (:attr:`pass_cycles`); every batch of ``lanes`` rows leaves in
+    ``lanes / beat`` beats while the next batch computes. A pass's input can load once the
+    previous pass has issued its last ROM read.
     """
 
-    def __init__(self, w: BlockAffine, *, abits: int, lanes: int, beat: int, fmt: IntFormat,
-                 rom_images: bool = False, prefix: str = "mv"):
-        rows, cols = w.shape
-        if cols % beat or lanes % beat:
-            raise ValueError(f"beat {beat} must divide cols ({cols}) and lanes ({lanes})")
-        self.w, self.fmt, self.abits, self.beat = w, fmt, abits, beat
-        self.layout = L = gbf.BlockFoldedLayout.of(w, lanes)
-        if lanes // beat > L.nblocks * L.bits:
-            raise ValueError(f"{lanes} lanes finish rows faster than {beat}-element beats can "
-                             f"leave ({lanes // beat} > {L.nblocks * L.bits} cycles)")
-        self.bounds = b = gbf.bounds(w, abits)
-        self.acc_bits = _width(*b["acc"])
-        d_img, m_img = gbf.scale_images(w, L)
-        self._has_m = bool(np.any(w.offset))
-        self._d_bits = _width(min(0, int(w.scale.min())), max(0, int(w.scale.max())))
-        self._m_bits = _width(min(0, int(w.offset.min())), max(0, int(w.offset.max()))) \
+    def __init__(self, passes: list[BlockAffine], *, abits: int, lanes: int, beat: int,
+                 fmt: IntFormat, rom_images: bool = False, prefix: str = "mv"):
+        if not passes:
+            raise ValueError("at least one pass is needed")
+        block = passes[0].block
+        if block % beat:
+            raise ValueError(f"beat {beat} must divide the block ({block})")
+        if lanes % beat:
+            raise ValueError(f"beat {beat} must divide lanes ({lanes})")
+        for w in passes:
+            if w.block != block:
+                raise ValueError("every pass needs the same block size")
+        self.passes, self.fmt, self.abits, self.beat = passes, fmt, abits, beat
+        self.layouts = [gbf.BlockFoldedLayout.of(w, lanes) for w in passes]
+        for L in self.layouts:
+            if lanes // beat > L.nblocks * L.bits:
+                raise ValueError(f"{lanes} lanes finish rows faster than {beat}-element beats "
+                                 f"can leave ({lanes // beat} > {L.nblocks * L.bits} cycles)")
+        self.lanes, self.block = lanes, block
+        bs = [gbf.bounds(w, abits) for w in passes]
+        self.bounds = {k: (min(b[k][0] for b in bs), max(b[k][1] for b in bs)) for k in bs[0]}
+        self.acc_bits = _width(*self.bounds["acc"])
+        self._has_m = any(bool(np.any(w.offset)) for w in passes)
+        self._d_bits = _width(min(0, *(int(w.scale.min()) for w in passes)),
+                              max(0, *(int(w.scale.max()) for w in passes)))
+        self._m_bits = _width(min(0, *(int(w.offset.min()) for w in passes)),
+                              max(0, *(int(w.offset.max()) for w in passes))) \
             if self._has_m else 0
-        self._s_bits = _width(*b["act_sum"])
+        self._s_bits = _width(*self.bounds["act_sum"])
         self.lane_name = f"{prefix}_lane"
-        codes = gbf.code_images(w, L)
+        codes = np.concatenate([gbf.code_images(w, L) for w, L in
+                                zip(passes, self.layouts, strict=True)], axis=1)
+        scales = [gbf.scale_images(w, L) for w, L in zip(passes, self.layouts, strict=True)]
+        d_img = np.concatenate([d for d, _ in scales], axis=1)
+        m_img = np.concatenate([mm for _, mm in scales], axis=1)
+        self.code_base = np.cumsum([0] + [L.depth for L in self.layouts])[:-1].tolist()
+        self.scale_base = np.cumsum(
+            [0] + [L.rows_per_lane * L.nblocks for L in self.layouts])[:-1].tolist()
 
         def rom(words, width, kind, p):
             words = np.asarray(words).astype(np.int64) & ((1 << width) - 1)
             image = f"{prefix}_{kind}{p:03d}.hex" if rom_images else None
             return MaskRom(words.astype(np.uint64), width, image=image)
 
-        self.code_roms = [rom(codes[p].view(np.int64), L.block, "code", p)
-                          for p in range(lanes)]
+        self.code_roms = [rom(codes[p].view(np.int64), block, "code", p) for p in range(lanes)]
         self.d_roms = [rom(d_img[p], self._d_bits, "d", p) for p in range(lanes)]
         self.m_roms = [rom(m_img[p], self._m_bits, "m", p) for p in range(lanes)] \
             if self._has_m else []
-        self.shift_const = -w.exp - fmt.fx_frac  # rescale shift = shift_const - e
+        # rescale shift of pass k = shift_const[k] - e
+        self.shift_const = [-w.exp - fmt.fx_frac for w in passes]
         super().__init__({
             "x": In(stream.Signature(beat_layout(beat, abits, fmt.exp_bits))),
             "y": Out(stream.Signature(beat_layout(beat, fmt.fx_bits))),
         })
 
     @property
+    def pass_cycles(self) -> list[int]:
+        return [L.cycles_per_vector for L in self.layouts]
+
+    @property
     def cycles_per_vector(self) -> int:
-        return self.layout.cycles_per_vector
+        return sum(self.pass_cycles)
+
+    @property
+    def ideal_cycles(self) -> float:
+        return sum(L.ideal_cycles for L in self.layouts)
 
     @property
     def rom_bits(self) -> int:
-        L = self.layout
-        return L.lanes * (L.depth * L.block + L.rows_per_lane * L.nblocks
-                          * (self._d_bits + self._m_bits))
+        words = sum(L.rows_per_lane * L.nblocks for L in self.layouts)
+        return self.lanes * (sum(L.depth for L in self.layouts) * self.block
+                             + words * (self._d_bits + self._m_bits))
 
     def lane_args(self) -> dict:
-        return dict(block=self.layout.block, abits=self.abits, b=self.bounds,
+        return dict(block=self.block, abits=self.abits, b=self.bounds,
                     d_bits=self._d_bits, m_bits=self._m_bits, s_bits=self._s_bits)
 
     def lane_verilog(self) -> str:
@@ -192,70 +225,105 @@ class BlockMatVec(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        L, A, B, fmt = self.layout, self.abits, self.beat, self.fmt
-        P, NB, T, K = L.lanes, L.nblocks, L.bits, L.block
-        E = fmt.exp_bits
+        A, B, fmt, P, K = self.abits, self.beat, self.fmt, self.lanes, self.block
+        E, NP, Ls = fmt.exp_bits, len(self.passes), self.layouts
 
-        # -- input: beats into x_buf; a full buffer moves to x_cur when the engine is free --
-        nin = L.cols // B
-        x_buf = Signal(L.cols * A)
+        def pick(sel, values, name):
+            """A pass-indexed constant, as a small multiplexer."""
+            values = [int(v) for v in values]
+            sig = Signal(signed(_width(min(values + [0]), max(values + [0]))), name=name)
+            expr = values[-1]
+            for k in range(len(values) - 2, -1, -1):
+                expr = Mux(sel == k, values[k], expr)
+            m.d.comb += sig.eq(expr)
+            return sig
+
+        pass_bits = max(1, (NP - 1).bit_length())
+
+        # -- input: beats assemble into blocks in the activation memory ----------------------
+        max_nb = max(L.nblocks for L in Ls)
+        per_block = K // B
+        m.submodules.xmem = xmem = Memory(shape=K * A, depth=max(max_nb, 2), init=[])
+        wr = xmem.write_port()
+        rd = xmem.read_port(domain="sync")
+        pass_in = Signal(pass_bits)
+        nin = pick(pass_in, [L.cols // B for L in Ls], "nin")
+        cnt_in = Signal(range(max(L.cols // B for L in Ls) + 1))
         e_buf = Signal(signed(E))
-        cnt_in = Signal(range(nin + 1))
-        buf_full = Signal()
-        m.d.comb += self.x.ready.eq(~buf_full)
-        with m.If(self.x.valid & self.x.ready):
-            m.d.sync += [x_buf.eq(Cat(x_buf[B * A:], self.x.payload.elem)),
-                         e_buf.eq(self.x.payload.exp)]
+        buf_full, busy = Signal(), Signal()
+        m.d.comb += self.x.ready.eq(~buf_full & ~busy)
+        fire_in = self.x.valid & self.x.ready
+        if per_block > 1:
+            asm = Signal((per_block - 1) * B * A)
+            word = Cat(asm, self.x.payload.elem)
+            with m.If(fire_in):
+                m.d.sync += asm.eq(word[B * A:])
+            sub_last = cnt_in[:(per_block - 1).bit_length()] == per_block - 1
+            m.d.comb += [wr.addr.eq(cnt_in >> (per_block - 1).bit_length()),
+                         wr.data.eq(word), wr.en.eq(fire_in & sub_last)]
+        else:
+            m.d.comb += [wr.addr.eq(cnt_in), wr.data.eq(self.x.payload.elem),
+                         wr.en.eq(fire_in)]
+        with m.If(fire_in):
+            m.d.sync += e_buf.eq(self.x.payload.exp)
             with m.If(cnt_in == nin - 1):
-                m.d.sync += [cnt_in.eq(0), buf_full.eq(1)]
+                m.d.sync += [cnt_in.eq(0), buf_full.eq(1),
+                             pass_in.eq(Mux(pass_in == NP - 1, 0, pass_in + 1))]
             with m.Else():
                 m.d.sync += cnt_in.eq(cnt_in + 1)
 
-        # -- stage 0: counters, ROM addresses, the current block of activations -------------
-        busy = Signal()
-        addr = Signal(range(max(L.depth, 2)))
-        saddr = Signal(range(max(L.rows_per_lane * NB, 2)))
-        bb = Signal(range(max(NB, 2)))
-        t = Signal(range(max(T, 2)))
-        x_cur = Signal(L.cols * A)
+        # -- stage 0: counters and addresses -------------------------------------------------
+        pass_run = Signal(pass_bits)
+        depth_all = sum(L.depth for L in Ls)
+        addr = Signal(range(max(depth_all, 2)))
+        saddr = Signal(range(max(sum(L.rows_per_lane * L.nblocks for L in Ls), 2)))
+        bb = Signal(range(max(max_nb, 2)))
+        t = Signal(range(max(max(L.bits for L in Ls), 2)))
         e_cur = Signal(signed(E))
-        issue_last = addr == L.depth - 1
+        end = pick(pass_run, [b + L.depth - 1 for b, L in zip(self.code_base, Ls, strict=True)],
+                   "end")
+        nb_last = pick(pass_run, [L.nblocks - 1 for L in Ls], "nb_last")
+        t_last = pick(pass_run, [L.bits - 1 for L in Ls], "t_last")
+        issue_last = addr == end
 
         v1 = Signal()
         sign1, lastp1, firstb1, batch1 = Signal(), Signal(), Signal(), Signal()
         e1 = Signal(signed(E))
-        chunk1 = Signal(K * A)
-
+        pass1 = Signal(pass_bits)
         pend_full = Signal()
         adv = Signal()
         m.d.comb += adv.eq(~(v1 & batch1 & pend_full))
         start = Signal()
-        m.d.comb += start.eq(adv & buf_full & (~busy | issue_last))
+        m.d.comb += start.eq(adv & buf_full & ~busy)
+        m.d.comb += [rd.addr.eq(bb), rd.en.eq(adv)]
 
         with m.If(adv):
             m.d.sync += [
-                v1.eq(busy), sign1.eq(t == 0), lastp1.eq(t == T - 1), firstb1.eq(bb == 0),
-                batch1.eq((bb == NB - 1) & (t == T - 1)), e1.eq(e_cur),
-                chunk1.eq(x_cur[:K * A]),
+                v1.eq(busy), sign1.eq(t == 0), lastp1.eq(t == t_last), firstb1.eq(bb == 0),
+                batch1.eq((bb == nb_last) & (t == t_last)), e1.eq(e_cur), pass1.eq(pass_run),
             ]
             with m.If(start):
-                m.d.sync += [x_cur.eq(x_buf), e_cur.eq(e_buf), busy.eq(1), addr.eq(0),
-                             saddr.eq(0), bb.eq(0), t.eq(0)]
+                m.d.sync += [e_cur.eq(e_buf), busy.eq(1), bb.eq(0), t.eq(0),
+                             buf_full.eq(0)]
             with m.Elif(busy):
-                m.d.sync += [addr.eq(addr + 1), busy.eq(~issue_last)]
-                with m.If(t == T - 1):
+                m.d.sync += addr.eq(addr + 1)
+                with m.If(issue_last):
+                    m.d.sync += [busy.eq(0),
+                                 pass_run.eq(Mux(pass_run == NP - 1, 0, pass_run + 1))]
+                with m.If(t == t_last):
                     m.d.sync += [t.eq(0), saddr.eq(saddr + 1),
-                                 bb.eq(Mux(bb == NB - 1, 0, bb + 1))]
-                    if NB > 1:
-                        m.d.sync += x_cur.eq(Cat(x_cur[K * A:], x_cur[:K * A]))
+                                 bb.eq(Mux(bb == nb_last, 0, bb + 1))]
                 with m.Else():
                     m.d.sync += t.eq(t + 1)
-        with m.If(start & ~(self.x.valid & self.x.ready & (cnt_in == nin - 1))):
-            m.d.sync += buf_full.eq(0)
+        # addr and saddr run on from one pass into the next (the ROMs hold the passes in
+        # order) and wrap after the last.
+        with m.If(adv & busy & issue_last & (pass_run == NP - 1)):
+            m.d.sync += [addr.eq(0), saddr.eq(0)]
 
         # -- stage 1: the lanes ----------------------------------------------------------------
         update = Signal()
         m.d.comb += update.eq(adv & v1)
+        chunk1 = rd.data
         act_sum = Signal(signed(self._s_bits))
         if self._has_m:
             lo, hi = signed_range(A)
@@ -284,11 +352,14 @@ class BlockMatVec(wiring.Component):
         # -- output: a finished batch waits in `pend` and leaves beat by beat ----------------
         pend = Signal(P * self.acc_bits)
         pend_e = Signal(signed(E))
+        pend_pass = Signal(pass_bits)
         k = Signal(range(max(P // B, 2)))
         with m.If(adv & v1 & batch1):
-            m.d.sync += [pend.eq(Cat(*results)), pend_e.eq(e1), pend_full.eq(1), k.eq(0)]
-        sh = Signal(signed(max(E, (abs(self.shift_const)).bit_length() + 1) + 2))
-        m.d.comb += sh.eq(self.shift_const - pend_e)
+            m.d.sync += [pend.eq(Cat(*results)), pend_e.eq(e1), pend_pass.eq(pass1),
+                         pend_full.eq(1), k.eq(0)]
+        sc = pick(pend_pass, self.shift_const, "shift_const")
+        sh = Signal(signed(max(len(sc), E) + 2))
+        m.d.comb += sh.eq(sc - pend_e)
         W = self.acc_bits
         sel = Signal(B * W)
         m.d.comb += sel.eq(pend.word_select(k, B * W) if P > B else pend)
@@ -299,9 +370,18 @@ class BlockMatVec(wiring.Component):
             m.d.comb += [rs.v.eq(sel[j * W:(j + 1) * W].as_signed()), rs.s.eq(sh)]
             outs.append(rs.o)
         m.d.comb += [self.y.valid.eq(pend_full), self.y.payload.elem.eq(Cat(*outs))]
-        with m.If(self.y.valid & self.y.ready & ~(adv & v1 & batch1)):
+        with m.If(self.y.valid & self.y.ready):
             with m.If(k == P // B - 1):
                 m.d.sync += pend_full.eq(0)
             with m.Else():
                 m.d.sync += k.eq(k + 1)
         return m
+
+
+class BlockMatVec(LaneArray):
+    """A :class:`LaneArray` of one pass: ``y = project(w, a, e)``."""
+
+    def __init__(self, w: BlockAffine, **kwargs):
+        super().__init__([w], **kwargs)
+        self.w = w
+        self.layout = self.layouts[0]

@@ -120,3 +120,47 @@ def test_block_matvec_bit_exact(tmp_path, kind, rows, cols, lanes, beat, abits, 
     res = run_stream(d, simulator=simulator)
     assert res.ok, res.summary()
     assert dut.cycles_per_vector == dut.layout.ideal_cycles
+
+
+def test_lane_array_runs_a_layers_four_passes(tmp_path):
+    """q|k|v, o, gate/up interleaved by beat, down: one lane array, passes in a cycle."""
+    from amaranth.back import verilog
+
+    from golden.blockquant import interleave_rows, stack
+    from hdl.block_matvec import LaneArray
+
+    why = simulator_available("icarus")
+    if why:
+        pytest.skip(why)
+    lw = load_model("tiny").layer(0)
+    beat, lanes, abits = 16, 16, 12
+    passes = [stack([lw.wq, lw.wk, lw.wv]), lw.wo, interleave_rows(lw.w_gate, lw.w_up, beat),
+              lw.w_down]
+    dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT)
+    rng = np.random.default_rng(5)
+    ins, outs = [], []
+    for _token in range(3):
+        for w in passes:
+            a = rng.integers(-(1 << (abits - 1)), 1 << (abits - 1), w.shape[1])
+            e = int(rng.integers(-14, -6))
+            ins += beats(a, beat, abits, exp=e, exp_bits=FMT.exp_bits)
+            outs += beats(project(w, a, e, FMT), beat, FMT.fx_bits)
+    d = tmp_path / "dut"
+    d.mkdir()
+    text = verilog.convert(dut, name="lane_array", emit_src=False, strip_internal_attrs=True)
+    (d / "lane_array.v").write_text(text + dut.lane_verilog())
+    waivers = ["DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC"]
+    (d / "manifest.json").write_text(json.dumps({
+        "top": "lane_array", "sources": ["lane_array.v"], "clock": "clk", "reset": "rst",
+        "lint_waivers": [{"warning": x} for x in waivers]}))
+    (d / "transactions.json").write_text(json.dumps({
+        "clock": "clk", "reset": "rst",
+        "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload"},
+        "out": {"valid": "y__valid", "ready": "y__ready", "data": "y__payload"},
+        "fields": [(f"row {j}", j * FMT.fx_bits, FMT.fx_bits, True) for j in range(beat)],
+        "cases": [{"name": "3 tokens x 4 passes", "in": [f"{v:x}" for v in ins],
+                   "out": [f"{v:x}" for v in outs]}]}))
+    res = run_stream(d, simulator="icarus")
+    assert res.ok, res.summary()
+    assert dut.cycles_per_vector == dut.ideal_cycles == sum(
+        w.shape[0] * w.shape[1] * w.bits for w in passes) / (lanes * 32)
