@@ -1,0 +1,159 @@
+"""Stream plumbing between the layer's units: fork, join, FIFO, and routing by beat count.
+
+All of it keeps the stream rules: a ``valid`` never waits for a ``ready``; payloads hold while
+they wait.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Fork", "Join", "BeatFifo", "Route", "Merge", "Pairer"]
+
+
+class Fork(wiring.Component):
+    """One stream to ``n`` consumers; each beat goes to every consumer exactly once."""
+
+    def __init__(self, shape, n: int = 2):
+        self._n = n
+        super().__init__({"i": In(stream.Signature(shape)),
+                          **{f"o{k}": Out(stream.Signature(shape)) for k in range(n)}})
+
+    def elaborate(self, platform):
+        m = Module()
+        outs = [getattr(self, f"o{k}") for k in range(self._n)]
+        done = [Signal(name=f"done{k}") for k in range(self._n)]
+        ok = 1
+        for o, d in zip(outs, done, strict=True):
+            m.d.comb += [o.payload.eq(self.i.payload), o.valid.eq(self.i.valid & ~d)]
+            ok = ok & (d | o.ready)
+        m.d.comb += self.i.ready.eq(ok)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [d.eq(0) for d in done]
+        with m.Else():
+            for o, d in zip(outs, done, strict=True):
+                with m.If(o.valid & o.ready):
+                    m.d.sync += d.eq(1)
+        return m
+
+
+class Join(wiring.Component):
+    """Two streams to one: a beat of each, side by side (``a`` in the low bits)."""
+
+    def __init__(self, a_shape, b_shape, o_shape):
+        super().__init__({"a": In(stream.Signature(a_shape)), "b": In(stream.Signature(b_shape)),
+                          "o": Out(stream.Signature(o_shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        fire = self.o.valid & self.o.ready
+        m.d.comb += [self.o.valid.eq(self.a.valid & self.b.valid),
+                     self.o.payload.eq(Value.cast(self.a.payload).as_unsigned()
+                                       | (Value.cast(self.b.payload).as_unsigned()
+                                          << len(Value.cast(self.a.payload)))),
+                     self.a.ready.eq(fire), self.b.ready.eq(fire)]
+        return m
+
+
+class BeatFifo(wiring.Component):
+    """A FIFO of ``depth`` beats."""
+
+    def __init__(self, shape, depth: int):
+        self._shape, self._depth = shape, depth
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        width = len(Signal(self._shape))
+        m.submodules.fifo = f = SyncFIFOBuffered(width=width, depth=self._depth)
+        m.d.comb += [f.w_data.eq(self.i.payload), f.w_en.eq(self.i.valid),
+                     self.i.ready.eq(f.w_rdy), self.o.payload.eq(f.r_data),
+                     self.o.valid.eq(f.r_rdy), f.r_en.eq(self.o.ready)]
+        return m
+
+
+def _segments(m, segs, fire):
+    """A counter over ``segs`` (a cycle of ``(port, beats)``); returns the current port."""
+    seg = Signal(range(max(len(segs), 2)))
+    cnt = Signal(range(max(n for _, n in segs) + 1))
+    last = Signal()
+    port = Signal(range(max(p for p, _ in segs) + 2))
+    n_expr = segs[-1][1] - 1
+    p_expr = segs[-1][0]
+    for k in range(len(segs) - 2, -1, -1):
+        n_expr = Mux(seg == k, segs[k][1] - 1, n_expr)
+        p_expr = Mux(seg == k, segs[k][0], p_expr)
+    m.d.comb += [last.eq(cnt == n_expr), port.eq(p_expr)]
+    with m.If(fire):
+        with m.If(last):
+            m.d.sync += [cnt.eq(0), seg.eq(Mux(seg == len(segs) - 1, 0, seg + 1))]
+        with m.Else():
+            m.d.sync += cnt.eq(cnt + 1)
+    return port
+
+
+class Route(wiring.Component):
+    """Demultiplex by count: ``segs`` is a repeating list of ``(output, beats)``."""
+
+    def __init__(self, shape, segs, n_out: int):
+        self._segs, self._n = segs, n_out
+        super().__init__({"i": In(stream.Signature(shape)),
+                          **{f"o{k}": Out(stream.Signature(shape)) for k in range(n_out)}})
+
+    def elaborate(self, platform):
+        m = Module()
+        outs = [getattr(self, f"o{k}") for k in range(self._n)]
+        fire = self.i.valid & self.i.ready
+        port = _segments(m, self._segs, fire)
+        ready = 0
+        for k, o in enumerate(outs):
+            m.d.comb += [o.payload.eq(self.i.payload), o.valid.eq(self.i.valid & (port == k))]
+            ready = Mux(port == k, o.ready, ready)
+        m.d.comb += self.i.ready.eq(ready)
+        return m
+
+
+class Merge(wiring.Component):
+    """Multiplex by count: ``segs`` is a repeating list of ``(input, beats)``."""
+
+    def __init__(self, shape, segs, n_in: int):
+        self._segs, self._n = segs, n_in
+        super().__init__({**{f"i{k}": In(stream.Signature(shape)) for k in range(n_in)},
+                          "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        ins = [getattr(self, f"i{k}") for k in range(self._n)]
+        fire = self.o.valid & self.o.ready
+        port = _segments(m, self._segs, fire)
+        valid, payload = 0, Value.cast(ins[0].payload)
+        for k, i in enumerate(ins):
+            m.d.comb += i.ready.eq(self.o.ready & (port == k))
+            valid = Mux(port == k, i.valid, valid)
+            payload = Mux(port == k, Value.cast(i.payload), payload)
+        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(payload)]
+        return m
+
+
+class Pairer(wiring.Component):
+    """Beats ``g0, u0, g1, u1, ...`` to beats ``(g0, u0), (g1, u1), ...`` (``g`` low)."""
+
+    def __init__(self, shape, o_shape):
+        self._w = len(Signal(shape))
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(o_shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        hold = Signal()
+        first = Signal(self._w)
+        m.d.comb += [self.o.valid.eq(self.i.valid & hold),
+                     self.o.payload.eq(first | (Value.cast(self.i.payload).as_unsigned()
+                                                << self._w)),
+                     self.i.ready.eq(~hold | self.o.ready)]
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(~hold):
+                m.d.sync += [first.eq(self.i.payload), hold.eq(1)]
+            with m.Else():
+                m.d.sync += hold.eq(0)
+        return m
