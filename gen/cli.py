@@ -17,6 +17,8 @@ examples:
   hardwire sim build/mv --simulator verilator --vectors 200
   hardwire synth build/mv --target ecp5
   hardwire forward --model tiny --layers 0:2 --input x.npy --backend golden --out y.npy
+  hardwire layer --model tiny --layer 0 --out build/layer
+  hardwire sim build/layer --simulator verilator
 """
 
 
@@ -88,12 +90,37 @@ def _parser():
     mv.add_argument("--out", type=Path, required=True, help="output directory (replaced "
                     "atomically)")
 
+    lay = sub.add_parser("layer", help="generate one decoder layer of a model as Verilog",
+                         description="Generate a decoder layer: one lane array whose mask ROMs "
+                         "hold every projection, RMSNorm, RoPE, attention with a KV cache in "
+                         "RAM, SwiGLU and the residual adds. Writes the Verilog, ROM images, "
+                         "golden test tokens and manifest.json to --out.")
+    lay.add_argument("--model", required=True,
+                     help="'tiny', 'smollm2', or a .gguf / .safetensors / .npz file")
+    lay.add_argument("--layer", type=_count, required=True, help="layer index")
+    lay.add_argument("--lanes", type=_at_least_one,
+                     help="lanes of the lane array; must divide every pass's rows (default: "
+                          "gcd(64, dim, kv_dim, ffn))")
+    lay.add_argument("--ctx", type=_at_least_one,
+                     help="context length: KV cache positions (default 16)")
+    lay.add_argument("--beat", type=_at_least_one,
+                     help="vector elements per cycle between units (default: the widest "
+                          "that divides the vector lengths, the block and --lanes)")
+    lay.add_argument("--quant", default="q4_1", help="quantiser for float checkpoints")
+    lay.add_argument("--rom-images", default="auto", choices=("auto", "inline", "files"),
+                     help="ROM contents as $readmemh files or inside the Verilog (auto: files "
+                          "above 1 Mbit)")
+    lay.add_argument("--seed", type=_count, default=0, help="seed of the golden test tokens")
+    lay.add_argument("--out", type=Path, required=True, help="output directory")
+
     sim = sub.add_parser("sim", help="prove a design bit-exact against golden with cocotb",
                          description="Run the cocotb testbench on a generated design: random "
                          "vectors, worst-case vectors, and valid/ready stalls on both sides, "
                          "compared exactly with the golden model.")
-    sim.add_argument("design", type=Path, help="directory written by 'hardwire matvec'")
-    sim.add_argument("--simulator", default="icarus", choices=("icarus", "verilator"))
+    sim.add_argument("design", type=Path,
+                     help="directory written by 'hardwire matvec' or 'hardwire layer'")
+    sim.add_argument("--simulator", choices=("icarus", "verilator"),
+                     help="default: icarus for matvec designs, verilator for layers")
     sim.add_argument("--vectors", type=_at_least_one, default=100,
                      help="random vectors per test (default 100)")
     sim.add_argument("--seed", type=_count, default=1)
@@ -174,11 +201,29 @@ def _cmd_matvec(a):
     return 0
 
 
-def _cmd_sim(a):
-    from sim.runner import run_matvec
+def _cmd_layer(a):
+    from .layer import generate_layer
 
-    res = run_matvec(a.design, simulator=a.simulator, vectors=a.vectors, seed=a.seed,
-                     waves=a.waves)
+    generate_layer(a.model, a.layer, a.out, lanes=a.lanes, ctx=a.ctx, beat=a.beat,
+                   seed=a.seed, quant=a.quant, rom_images=a.rom_images)
+    return 0
+
+
+def _cmd_sim(a):
+    import json
+
+    from sim.runner import run_layer, run_matvec
+
+    try:
+        kind = json.loads((a.design / "manifest.json").read_text()).get("kind", "matvec")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{a.design} is not a design directory (manifest.json: {e})") from None
+    if kind == "layer":
+        res = run_layer(a.design, simulator=a.simulator or "verilator", seed=a.seed,
+                        waves=a.waves)
+    else:
+        res = run_matvec(a.design, simulator=a.simulator or "icarus", vectors=a.vectors,
+                         seed=a.seed, waves=a.waves)
     print(res.summary())
     return 0 if res.ok else 1
 
@@ -209,7 +254,7 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"matvec": _cmd_matvec, "sim": _cmd_sim, "synth": _cmd_synth,
-                "forward": _cmd_forward}[a.command](a)
+                "forward": _cmd_forward, "layer": _cmd_layer}[a.command](a)
     except UserError as e:
         print(f"hardwire: error: {e}", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@ All of it keeps the stream rules: a ``valid`` never waits for a ``ready``; paylo
 they wait.
 """
 
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Module, Mux, Shape, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -65,9 +65,9 @@ class BeatFifo(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        width = len(Signal(self._shape))
+        width = Shape.cast(self._shape).width
         m.submodules.fifo = f = SyncFIFOBuffered(width=width, depth=self._depth)
-        m.d.comb += [f.w_data.eq(self.i.payload), f.w_en.eq(self.i.valid),
+        m.d.comb += [f.w_data.eq(Value.cast(self.i.payload)), f.w_en.eq(self.i.valid),
                      self.i.ready.eq(f.w_rdy), self.o.payload.eq(f.r_data),
                      self.o.valid.eq(f.r_rdy), f.r_en.eq(self.o.ready)]
         return m
@@ -140,7 +140,7 @@ class Pairer(wiring.Component):
     """Beats ``g0, u0, g1, u1, ...`` to beats ``(g0, u0), (g1, u1), ...`` (``g`` low)."""
 
     def __init__(self, shape, o_shape):
-        self._w = len(Signal(shape))
+        self._w = Shape.cast(shape).width
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(o_shape))})
 
     def elaborate(self, platform):

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["run_matvec", "run_stream", "write_unit", "SimResult", "simulator_available",
-           "verilator_env"]
+__all__ = ["run_matvec", "run_stream", "run_layer", "write_unit", "SimResult",
+           "simulator_available", "verilator_env"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -95,6 +95,16 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
     return _run(design, manifest, "sim.tb_matvec", simulator=simulator, seed=seed,
                 waves=waves, build_dir=build_dir, testcase=testcase,
                 extra={"HARDWIRE_VECTORS": str(vectors)})
+
+
+def run_layer(design: Path, *, simulator: str = "verilator", seed: int = 1,
+              waves: bool = False, build_dir: Path | None = None,
+              testcase: str | None = None) -> SimResult:
+    """Run :mod:`sim.tb_layer` on a design written by ``hardwire layer``."""
+    design = Path(design).resolve()
+    manifest = json.loads((design / "manifest.json").read_text())
+    return _run(design, manifest, "sim.tb_layer", simulator=simulator, seed=seed, waves=waves,
+                build_dir=build_dir, testcase=testcase, extra={})
 
 
 def write_unit(component, name: str, directory: Path, transactions: dict,

@@ -1,0 +1,143 @@
+"""``hardwire layer``: one decoder layer of a model, as a design directory.
+
+The directory holds the Verilog (the top, the lane module, the ROM primitive), the lanes'
+mask-ROM images, golden test tokens and ``manifest.json``. The test tokens fill the KV cache:
+real token embeddings at positions ``0..ctx-1`` through the integer golden layer.
+"""
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from golden.llama_int import IntCache, IntFormat, int_layer_step, to_residual
+
+from .errors import UserError
+from .matvec import LINT_WAIVERS
+from .models import load_model
+from .output import atomic_directory
+
+__all__ = ["generate_layer", "default_beat", "TOP"]
+
+TOP = "decoder_layer"
+
+
+def default_beat(cfg, lanes: int, block: int = 32) -> int:
+    """The widest beat (elements per cycle between units) that divides every vector length,
+    the head, the block and the lane count."""
+    return math.gcd(cfg.dim, cfg.kv_dim, cfg.ffn, cfg.head_dim, block, lanes)
+
+
+def generate_layer(model: str, layer: int, out: Path, *, lanes: int | None = None,
+                   ctx: int | None = None, beat: int | None = None, seed: int = 0,
+                   quant: str = "q4_1", rom_images: str = "auto", log=print) -> dict:
+    """Write the design directory and return its manifest."""
+    from amaranth.back import verilog
+
+    from hdl.layer import DecoderLayer
+    from hdl.mask_rom import ROM_PRIMITIVE, ROM_PRIMITIVE_NAME
+
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    t0 = time.perf_counter()
+    m = load_model(model, quant)
+    cfg = m.cfg
+    w = m.layer(layer)
+    ctx = ctx or min(16, cfg.max_ctx)
+    if not 1 <= ctx <= cfg.max_ctx:
+        raise UserError(f"--ctx must be in 1..{cfg.max_ctx} for {m.name}, not {ctx}")
+    lanes = lanes or math.gcd(64, cfg.dim, cfg.kv_dim, cfg.ffn)
+    rows = [cfg.dim + 2 * cfg.kv_dim, cfg.dim, 2 * cfg.ffn]
+    if lanes < 1 or any(r % lanes for r in rows):
+        raise UserError(f"--lanes {lanes} must divide every pass's rows "
+                        f"({', '.join(map(str, rows))})")
+    beat = beat or default_beat(cfg, lanes)
+    fmt = IntFormat()
+    if rom_images not in ("auto", "inline", "files"):
+        raise UserError(f"--rom-images must be auto, inline or files, not {rom_images!r}")
+    weight_bits = sum(int(np.prod(getattr(w, n).shape)) * getattr(w, n).bits
+                      for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"))
+    files = rom_images == "files" or (rom_images == "auto" and weight_bits > 1 << 20)
+    try:
+        top = DecoderLayer(cfg, w, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt, rom_images=files)
+    except ValueError as e:
+        raise UserError(f"cannot build layer {layer} of {m.name}: {e}") from None
+    t_build = time.perf_counter()
+    text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
+    text += top.engine.lane_verilog()
+    t_verilog = time.perf_counter()
+
+    # Golden tokens: real embeddings at positions 0..ctx-1, plus a sequence at the extremes.
+    rng = np.random.default_rng(seed)
+    emb = m.embedding()
+    ids = rng.integers(0, emb.shape[0], ctx)
+    x_real = to_residual(emb.dequantize()[ids], fmt)
+    lim = 1 << (fmt.res_bits - 1)
+    x_worst = np.stack([np.where(rng.random(cfg.dim) < 0.5, -lim, lim - 1)
+                        if p % 3 == 0 else np.zeros(cfg.dim, np.int64) if p % 3 == 1
+                        else rng.integers(-lim, lim, cfg.dim) for p in range(ctx)])
+    seqs = {}
+    for name, xs in (("real", x_real), ("extreme", x_worst)):
+        cache = IntCache(cfg, ctx)
+        ys = np.stack([int_layer_step(top.golden, xs[p], p, cache) for p in range(ctx)])
+        seqs[name] = (xs.astype(np.int64), ys.astype(np.int64))
+    t_golden = time.perf_counter()
+
+    unit_cycles = {k: int(v) for k, v in top.unit_cycles(ctx - 1).items()}
+    roms = [r.image for r in top.engine.roms() if r.image is not None]
+    manifest = {
+        "format": "hardwire-layer/1",
+        "kind": "layer",
+        "top": TOP,
+        "sources": [f"{TOP}.v"] + ([f"{ROM_PRIMITIVE_NAME}.v"] if roms else []),
+        "rom_images": roms,
+        "clock": "clk",
+        "reset": "rst",
+        "reset_active": "high",
+        "reset_kind": "synchronous",
+        "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload",
+               "beats": top.beats, "beat": beat, "bits": fmt.res_bits, "signed": True,
+               "frac": fmt.res_frac, "pos_lo": beat * fmt.res_bits, "pos_bits": top.pos_bits},
+        "out": {"valid": "y__valid", "ready": "y__ready", "data": "y__payload",
+                "beats": top.beats, "beat": beat, "bits": fmt.res_bits, "signed": True,
+                "frac": fmt.res_frac},
+        "packing": ("a token is `beats` payloads; element i of a beat occupies bits "
+                    "[i*bits, (i+1)*bits), two's complement; input beats carry the position "
+                    "in bits [pos_lo, pos_lo + pos_bits)"),
+        "model": m.name, "layer": layer,
+        "config": asdict(cfg) | {"head_dim": cfg.head_dim},
+        "format_int": asdict(fmt),
+        "ctx": ctx, "lanes": lanes, "beat": beat,
+        "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
+        "weights": int(sum(p.shape[0] * p.shape[1] for p in top.passes)),
+        "cycles": {
+            "ideal_at_last_pos": top.ideal_cycles(ctx - 1),
+            "ideal_note": ("all weight bits / (lanes * block bits per cycle) + attention's own "
+                           "work (2 * (pos+1) * n_heads)"),
+            "units_at_last_pos": unit_cycles,
+            "units_sum_at_last_pos": sum(unit_cycles.values()),
+        },
+        "vectors": {name: {"in": f"tokens_{name}_in.npy", "out": f"tokens_{name}_out.npy"}
+                    for name in seqs},
+        "lint_waivers": [{"warning": k, "reason": v} for k, v in LINT_WAIVERS.items()],
+    }
+    with atomic_directory(out) as d:
+        (d / f"{TOP}.v").write_text(text)
+        if roms:
+            (d / f"{ROM_PRIMITIVE_NAME}.v").write_text(ROM_PRIMITIVE)
+            for r in top.engine.roms():
+                (d / r.image).write_bytes(r.image_text())
+        for name, (xs, ys) in seqs.items():
+            np.save(d / f"tokens_{name}_in.npy", xs)
+            np.save(d / f"tokens_{name}_out.npy", ys)
+        (d / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    t_end = time.perf_counter()
+    if log:
+        log(f"layer {layer} of {m.name}: {manifest['weights']} weights, {lanes} lanes, beat "
+            f"{beat}, ctx {ctx}; ROM {top.rom_bits} bits, RAM {top.ram_bits} bits -> {out} "
+            f"(build {t_build - t0:.1f} s, Verilog {t_verilog - t_build:.1f} s, golden "
+            f"{t_golden - t_verilog:.1f} s, write {t_end - t_golden:.1f} s)")
+    return manifest

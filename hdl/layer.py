@@ -1,0 +1,206 @@
+"""A Llama decoder layer in hardware: one token in, one token out, bit for bit
+:func:`golden.llama_int.int_layer_step`.
+
+Dataflow of a token (every arrow is a ``lib.stream`` of beats, :mod:`hdl.vector`)::
+
+    x (h, pos) ─┬─> FIFO h ───────────────────────────┐
+                └─> RMSNorm ─> [pass 0: q|k|v] ─┬─ q|k ─> RoPE ─┐
+                                                └─ v ───────────┴─> attention (KV cache RAM)
+          ┌──────────────────────────────────────────────────────────┘
+          └─> BFP ─> [pass 1: o] ─> + h ─┬─> FIFO h1 ───────────────────────┐
+                                         └─> RMSNorm ─> [pass 2: gate/up] ─> SwiGLU
+                                                          ─> [pass 3: down] ─> + h1 ─> y
+
+The four passes run on one :class:`hdl.block_matvec.LaneArray`: its lanes' mask ROMs hold
+every projection of the layer, so the lanes are busy in every pass. One token is in flight at
+a time; the next token's first beat is accepted after the last output beat.
+
+Ports
+-----
+x : In(stream)
+    ``StructLayout({"elem": unsigned(beat * res_bits), "pos": unsigned(pos_bits)})``:
+    the residual ``h`` (int32 Q.res_frac), ``dim / beat`` beats per token, each carrying the
+    token's position (``pos < ctx``).
+y : Out(stream)
+    ``beat_layout(beat, res_bits)``: the new residual, ``dim / beat`` beats.
+"""
+
+from amaranth.hdl import Module, Signal, Value, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.blockquant import interleave_rows, stack
+from golden.llama import LayerWeights, LlamaConfig
+from golden.llama_int import IntFormat, IntLayer
+
+from .attention import AttentionUnit
+from .block_matvec import LaneArray
+from .elementwise import ResidualAdd, RopeUnit, SwigluUnit
+from .glue import BeatFifo, Fork, Merge, Pairer, Route
+from .norm import BfpUnit, RmsNormUnit
+from .vector import beat_layout
+
+__all__ = ["DecoderLayer"]
+
+
+def _connect(m, src, dst):
+    """``src`` stream into ``dst``, the payload bits as they are."""
+    m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
+                 Value.cast(dst.payload).eq(Value.cast(src.payload))]
+
+
+class DecoderLayer(wiring.Component):
+    def __init__(self, cfg: LlamaConfig, w: LayerWeights, *, ctx: int, lanes: int, beat: int,
+                 fmt: IntFormat | None = None, rom_images: bool = False,
+                 prefix: str = "layer"):
+        fmt = fmt or IntFormat()
+        for name, n in (("dim", cfg.dim), ("kv_dim", cfg.kv_dim), ("ffn", cfg.ffn)):
+            if n % beat:
+                raise ValueError(f"beat {beat} does not divide {name} ({n})")
+        self.cfg, self.fmt, self.ctx, self.beat, self.lanes = cfg, fmt, ctx, beat, lanes
+        self.golden = L = IntLayer(cfg, w, ctx, fmt)
+        self.passes = [stack([w.wq, w.wk, w.wv]), w.wo, interleave_rows(w.w_gate, w.w_up, beat),
+                       w.w_down]
+        self.engine = LaneArray(self.passes, abits=fmt.abits, lanes=lanes, beat=beat, fmt=fmt,
+                                rom_images=rom_images, prefix=prefix)
+        d, hd, nh, nkv = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
+        self.norm1 = RmsNormUnit(d, beat, fmt, L.g_attn, L.gf_attn, L.eps_term)
+        self.norm2 = RmsNormUnit(d, beat, fmt, L.g_ffn, L.gf_ffn, L.eps_term)
+        self.rope = RopeUnit(nh + nkv, hd, ctx, beat, fmt, L.cos, L.sin)
+        self.attn = AttentionUnit(nh, nkv, hd, ctx, beat, fmt, L.score_const, L.exp_table)
+        self.bfp = BfpUnit(d, beat, fmt.fx_bits, fmt.fx_frac, fmt.abits, fmt.exp_bits)
+        self.swiglu = SwigluUnit(cfg.ffn, beat, fmt, L.sig_table)
+        self.add1 = ResidualAdd(d, beat, fmt)
+        self.add2 = ResidualAdd(d, beat, fmt)
+        self.pos_bits = max(1, (ctx - 1).bit_length())
+        self.in_layout = data.StructLayout({"elem": unsigned(beat * fmt.res_bits),
+                                            "pos": unsigned(self.pos_bits)})
+        super().__init__({"x": In(stream.Signature(self.in_layout)),
+                          "y": Out(stream.Signature(beat_layout(beat, fmt.res_bits)))})
+
+    # -- figures ------------------------------------------------------------------------------
+    @property
+    def beats(self) -> int:
+        return self.cfg.dim // self.beat
+
+    @property
+    def rom_bits(self) -> int:
+        return self.engine.rom_bits
+
+    @property
+    def ram_bits(self) -> int:
+        return self.attn.ram_bits
+
+    def ideal_cycles(self, pos: int) -> float:
+        """All weight bits over the lanes' throughput (``lanes * block`` per cycle), plus the
+        attention's own work for a token at ``pos``: one cached position per cycle for the
+        scores and again for the weighted sum, per query head."""
+        return self.engine.ideal_cycles + 2 * (pos + 1) * self.cfg.n_heads
+
+    def unit_cycles(self, pos: int) -> dict:
+        """Where the cycles of a token go, unit by unit, from the units' own formulas."""
+        e = self.engine
+        return {
+            "input": self.beats,
+            "rmsnorm (attn)": self.norm1.cycles,
+            "q|k|v pass": e.pass_cycles[0],
+            "rope": self.rope.cycles,
+            "attention": self.attn.cycles(pos),
+            "bfp": self.bfp.cycles,
+            "o pass": e.pass_cycles[1],
+            "residual add": self.add1.cycles,
+            "rmsnorm (ffn)": self.norm2.cycles,
+            "gate/up pass": e.pass_cycles[2],
+            "swiglu": self.swiglu.cycles,
+            "down pass": e.pass_cycles[3],
+            "residual add 2": self.add2.cycles,
+        }
+
+    # -- circuit ------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        cfg, fmt, B = self.cfg, self.fmt, self.beat
+        hd, nh, nkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
+        nb = self.beats
+        for name in ("engine", "norm1", "norm2", "rope", "attn", "bfp", "swiglu", "add1",
+                     "add2"):
+            m.submodules[name] = getattr(self, name)
+        e = self.engine
+        res_beat = beat_layout(B, fmt.res_bits)
+        act_beat = beat_layout(B, fmt.abits, fmt.exp_bits)
+        fx_beat = beat_layout(B, fmt.fx_bits)
+
+        # -- one token at a time; latch its position ----------------------------------------
+        accepting = Signal(init=1)
+        in_cnt = Signal(range(nb + 1))
+        out_cnt = Signal(range(nb + 1))
+        pos = Signal(self.pos_bits)
+        m.submodules.fork_in = fork_in = Fork(res_beat, 2)
+        m.d.comb += [fork_in.i.valid.eq(self.x.valid & accepting),
+                     self.x.ready.eq(fork_in.i.ready & accepting),
+                     fork_in.i.payload.elem.eq(self.x.payload.elem)]
+        with m.If(self.x.valid & self.x.ready):
+            with m.If(in_cnt == 0):
+                m.d.sync += pos.eq(self.x.payload.pos)
+            with m.If(in_cnt == nb - 1):
+                m.d.sync += [in_cnt.eq(0), accepting.eq(0)]
+            with m.Else():
+                m.d.sync += in_cnt.eq(in_cnt + 1)
+        with m.If(self.y.valid & self.y.ready):
+            with m.If(out_cnt == nb - 1):
+                m.d.sync += [out_cnt.eq(0), accepting.eq(1)]
+            with m.Else():
+                m.d.sync += out_cnt.eq(out_cnt + 1)
+
+        m.submodules.fifo_h = fifo_h = BeatFifo(res_beat, nb)
+        m.submodules.fifo_h1 = fifo_h1 = BeatFifo(res_beat, nb)
+        _connect(m, fork_in.o0, fifo_h.i)
+        _connect(m, fork_in.o1, self.norm1.x)
+
+        # -- the lane array's input, pass by pass ---------------------------------------------
+        m.submodules.to_engine = to_engine = Merge(
+            act_beat, [(0, nb), (1, nb), (2, nb), (3, cfg.ffn // B)], 4)
+        _connect(m, self.norm1.y, to_engine.i0)
+        _connect(m, self.bfp.y, to_engine.i1)
+        _connect(m, self.norm2.y, to_engine.i2)
+        _connect(m, self.swiglu.y, to_engine.i3)
+        _connect(m, to_engine.o, e.x)
+
+        # -- and its output -----------------------------------------------------------------
+        qk, v = (nh + nkv) * hd // B, nkv * hd // B
+        m.submodules.from_engine = route = Route(
+            fx_beat, [(0, qk), (1, v), (2, nb), (3, 2 * cfg.ffn // B), (4, nb)], 5)
+        _connect(m, e.y, route.i)
+
+        # q|k -> RoPE; RoPE then v -> attention, each beat tagged with the position
+        m.d.comb += [self.rope.x.valid.eq(route.o0.valid), route.o0.ready.eq(self.rope.x.ready),
+                     self.rope.x.payload.elem.eq(route.o0.payload.elem),
+                     self.rope.x.payload.pos.eq(pos)]
+        attn_in = self.attn.in_layout
+        m.submodules.to_attn = to_attn = Merge(attn_in, [(0, qk), (1, v)], 2)
+        for src, dst in ((self.rope.y, to_attn.i0), (route.o1, to_attn.i1)):
+            m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
+                         dst.payload.elem.eq(Value.cast(src.payload)[:B * fmt.fx_bits]),
+                         dst.payload.pos.eq(pos)]
+        _connect(m, to_attn.o, self.attn.x)
+        _connect(m, self.attn.y, self.bfp.x)
+
+        # o + h -> h1 (to the FIFO and the second norm)
+        def join(a, b, dst):
+            fire = dst.valid & dst.ready
+            m.d.comb += [dst.valid.eq(a.valid & b.valid), a.ready.eq(fire), b.ready.eq(fire),
+                         dst.payload.h.eq(a.payload.elem), dst.payload.y.eq(b.payload.elem)]
+
+        join(fifo_h.o, route.o2, self.add1.x)
+        m.submodules.fork_h1 = fork_h1 = Fork(res_beat, 2)
+        _connect(m, self.add1.y, fork_h1.i)
+        _connect(m, fork_h1.o0, fifo_h1.i)
+        _connect(m, fork_h1.o1, self.norm2.x)
+
+        # gate/up beats pair up for SwiGLU; down + h1 -> y
+        m.submodules.pairer = pairer = Pairer(fx_beat, self.swiglu.x.payload.shape())
+        _connect(m, route.o3, pairer.i)
+        _connect(m, pairer.o, self.swiglu.x)
+        join(fifo_h1.o, route.o4, self.add2.x)
+        _connect(m, self.add2.y, self.y)
+        return m
