@@ -144,7 +144,10 @@ def _parser():
                         "  golden  the bit-exact integer model of the hardware "
                         "(golden/llama_int.py): the\n          input becomes the integer "
                         "residual once, stays integer between layers,\n          and is "
-                        "converted back to float at the end",
+                        "converted back to float at the end\n"
+                        "  rtl     the generated Verilog of each layer (hardwire layer), run in "
+                        "Verilator;\n          designs are kept in build/forward/, so a second "
+                        "run skips generation",
                         epilog="example:\n  hardwire forward --model tiny --layers 0:2 "
                         "--input x.npy --backend golden --out y.npy",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,8 +159,11 @@ def _parser():
     fw.add_argument("--input", required=True, type=Path, metavar="X.npy",
                     help="hidden states, float [T, dim] .npy (float16/32/64, cast to "
                     "float32): positions 0..T-1")
-    fw.add_argument("--backend", required=True, choices=("float", "golden"),
-                    help="float: float32 reference; golden: integer golden model")
+    fw.add_argument("--backend", required=True, choices=("float", "golden", "rtl"),
+                    help="float: float32 reference; golden: integer golden model; rtl: the "
+                    "generated layers in Verilator")
+    fw.add_argument("--lanes", type=_at_least_one, help="rtl backend: lanes per layer "
+                    "(default as for 'hardwire layer')")
     fw.add_argument("--out", required=True, type=Path, metavar="Y.npy", help="result, "
                     "float32 [T, dim] .npy (written atomically; the directory must exist)")
     fw.add_argument("--ctx", type=_at_least_one, metavar="L", help="context length (KV cache "
@@ -240,8 +246,9 @@ def _cmd_forward(a):
     from .forward import forward, tty_progress
 
     res = forward(a.model, a.layers, a.input, a.backend, a.out, ctx=a.ctx, quant=a.quant,
-                  progress=tty_progress,
-                  warn=lambda s: print(f"hardwire: warning: {s}", file=sys.stderr))
+                  progress=tty_progress, lanes=a.lanes,
+                  warn=lambda s: print(f"hardwire: warning: {s}", file=sys.stderr),
+                  info=lambda s: print(f"hardwire: {s}", file=sys.stderr))
     print(res.summary())
     return 0
 

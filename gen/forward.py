@@ -7,6 +7,7 @@ input to the integer residual once and keeps it integer until the last layer, as
 would. Every problem with the input raises :class:`gen.errors.UserError` with one line.
 """
 
+import hashlib
 import re
 import sys
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from .output import atomic_file
 __all__ = ["BACKENDS", "DEFAULT_CTX", "parse_layers", "load_input", "choose_ctx",
            "run_float", "run_golden", "forward"]
 
-BACKENDS = ("float", "golden")
+BACKENDS = ("float", "golden", "rtl")
 #: Default KV cache length (capped at the model's own context length).
 DEFAULT_CTX = 64
 
@@ -149,9 +150,48 @@ def _is_checkpoint(spec: str) -> bool:
         ".safetensors", ".npz")
 
 
+def run_rtl(m, sel, x: np.ndarray, ctx: int, lanes: int | None = None,
+            log=None) -> np.ndarray:
+    """The generated RTL in Verilator, layer after layer: each layer's design is generated
+    (once: ``build/forward/`` keeps it), built and driven with the residual tokens; its
+    outputs feed the next layer. The result is dequantised like the golden backend's."""
+    from golden.llama_int import IntFormat, from_residual, to_residual
+    from sim.runner import drive_layer, simulator_available
+
+    from .layer import generate_layer
+
+    why = simulator_available("verilator")
+    if why:
+        raise UserError(why)
+    fmt = IntFormat()
+    h = to_residual(x, fmt)
+    stem = "".join(c if c.isalnum() else "_" for c in m.name)
+    for i in sel:
+        # The directory name carries a digest of the layer's weights, so a changed model
+        # file never reuses a stale design.
+        w = m.layer(i)
+        dig = hashlib.sha256()
+        for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
+            t = getattr(w, name)
+            for a in (t.codes, t.scale, t.offset):
+                dig.update(np.ascontiguousarray(a).tobytes())
+        dig.update(np.ascontiguousarray(w.attn_norm).tobytes())
+        dig.update(np.ascontiguousarray(w.ffn_norm).tobytes())
+        d = (Path("build") / "forward"
+             / f"{stem}_L{i}_ctx{ctx}_lanes{lanes or 'auto'}_{dig.hexdigest()[:10]}")
+        if not (d / "manifest.json").exists():
+            if log:
+                log(f"layer {i}: generating RTL in {d}")
+            generate_layer(m, i, d, lanes=lanes, ctx=ctx, log=None)
+        if log:
+            log(f"layer {i}: Verilator build and simulation of {len(h)} tokens")
+        h = drive_layer(d, h)
+    return from_residual(h, fmt)
+
+
 def forward(model: str, layers: str, input_path: Path, backend: str, out: Path,
             ctx: int | None = None, quant: str | None = None, progress=None,
-            warn=None) -> ForwardResult:
+            warn=None, lanes: int | None = None, info=None) -> ForwardResult:
     """Run the hidden states in ``input_path`` through ``layers`` of ``model``; write the
     result to ``out`` atomically.
 
@@ -173,7 +213,7 @@ def forward(model: str, layers: str, input_path: Path, backend: str, out: Path,
 
     with atomic_file(out, "--out") as f:  # opened first: an unwritable path fails early
         weights = [m.layer(i) for i in sel]  # decode (and check) every layer before running
-        if backend == "golden":
+        if backend in ("golden", "rtl"):
             from golden.llama_int import IntFormat, IntLayer
 
             fmt = IntFormat()
@@ -199,8 +239,10 @@ def forward(model: str, layers: str, input_path: Path, backend: str, out: Path,
                 if not np.all(np.isfinite(y)):
                     raise UserError("the float forward pass overflowed float32 (the input's "
                                     f"largest magnitude is {float(np.abs(x).max()):g})")
-            else:
+            elif backend == "golden":
                 y = run_golden(int_layers, x, step)
+            else:
+                y = run_rtl(m, sel, x, ctx, lanes=lanes, log=info)
         finally:
             if bar is not None:
                 bar.close()

@@ -32,18 +32,53 @@ def default_beat(cfg, lanes: int, block: int = 32) -> int:
     return math.gcd(cfg.dim, cfg.kv_dim, cfg.ffn, cfg.head_dim, block, lanes)
 
 
-def generate_layer(model: str, layer: int, out: Path, *, lanes: int | None = None,
+def _convert(job):
+    comp, name = job
+    from amaranth.back import verilog
+
+    return verilog.convert(comp, name=name, emit_src=False, strip_internal_attrs=True)
+
+
+_JOBS: list = []
+
+
+def _convert_index(i: int) -> str:
+    return _convert(_JOBS[i])
+
+
+def convert_modules(top, name: str, workers: int | None = None) -> str:
+    """Verilog of ``top`` and of every separately emitted module (``top.modules``, and the
+    lane array's lane), converted in parallel processes. The order is fixed, so the text is
+    the same whatever the worker count."""
+    import multiprocessing as mp
+
+    jobs = [(top, name)] + sorted(((c, n) for n, c in top.modules.items()), key=lambda j: j[1])
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    if workers > 1 and "fork" in mp.get_all_start_methods():
+        _JOBS[:] = jobs  # forked workers inherit the components; only indices are sent
+        with mp.get_context("fork").Pool(workers) as pool:
+            texts = pool.map(_convert_index, range(len(jobs)), chunksize=1)
+        _JOBS.clear()
+    else:
+        texts = [_convert(j) for j in jobs]
+    for comp, _ in jobs:
+        # Elaborated in a worker process; this copy is never used, and that is expected.
+        comp._MustUse__silence = True
+    return "".join(texts) + top.engine.lane_verilog()
+
+
+def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
                    ctx: int | None = None, beat: int | None = None, seed: int = 0,
                    quant: str = "q4_1", rom_images: str = "auto", log=print) -> dict:
     """Write the design directory and return its manifest."""
-    from amaranth.back import verilog
-
     from hdl.layer import DecoderLayer
     from hdl.mask_rom import ROM_PRIMITIVE, ROM_PRIMITIVE_NAME
 
     os.environ["AMARANTH_USE_YOSYS"] = "builtin"
     t0 = time.perf_counter()
-    m = load_model(model, quant)
+    from .models import Model
+
+    m = model if isinstance(model, Model) else load_model(model, quant)
     cfg = m.cfg
     w = m.layer(layer)
     ctx = ctx or min(16, cfg.max_ctx)
@@ -66,15 +101,14 @@ def generate_layer(model: str, layer: int, out: Path, *, lanes: int | None = Non
     except ValueError as e:
         raise UserError(f"cannot build layer {layer} of {m.name}: {e}") from None
     t_build = time.perf_counter()
-    text = verilog.convert(top, name=TOP, emit_src=False, strip_internal_attrs=True)
-    text += top.engine.lane_verilog()
+    text = convert_modules(top, TOP)
     t_verilog = time.perf_counter()
 
     # Golden tokens: real embeddings at positions 0..ctx-1, plus a sequence at the extremes.
     rng = np.random.default_rng(seed)
     emb = m.embedding()
     ids = rng.integers(0, emb.shape[0], ctx)
-    x_real = to_residual(emb.dequantize()[ids], fmt)
+    x_real = to_residual(emb.permute_rows(ids).dequantize(), fmt)
     lim = 1 << (fmt.res_bits - 1)
     x_worst = np.stack([np.where(rng.random(cfg.dim) < 0.5, -lim, lim - 1)
                         if p % 3 == 0 else np.zeros(cfg.dim, np.int64) if p % 3 == 1

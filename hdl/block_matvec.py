@@ -26,10 +26,24 @@ from golden.llama_int import IntFormat
 from golden.numerics import signed_range, signed_width
 
 from .folded_lane import _adder_tree
-from .mask_rom import MaskRom
+from .mask_rom import MaskRom, hex_image
 from .vector import beat_layout
 
 __all__ = ["BlockLane", "BlockMatVec", "LaneArray", "Rescaler"]
+
+
+class RomSpec:
+    """A lane ROM's contents; :meth:`build` makes the :class:`MaskRom` at elaboration (so
+    that a design converted in another process leaves no unused ROM objects behind)."""
+
+    def __init__(self, words, width: int, image: str | None):
+        self.words, self.width, self.image = words, width, image
+
+    def build(self) -> MaskRom:
+        return MaskRom(self.words, self.width, image=self.image)
+
+    def image_text(self) -> bytes:
+        return hex_image(self.words, self.width)
 
 
 def _width(lo, hi) -> int:
@@ -179,7 +193,7 @@ class LaneArray(wiring.Component):
         def rom(words, width, kind, p):
             words = np.asarray(words).astype(np.int64) & ((1 << width) - 1)
             image = f"{prefix}_{kind}{p:03d}.hex" if rom_images else None
-            return MaskRom(words.astype(np.uint64), width, image=image)
+            return RomSpec(words.astype(np.uint64), width, image)
 
         self.code_roms = [rom(codes[p].view(np.int64), block, "code", p) for p in range(lanes)]
         self.d_roms = [rom(d_img[p], self._d_bits, "d", p) for p in range(lanes)]
@@ -331,7 +345,7 @@ class LaneArray(wiring.Component):
                 m, [chunk1[k * A:(k + 1) * A].as_signed() for k in range(K)], lo, hi))
         results = []
         for p in range(P):
-            crom, drom = self.code_roms[p], self.d_roms[p]
+            crom, drom = self.code_roms[p].build(), self.d_roms[p].build()
             m.submodules[f"code{p}"] = crom
             m.submodules[f"d{p}"] = drom
             m.d.comb += [crom.addr.eq(addr), crom.en.eq(adv), drom.addr.eq(saddr),
@@ -342,7 +356,7 @@ class LaneArray(wiring.Component):
                          i_last_plane=lastp1, i_first_block=firstb1, i_update=update,
                          o_result=res)
             if self._has_m:
-                mrom = self.m_roms[p]
+                mrom = self.m_roms[p].build()
                 m.submodules[f"m{p}"] = mrom
                 m.d.comb += [mrom.addr.eq(saddr), mrom.en.eq(adv)]
                 ports |= dict(i_m=mrom.data, i_act_sum=act_sum)
@@ -354,15 +368,17 @@ class LaneArray(wiring.Component):
         pend_e = Signal(signed(E))
         pend_pass = Signal(pass_bits)
         k = Signal(range(max(P // B, 2)))
+        W = self.acc_bits
         with m.If(adv & v1 & batch1):
             m.d.sync += [pend.eq(Cat(*results)), pend_e.eq(e1), pend_pass.eq(pass1),
                          pend_full.eq(1), k.eq(0)]
+        with m.Elif(self.y.valid & self.y.ready):
+            # the next beat's rows move down: a constant shift, no wide multiplexer
+            m.d.sync += pend.eq(pend[B * W:])
         sc = pick(pend_pass, self.shift_const, "shift_const")
         sh = Signal(signed(max(len(sc), E) + 2))
         m.d.comb += sh.eq(sc - pend_e)
-        W = self.acc_bits
-        sel = Signal(B * W)
-        m.d.comb += sel.eq(pend.word_select(k, B * W) if P > B else pend)
+        sel = pend[:B * W]
         outs = []
         for j in range(B):
             rs = Rescaler(W, len(sh), fmt.fx_bits)

@@ -4,7 +4,7 @@ All of it keeps the stream rules: a ``valid`` never waits for a ``ready``; paylo
 they wait.
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -49,9 +49,8 @@ class Join(wiring.Component):
         m = Module()
         fire = self.o.valid & self.o.ready
         m.d.comb += [self.o.valid.eq(self.a.valid & self.b.valid),
-                     self.o.payload.eq(Value.cast(self.a.payload).as_unsigned()
-                                       | (Value.cast(self.b.payload).as_unsigned()
-                                          << len(Value.cast(self.a.payload)))),
+                     self.o.payload.eq(Cat(Value.cast(self.a.payload),
+                                           Value.cast(self.b.payload))),
                      self.a.ready.eq(fire), self.b.ready.eq(fire)]
         return m
 
@@ -127,12 +126,22 @@ class Merge(wiring.Component):
         ins = [getattr(self, f"i{k}") for k in range(self._n)]
         fire = self.o.valid & self.o.ready
         port = _segments(m, self._segs, fire)
-        valid, payload = 0, Value.cast(ins[0].payload)
+        valid = 0
         for k, i in enumerate(ins):
             m.d.comb += i.ready.eq(self.o.ready & (port == k))
             valid = Mux(port == k, i.valid, valid)
-            payload = Mux(port == k, Value.cast(i.payload), payload)
-        m.d.comb += [self.o.valid.eq(valid), self.o.payload.eq(payload)]
+        m.d.comb += self.o.valid.eq(valid)
+        # A multiplexer per 32-bit slice, not one across the whole payload: Amaranth's
+        # combinational-loop check walks every input of a cell for every output bit.
+        width = len(Value.cast(self.o.payload))
+        out = []
+        for lo in range(0, width, 32):
+            hi = min(lo + 32, width)
+            sl = Value.cast(ins[0].payload)[lo:hi]
+            for k, i in enumerate(ins[1:], start=1):
+                sl = Mux(port == k, Value.cast(i.payload)[lo:hi], sl)
+            out.append(sl)
+        m.d.comb += Value.cast(self.o.payload).eq(Cat(*out))
         return m
 
 
@@ -148,8 +157,7 @@ class Pairer(wiring.Component):
         hold = Signal()
         first = Signal(self._w)
         m.d.comb += [self.o.valid.eq(self.i.valid & hold),
-                     self.o.payload.eq(first | (Value.cast(self.i.payload).as_unsigned()
-                                                << self._w)),
+                     self.o.payload.eq(Cat(first, Value.cast(self.i.payload))),
                      self.i.ready.eq(~hold | self.o.ready)]
         with m.If(self.i.valid & self.i.ready):
             with m.If(~hold):

@@ -34,6 +34,7 @@ from golden.llama import LayerWeights, LlamaConfig
 from golden.llama_int import IntFormat, IntLayer
 
 from .attention import AttentionUnit
+from .blackbox import Blackbox, module_key
 from .block_matvec import LaneArray
 from .elementwise import ResidualAdd, RopeUnit, SwigluUnit
 from .glue import BeatFifo, Fork, Merge, Pairer, Route
@@ -64,14 +65,27 @@ class DecoderLayer(wiring.Component):
         self.engine = LaneArray(self.passes, abits=fmt.abits, lanes=lanes, beat=beat, fmt=fmt,
                                 rom_images=rom_images, prefix=prefix)
         d, hd, nh, nkv = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
-        self.norm1 = RmsNormUnit(d, beat, fmt, L.g_attn, L.gf_attn, L.eps_term)
-        self.norm2 = RmsNormUnit(d, beat, fmt, L.g_ffn, L.gf_ffn, L.eps_term)
-        self.rope = RopeUnit(nh + nkv, hd, ctx, beat, fmt, L.cos, L.sin)
-        self.attn = AttentionUnit(nh, nkv, hd, ctx, beat, fmt, L.score_const, L.exp_table)
-        self.bfp = BfpUnit(d, beat, fmt.fx_bits, fmt.fx_frac, fmt.abits, fmt.exp_bits)
-        self.swiglu = SwigluUnit(cfg.ffn, beat, fmt, L.sig_table)
-        self.add1 = ResidualAdd(d, beat, fmt)
-        self.add2 = ResidualAdd(d, beat, fmt)
+        #: module name -> component, for every unit emitted as its own Verilog module
+        self.modules = {}
+        self._module_of = {}
+
+        def unit(attr, cls, *args):
+            name = module_key(cls.__name__, *args)
+            if name not in self.modules:
+                self.modules[name] = cls(*args)
+            self._module_of[attr] = name
+            setattr(self, attr, self.modules[name])
+
+        unit("norm1", RmsNormUnit, d, beat, fmt, L.g_attn, L.gf_attn, L.eps_term)
+        unit("norm2", RmsNormUnit, d, beat, fmt, L.g_ffn, L.gf_ffn, L.eps_term)
+        unit("rope", RopeUnit, nh + nkv, hd, ctx, beat, fmt, L.cos, L.sin)
+        unit("attn", AttentionUnit, nh, nkv, hd, ctx, beat, fmt, L.score_const, L.exp_table)
+        unit("bfp", BfpUnit, d, beat, fmt.fx_bits, fmt.fx_frac, fmt.abits, fmt.exp_bits)
+        unit("swiglu", SwigluUnit, cfg.ffn, beat, fmt, L.sig_table)
+        unit("add1", ResidualAdd, d, beat, fmt)
+        unit("add2", ResidualAdd, d, beat, fmt)
+        self.modules[f"{prefix}_engine"] = self.engine
+        self._module_of["engine"] = f"{prefix}_engine"
         self.pos_bits = max(1, (ctx - 1).bit_length())
         self.in_layout = data.StructLayout({"elem": unsigned(beat * fmt.res_bits),
                                             "pos": unsigned(self.pos_bits)})
@@ -122,10 +136,12 @@ class DecoderLayer(wiring.Component):
         cfg, fmt, B = self.cfg, self.fmt, self.beat
         hd, nh, nkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
         nb = self.beats
-        for name in ("engine", "norm1", "norm2", "rope", "attn", "bfp", "swiglu", "add1",
-                     "add2"):
-            m.submodules[name] = getattr(self, name)
-        e = self.engine
+        # The units are instances of separately emitted modules (:attr:`modules`).
+        names = ("engine", "norm1", "norm2", "rope", "attn", "bfp", "swiglu", "add1", "add2")
+        boxes = [Blackbox(getattr(self, n), self._module_of[n]) for n in names]
+        e, norm1, norm2, rope, attn, bfp, swiglu, add1, add2 = boxes
+        for n, box in zip(names, boxes, strict=True):
+            m.submodules[n] = box
         res_beat = beat_layout(B, fmt.res_bits)
         act_beat = beat_layout(B, fmt.abits, fmt.exp_bits)
         fx_beat = beat_layout(B, fmt.fx_bits)
@@ -155,15 +171,15 @@ class DecoderLayer(wiring.Component):
         m.submodules.fifo_h = fifo_h = BeatFifo(res_beat, nb)
         m.submodules.fifo_h1 = fifo_h1 = BeatFifo(res_beat, nb)
         _connect(m, fork_in.o0, fifo_h.i)
-        _connect(m, fork_in.o1, self.norm1.x)
+        _connect(m, fork_in.o1, norm1.x)
 
         # -- the lane array's input, pass by pass ---------------------------------------------
         m.submodules.to_engine = to_engine = Merge(
             act_beat, [(0, nb), (1, nb), (2, nb), (3, cfg.ffn // B)], 4)
-        _connect(m, self.norm1.y, to_engine.i0)
-        _connect(m, self.bfp.y, to_engine.i1)
-        _connect(m, self.norm2.y, to_engine.i2)
-        _connect(m, self.swiglu.y, to_engine.i3)
+        _connect(m, norm1.y, to_engine.i0)
+        _connect(m, bfp.y, to_engine.i1)
+        _connect(m, norm2.y, to_engine.i2)
+        _connect(m, swiglu.y, to_engine.i3)
         _connect(m, to_engine.o, e.x)
 
         # -- and its output -----------------------------------------------------------------
@@ -173,17 +189,17 @@ class DecoderLayer(wiring.Component):
         _connect(m, e.y, route.i)
 
         # q|k -> RoPE; RoPE then v -> attention, each beat tagged with the position
-        m.d.comb += [self.rope.x.valid.eq(route.o0.valid), route.o0.ready.eq(self.rope.x.ready),
-                     self.rope.x.payload.elem.eq(route.o0.payload.elem),
-                     self.rope.x.payload.pos.eq(pos)]
+        m.d.comb += [rope.x.valid.eq(route.o0.valid), route.o0.ready.eq(rope.x.ready),
+                     rope.x.payload.elem.eq(route.o0.payload.elem),
+                     rope.x.payload.pos.eq(pos)]
         attn_in = self.attn.in_layout
         m.submodules.to_attn = to_attn = Merge(attn_in, [(0, qk), (1, v)], 2)
-        for src, dst in ((self.rope.y, to_attn.i0), (route.o1, to_attn.i1)):
+        for src, dst in ((rope.y, to_attn.i0), (route.o1, to_attn.i1)):
             m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
                          dst.payload.elem.eq(Value.cast(src.payload)[:B * fmt.fx_bits]),
                          dst.payload.pos.eq(pos)]
-        _connect(m, to_attn.o, self.attn.x)
-        _connect(m, self.attn.y, self.bfp.x)
+        _connect(m, to_attn.o, attn.x)
+        _connect(m, attn.y, bfp.x)
 
         # o + h -> h1 (to the FIFO and the second norm)
         def join(a, b, dst):
@@ -191,16 +207,16 @@ class DecoderLayer(wiring.Component):
             m.d.comb += [dst.valid.eq(a.valid & b.valid), a.ready.eq(fire), b.ready.eq(fire),
                          dst.payload.h.eq(a.payload.elem), dst.payload.y.eq(b.payload.elem)]
 
-        join(fifo_h.o, route.o2, self.add1.x)
+        join(fifo_h.o, route.o2, add1.x)
         m.submodules.fork_h1 = fork_h1 = Fork(res_beat, 2)
-        _connect(m, self.add1.y, fork_h1.i)
+        _connect(m, add1.y, fork_h1.i)
         _connect(m, fork_h1.o0, fifo_h1.i)
-        _connect(m, fork_h1.o1, self.norm2.x)
+        _connect(m, fork_h1.o1, norm2.x)
 
         # gate/up beats pair up for SwiGLU; down + h1 -> y
-        m.submodules.pairer = pairer = Pairer(fx_beat, self.swiglu.x.payload.shape())
+        m.submodules.pairer = pairer = Pairer(fx_beat, swiglu.x.payload.shape())
         _connect(m, route.o3, pairer.i)
-        _connect(m, pairer.o, self.swiglu.x)
-        join(fifo_h1.o, route.o4, self.add2.x)
-        _connect(m, self.add2.y, self.y)
+        _connect(m, pairer.o, swiglu.x)
+        join(fifo_h1.o, route.o4, add2.x)
+        _connect(m, add2.y, self.y)
         return m

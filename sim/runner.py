@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["run_matvec", "run_stream", "run_layer", "write_unit", "SimResult",
+__all__ = ["run_matvec", "run_stream", "run_layer", "drive_layer", "write_unit", "SimResult",
            "simulator_available", "verilator_env"]
 
 SIMULATORS = ("icarus", "verilator")
@@ -105,6 +105,28 @@ def run_layer(design: Path, *, simulator: str = "verilator", seed: int = 1,
     manifest = json.loads((design / "manifest.json").read_text())
     return _run(design, manifest, "sim.tb_layer", simulator=simulator, seed=seed, waves=waves,
                 build_dir=build_dir, testcase=testcase, extra={})
+
+
+def drive_layer(design: Path, xs, *, simulator: str = "verilator"):
+    """The layer RTL's outputs for residual tokens ``xs`` (int64 ``[T, dim]``) at positions
+    ``0..T-1``: the RTL backend of ``hardwire forward``."""
+    import numpy as np
+
+    from gen.errors import UserError
+
+    design = Path(design).resolve()
+    manifest = json.loads((design / "manifest.json").read_text())
+    src, dst = design / "drive_in.npy", design / "drive_out.npy"
+    np.save(src, np.asarray(xs, np.int64))
+    dst.unlink(missing_ok=True)
+    res = _run(design, manifest, "sim.tb_layer", simulator=simulator, seed=1, waves=False,
+               build_dir=None, testcase="drive",
+               extra={"HARDWIRE_DRIVE_IN": str(src), "HARDWIRE_DRIVE_OUT": str(dst)})
+    if not res.ok or not dst.exists():
+        why = next((c[3] for c in res.cases if c[1] == "FAIL"), "") or "no output"
+        raise UserError(f"RTL simulation of {design} failed ({why}); logs in "
+                        f"{design / 'sim_build' / simulator}")
+    return np.load(dst)
 
 
 def write_unit(component, name: str, directory: Path, transactions: dict,

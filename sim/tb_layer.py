@@ -49,7 +49,11 @@ class LayerTB:
     def _cycle(self):
         return int(get_sim_time("ns")) // PERIOD_NS
 
-    async def run(self, xs, ys, what, valid_p=1.0, ready_p=1.0):
+    async def collect(self, xs):
+        """Outputs for ``xs`` without a golden reference (the RTL backend)."""
+        return await self.run(xs, None, "drive", keep=True)
+
+    async def run(self, xs, ys, what, valid_p=1.0, ready_p=1.0, keep=False):
         i = self.m["in"]
         nb, beat, bits = i["beats"], i["beat"], i["bits"]
         payloads = []
@@ -77,7 +81,9 @@ class LayerTB:
                 offering = False
             if ready and self.ov.value == 1:
                 outs.append(int(self.odata.value))
-                if len(outs) % nb == 0:
+                if len(outs) % nb == 0 and ys is None:
+                    last_out[len(outs) // nb - 1] = self._cycle()
+                elif len(outs) % nb == 0:
                     last_out[len(outs) // nb - 1] = self._cycle()
                     tok = len(outs) // nb - 1
                     got, _ = unbeat(outs[tok * nb:], beat, bits)
@@ -92,6 +98,9 @@ class LayerTB:
         self.iv.value = 0
         self.orr.value = 0
         cycles = [last_out[t] - first_in[t] + 1 for t in range(len(xs))]
+        if keep:
+            return np.stack([unbeat(outs[t * nb:(t + 1) * nb], beat, bits)[0]
+                             for t in range(len(xs))])
         self.dut._log.info("%s: %d tokens bit-exact; cycles per token: first %d, last %d",
                            what, len(xs), cycles[0], cycles[-1])
         (self.dir / f"cycles_{what.replace(' ', '_')}.json").write_text(json.dumps(cycles))
@@ -123,3 +132,15 @@ async def stalls_both_sides(dut):
     await tb.reset()
     xs, ys = tb.tokens("real")
     await tb.run(xs, ys, "stalls", valid_p=0.5, ready_p=0.5)
+
+
+@cocotb.test(skip=os.environ.get("HARDWIRE_DRIVE_IN") is None)
+async def drive(dut):
+    """Run the residual tokens in ``HARDWIRE_DRIVE_IN`` (``.npy``, int64 ``[T, dim]``) at
+    positions ``0..T-1`` and save the outputs to ``HARDWIRE_DRIVE_OUT``: the RTL backend of
+    ``hardwire forward``. Skipped unless those are set."""
+    tb = LayerTB(dut)
+    await tb.reset()
+    xs = np.load(os.environ["HARDWIRE_DRIVE_IN"])
+    ys = await tb.collect(xs)
+    np.save(os.environ["HARDWIRE_DRIVE_OUT"], ys)
