@@ -65,6 +65,7 @@ from amaranth.lib.wiring import In, Out
 from golden.llama_int import IntFormat
 from golden.numerics import signed_width
 
+from .norm import RoundShift
 from .vector import beat_layout
 
 __all__ = ["AttentionUnit"]
@@ -91,22 +92,6 @@ def _bitlen(m: Module, u, name: str) -> Signal:
         v = Mux(u[b], b + 1, v)
     m.d.comb += bl.eq(v)
     return bl
-
-
-def _round_sat(m: Module, v, s, s_max: int, bits: int, name: str) -> Signal:
-    """``saturate(round_shift(v, s, "half_away"), bits)`` for a signed ``v`` and a variable
-    ``0 <= s <= s_max``: bias ``2**(s-1) - (v < 0)`` when ``s > 0``, arithmetic shift."""
-    w = max(len(v), s_max) + 2
-    half = Signal(max(s_max, 1), name=f"{name}_half")
-    m.d.comb += half.eq((Const(1, 1) << s)[1:])
-    biased = Signal(signed(w), name=f"{name}_biased")
-    m.d.comb += biased.eq(v + half - (v[-1] & (s != 0)))
-    shifted = Signal(signed(w), name=f"{name}_shifted")
-    m.d.comb += shifted.eq(biased >> s)
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    out = Signal(signed(bits), name=name)
-    m.d.comb += out.eq(Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
-    return out
 
 
 class AttentionUnit(wiring.Component):
@@ -334,8 +319,10 @@ class AttentionUnit(wiring.Component):
 
         # -- conversion stage (CONV): raw beat -> kv_bits mantissas into the cache -------------
         sk_c = bfp_shift(pick(bl_head, c1_h), KB, self.sk_max, "sk_conv")
-        kv_beat = Cat(*[_round_sat(m, elem(raw_r.data, k, FB), sk_c, self.sk_max, KB,
-                                   f"kvm{k}") for k in range(B)])
+        # saturate(round_shift(v, s, "half_away"), bits) per lane: see norm.RoundShift. The
+        # shift is the head's bfp shift, so |v| < 2**(bits-1+s) (bounded).
+        kv_round = RoundShift(m, sk_c, self.sk_max, FB, KB, "kvr", bounded=True)
+        kv_beat = Cat(*[kv_round(raw_r.data[k * FB:(k + 1) * FB], f"kvm{k}") for k in range(B)])
         row = Signal(range(CTX * NKV))
         m.d.comb += row.eq(pos * NKV + c1_k)
         lanes = Signal(BH)
@@ -351,8 +338,8 @@ class AttentionUnit(wiring.Component):
 
         # -- query stage (QLOAD): raw beat -> q_bits mantissas --------------------------------
         sq_c = bfp_shift(pick(bl_head, i), QB, self.sq_max, "sq_conv")
-        q_beat = Cat(*[_round_sat(m, elem(raw_r.data, k, FB), sq_c, self.sq_max, QB, f"qm{k}")
-                       for k in range(B)])
+        q_round = RoundShift(m, sq_c, self.sq_max, FB, QB, "qr", bounded=True)
+        q_beat = Cat(*[q_round(raw_r.data[k * FB:(k + 1) * FB], f"qm{k}") for k in range(B)])
         with m.If(q1):
             m.d.sync += qm.eq(Cat(qm[B * QB:], q_beat))
 
@@ -365,8 +352,8 @@ class AttentionUnit(wiring.Component):
         sh = Signal(range(self.sh0 + self.c_s + 1))
         m.d.comb += sh.eq(self.sh0 + self.c_s - sq - sk2)
         scaled = Signal(signed(self.dot_bits + self.score_const.bit_length() + 1 + self.c_s))
-        m.d.comb += scaled.eq((dot2 * self.score_const) << self.c_s)
-        score = _round_sat(m, scaled, sh, self.sh0 + self.c_s, FB, "score")
+        m.d.comb += scaled.eq((dot2 * self.score_const).shift_left(self.c_s))
+        score = RoundShift(m, sh, self.sh0 + self.c_s, len(scaled), FB, "sr")(scaled, "score")
         m.d.comb += [sm_w.addr.eq(t2), sm_w.data.eq(score), sm_w.en.eq(p2 & ~wmode)]
         with m.If(p2 & ~wmode & (score > smax)):
             m.d.sync += smax.eq(score)
@@ -401,10 +388,11 @@ class AttentionUnit(wiring.Component):
         # -- output: acc * r, rounded and saturated ------------------------------------------
         out_beat = []
         pw = AW + RB + 2 + self.c_f
+        att_round = RoundShift(m, fs, self.fs_max, pw, FB, "ar")
         for k in range(B):
             prod = Signal(signed(pw), name=f"att_prod{k}")
-            m.d.comb += prod.eq((elem(acc, k, AW) * qq) << self.c_f)
-            out_beat.append(_round_sat(m, prod, fs, self.fs_max, FB, f"att{k}"))
+            m.d.comb += prod.eq((elem(acc, k, AW) * qq).shift_left(self.c_f))
+            out_beat.append(att_round(prod, f"att{k}"))
         bl_sum = _bitlen(m, sumw, "bl_sum")
         norm = Signal(range(L + 1))
         m.d.comb += norm.eq(L - bl_sum)

@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.llama_int import IntFormat
 
+from .norm import RoundShift, _bitlen, _wire
 from .vector import beat_layout
 
 __all__ = ["RopeUnit", "SwigluUnit", "ResidualAdd", "rope_layout", "swiglu_layout",
@@ -50,30 +51,32 @@ def _tree(values, op):
     return values[0]
 
 
-def _saturate(v, bits: int):
-    """``golden.numerics.saturate(v, bits)`` of a signed value."""
+def _saturate(m: Module, v, bits: int, name: str):
+    """``golden.numerics.saturate(v, bits)`` of a signed value (a signal, or put on the comb
+    signal ``name``: it is used three times). Call outside any ``m.If``."""
     if len(v) <= bits:
         return v
+    if not isinstance(v, Signal):
+        v = _wire(m, v, name)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return Mux(v > hi, hi, Mux(v < lo, lo, v[:bits].as_signed()))
 
 
-def _round_away(v, shift: int):
-    """``round_shift(v, shift, "half_away")`` for a constant ``shift >= 0``: the bias is
-    ``2**(shift-1) - (v < 0)`` (:func:`golden.numerics.rounding_bias_terms`), then an
-    arithmetic (floor) shift."""
+def _round_away(m: Module, v, shift: int, name: str):
+    """``round_shift(v, shift, "half_away")`` of a signed signal ``v`` (or a slice of one:
+    it is used twice) for a constant ``shift >= 0``: ``floor((v + bias) / 2**shift)`` with
+    the bias ``2**(shift-1) - (v < 0)`` (:func:`golden.numerics.rounding_bias_terms`), which
+    is the wiring ``shift - 1`` sign bits under the inverted sign. The low ``shift`` bits of
+    ``v`` only give a carry into the high ones: two narrow adders instead of one as wide as
+    ``v`` (the netlist checks cost output bits times input bits per adder). The comb signal
+    ``name``; call outside any ``m.If``."""
     if shift == 0:
         return v
-    return (v + (1 << (shift - 1)) - v[-1]) >> shift
-
-
-def _bitlen(m: Module, v, name: str) -> Signal:
-    """Bit length of the unsigned ``v`` (0 for 0): the leading-one detector."""
-    bl = Signal(range(len(v) + 1), name=name)
-    for i in range(len(v)):  # the last assignment wins: the highest one
-        with m.If(v[i]):
-            m.d.comb += bl.eq(i + 1)
-    return bl
+    bias = Cat(v[-1].replicate(shift - 1), ~v[-1])
+    if shift >= len(v):
+        return _wire(m, (v + bias)[shift:].as_signed(), name)
+    carry = (v[:shift] + bias)[shift]
+    return _wire(m, v[shift:].as_signed() + carry, name)
 
 
 def _pack(values, bits: int) -> int:
@@ -218,7 +221,9 @@ class RopeUnit(wiring.Component):
             # Input: beat win of the head into bank wbank.
             wbank = Signal()
             whi = Signal()  # second half
-            wj = Signal(range(kh))
+            # Beat within a half head; none when a half head is one beat (a zero-width
+            # signal would be declared [-1:0], which Verilator's lint rejects).
+            wj = Signal(range(kh), name="wj") if kh > 1 else Const(0, 0)
             m.d.comb += x.ready.eq(Mux(wbank, full[1], full[0]) == 0)
             take = x.valid & x.ready
             waddr = Cat(wj, wbank) if kh & (kh - 1) == 0 else wbank * kh + wj
@@ -230,7 +235,8 @@ class RopeUnit(wiring.Component):
                     for b in range(2):
                         with m.If(wbank == b):
                             m.d.sync += bpos[b].eq(x.payload.pos)
-                m.d.sync += wj.eq(Mux(wj == kh - 1, 0, wj + 1))
+                if kh > 1:
+                    m.d.sync += wj.eq(Mux(wj == kh - 1, 0, wj + 1))
                 with m.If(wj == kh - 1):
                     m.d.sync += whi.eq(~whi)
                     with m.If(whi):
@@ -241,13 +247,14 @@ class RopeUnit(wiring.Component):
             # Output: beat j of the first halves, then of the second halves, of bank rbank.
             rbank = Signal()
             rhi = Signal()
-            rj = Signal(range(kh))
+            rj = Signal(range(kh), name="rj") if kh > 1 else Const(0, 0)
             issue = adv & Mux(rbank, full[1], full[0])
             raddr = Cat(rj, rbank) if kh & (kh - 1) == 0 else rbank * kh + rj
             m.d.comb += [lr.addr.eq(raddr), hr.addr.eq(raddr), lr.en.eq(adv), hr.en.eq(adv),
                          tp.addr.eq(Mux(rbank, bpos[1], bpos[0]) * kh + rj)]
             with m.If(issue):
-                m.d.sync += rj.eq(Mux(rj == kh - 1, 0, rj + 1))
+                if kh > 1:
+                    m.d.sync += rj.eq(Mux(rj == kh - 1, 0, rj + 1))
                 with m.If(rj == kh - 1):
                     m.d.sync += rhi.eq(~rhi)
                     with m.If(rhi):
@@ -268,14 +275,15 @@ class RopeUnit(wiring.Component):
                 tsel.append(i)
 
         # The lanes: own * C + partner * (-S or S), rounded by trig_frac, saturated.
+        out = []
+        for i in range(B):
+            c = tp.data[tsel[i] * tw:(tsel[i] + 1) * tw].as_signed()
+            s = tp.data[(cw + tsel[i]) * tw:(cw + tsel[i] + 1) * tw].as_signed()
+            acc = _wire(m, own[i] * c + partner[i] * Mux(neg[i], -s, s), f"acc{i}")
+            out.append(_saturate(m, _round_away(m, acc, fmt.trig_frac, f"rnd{i}"), F,
+                                 f"rnd{i}"))
         with m.If(adv):
-            m.d.sync += y.valid.eq(v1)
-            for i in range(B):
-                c = tp.data[tsel[i] * tw:(tsel[i] + 1) * tw].as_signed()
-                s = tp.data[(cw + tsel[i]) * tw:(cw + tsel[i] + 1) * tw].as_signed()
-                acc = own[i] * c + partner[i] * Mux(neg[i], -s, s)
-                m.d.sync += y.payload.elem[i * F:(i + 1) * F].eq(
-                    _saturate(_round_away(acc, fmt.trig_frac), F))
+            m.d.sync += [y.valid.eq(v1), y.payload.elem.eq(Cat(*out))]
         return m
 
 
@@ -294,9 +302,9 @@ class SwigluUnit(wiring.Component):
 
     Per lane, a three-stage front end (it stalls as a whole):
 
-    1. ``t = gate + (sig_range << fx_frac)``; the lane's sigmoid ROM (``2 * sig_range <<
-       sig_step_bits`` words of ``T[i]`` and ``T[i+1] - T[i]``, synchronous read) is addressed
-       by ``t >> (fx_frac - sig_step_bits)``.
+    1. ``t = gate + (sig_range << fx_frac)``; the sigmoid ROM (``2 * sig_range <<
+       sig_step_bits`` words of ``T[i]`` and ``T[i+1] - T[i]``; one memory with a synchronous
+       read port per lane) is addressed by ``t >> (fx_frac - sig_step_bits)``.
     2. ``sig = T[i] + round((T[i+1] - T[i]) * rem)`` inside ``[-range, range)``, 0 below,
        ``2**prob_frac`` above; ``s = saturate(round(gate * sig >> prob_frac), fx_bits)``.
     3. The exact product ``p = s * up`` (``2 * fx_bits`` wide).
@@ -364,7 +372,6 @@ class SwigluUnit(wiring.Component):
         fmt, nb, B, F, A = self.fmt, self.beats, self.beat, self.fmt.fx_bits, self.fmt.abits
         sb, pw, tlw, pf = self.sb, self.pw, self.tlw, fmt.prob_frac
         x, y = self.x, self.y
-        offset = fmt.sig_range << fmt.fx_frac
         tmax = self.nseg << sb  # t in [0, tmax) is inside the table
 
         # -- front end: sigmoid, silu, product ------------------------------------------------
@@ -372,16 +379,18 @@ class SwigluUnit(wiring.Component):
         bin_ready = Signal()
         fadv = ~fv2 | bin_ready
         m.d.comb += x.ready.eq(fadv)
+        # One sigmoid ROM, a read port per lane.
+        m.submodules.sig = rom = memory.Memory(shape=unsigned(tlw + self.dw), depth=self.nseg,
+                                               init=self._rom_init())
         roms, g1, up1, rem1, in1, above1, s2, up2 = [], [], [], [], [], [], [], []
         for i in range(B):
-            rom = memory.Memory(shape=unsigned(tlw + self.dw), depth=self.nseg,
-                                init=self._rom_init())
-            m.submodules[f"sig{i}"] = rom
             rp = rom.read_port(domain="sync")
             roms.append(rp)
             g = x.payload.gate[i * F:(i + 1) * F].as_signed()
             t = Signal(signed(F + 2), name=f"t{i}")
-            m.d.comb += t.eq(g + offset)
+            # g + (sig_range << fx_frac): the low fx_frac bits pass through (a narrow adder).
+            ff = fmt.fx_frac
+            m.d.comb += t.eq(Cat(g[:ff], g[ff:].as_signed() + fmt.sig_range).as_signed())
             inside = (t >= 0) & (t < tmax)
             m.d.comb += [rp.en.eq(fadv),
                          rp.addr.eq(Mux(inside, t[sb:], 0))]
@@ -405,15 +414,17 @@ class SwigluUnit(wiring.Component):
             diff = word[tlw:].as_signed()
             interp = Signal(signed(self.sigw + 1), name=f"interp{i}")
             if sb:
-                m.d.comb += interp.eq(tlo + _round_away(diff * rem1[i], sb))
+                dr = _wire(m, diff * rem1[i], f"dr{i}")
+                m.d.comb += interp.eq(tlo + _round_away(m, dr, sb, f"dr{i}_rnd"))
             else:
                 m.d.comb += interp.eq(tlo)
             sig = Signal(signed(self.sigw), name=f"sig{i}")
             m.d.comb += sig.eq(Mux(in1[i], interp, Mux(above1[i], 1 << pf, 0)))
             silu = Signal(signed(F + self.sigw), name=f"silu{i}")
             m.d.comb += silu.eq(g1[i] * sig)
+            s_new = _saturate(m, _round_away(m, silu, pf, f"silu{i}_rnd"), F, f"silu{i}_rnd")
             with m.If(fadv):
-                m.d.sync += [s2[i].eq(_saturate(_round_away(silu, pf), F)), up2[i].eq(up1[i])]
+                m.d.sync += [s2[i].eq(s_new), up2[i].eq(up1[i])]
         prods = []
         for i in range(B):
             p = Signal(signed(pw), name=f"p{i}")
@@ -430,8 +441,6 @@ class SwigluUnit(wiring.Component):
         orv = Signal(pw)
         smax = self.smax
         s = Signal(range(smax + 1))
-        half = Signal(max(smax, 1))  # 2**(s-1), 0 for s == 0
-        rnd = Signal()  # s != 0
         e = Signal(signed(fmt.exp_bits))
         v1 = Signal()
         adv = ~y.valid | y.ready
@@ -453,22 +462,18 @@ class SwigluUnit(wiring.Component):
         addr = Mux(start, 0, rd)
         m.d.comb += [rp.addr.eq(addr), rp.en.eq(adv)]
         with m.If(start):
-            m.d.sync += [s.eq(s_new), half.eq(Cat(*(s_new == k + 1 for k in range(max(smax, 1))))),
-                         rnd.eq(s_new != 0), e.eq(s_new - 2 * fmt.fx_frac), orv.eq(0), wr.eq(0),
+            m.d.sync += [s.eq(s_new), e.eq(s_new - 2 * fmt.fx_frac), orv.eq(0), wr.eq(0),
                          rd.eq(0), active.eq(1)]
         with m.If(issue):
             m.d.sync += rd.eq(addr + 1)
             with m.If(addr == nb - 1):
                 m.d.sync += active.eq(0)
 
+        # |v| < 2**(A-1+s): the rounded value fits A + 1 bits; only +2**(A-1) saturates.
+        rs = RoundShift(m, s, smax, pw, A, "rs", bounded=True)
+        out = Cat(*(rs(rp.data[i * pw:(i + 1) * pw], f"rounded_{i}") for i in range(B)))
         with m.If(adv):
-            m.d.sync += [v1.eq(issue), y.valid.eq(v1), y.payload.exp.eq(e)]
-            for i in range(B):
-                v = rp.data[i * pw:(i + 1) * pw].as_signed()
-                # |v| < 2**(A-1+s): the rounded value fits A + 1 bits; only +2**(A-1) saturates.
-                sh = (v + half - (rnd & v[-1])) >> s
-                m.d.sync += y.payload.elem[i * A:(i + 1) * A].eq(
-                    _saturate(sh[:A + 1].as_signed(), A))
+            m.d.sync += [v1.eq(issue), y.valid.eq(v1), y.payload.exp.eq(e), y.payload.elem.eq(out)]
         return m
 
 
@@ -523,13 +528,14 @@ class ResidualAdd(wiring.Component):
             h = x.payload.h[i * R:(i + 1) * R].as_signed()
             v = x.payload.y[i * F:(i + 1) * F].as_signed()
             if d >= 0:
-                r = _saturate(_round_away(v, d), R)
+                r = _saturate(m, _round_away(m, v, d, f"resc_{i}"), R, f"resc_{i}")
             else:
                 # Exact left shift: a width of F - d holds it, then saturate.
-                r = _saturate((v << -d), R)
+                r = _saturate(m, v.shift_left(-d), R, f"resc_{i}")
             h1 = Signal(signed(R), name=f"h1_{i}")
             r1 = Signal(signed(R), name=f"r1_{i}")
+            total = _saturate(m, h1 + r1, R, f"sum_{i}")
             with m.If(adv):
                 m.d.sync += [h1.eq(h), r1.eq(r)]
-                m.d.sync += y.payload.elem[i * R:(i + 1) * R].eq(_saturate(h1 + r1, R))
+                m.d.sync += y.payload.elem[i * R:(i + 1) * R].eq(total)
         return m

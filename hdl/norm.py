@@ -72,26 +72,68 @@ def _bitlen(m: Module, v, name: str) -> Signal:
     return bl
 
 
-def _half(s, smax: int):
-    """``2**(s-1)`` for ``s >= 1``, 0 for ``s == 0``: a decoder, ``max(smax, 1)`` bits."""
-    return Cat(*(s == i + 1 for i in range(max(smax, 1))))
+class RoundShift:
+    """``saturate(round_shift(v, s, "half_away"), bits)`` of signed lane values ``v`` (up to
+    ``width`` bits) for one variable shift ``0 <= s <= s_max`` shared by the lanes.
 
+    No operator is as wide as ``v`` (Amaranth's netlist checks cost output bits times input
+    bits per operator, and a wide shifter and adders per lane dominated the conversion):
 
-def _round_sat(m: Module, v, s, half, rnd, bits: int, name: str):
-    """``saturate(round_shift(v, s, "half_away"), bits)`` for a variable shift ``s``, given
-    ``half = 2**(s-1)`` (0 when ``s == 0``) and ``rnd = s != 0``: the bias is
-    ``2**(s-1) - (v < 0)`` (:func:`golden.numerics.rounding_bias_terms`).
+    - ``t = floor(v / 2**(s-1))`` (``2 * v`` for ``s == 0``) is a ``bits + 1`` bit slice at
+      offset ``s`` of ``v`` with a zero below it and the sign above (``bit_select``);
+    - ``round_shift`` is ``(t + 1 - (v < 0 and v % 2**(s-1) == 0)) >> 1`` (the bias
+      ``2**(s-1) - (v < 0)`` of :func:`golden.numerics.rounding_bias_terms` added after the
+      shift): the low bits of ``v`` are tested with the mask ``k < s - 1``;
+    - the rounded value fits ``bits + 1`` bits when ``t`` fits: ``v[k]`` equals the sign for
+      ``k >= s + bits - 1`` (mask ``high``); otherwise it saturates by the sign.
 
-    Callers guarantee ``|v| < 2**(bits-1+s)`` (``s`` comes from the bit length of the largest
-    ``|v|``), so the rounded value lies in ``[-2**(bits-1), 2**(bits-1)]``: ``bits + 1`` of
-    its bits carry it, and only ``+2**(bits-1)`` saturates."""
-    biased = v + half - (rnd & v[-1])
-    sh = biased >> s  # arithmetic: floor
-    if len(sh) > bits + 1:
-        sh = sh[:bits + 1].as_signed()
-    sh = _wire(m, sh, name)
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(sh > hi, hi, Mux(sh < lo, lo, sh))
+    The masks come from one thermometer code ``2**s - 1`` shared by the lanes (a comb
+    signal). ``bounded``: the caller guarantees ``|v| < 2**(bits-1+s)`` (``s`` from the bit
+    length of the largest ``|v|``), so the rounded value lies in ``[-2**(bits-1),
+    2**(bits-1)]`` and the range test is left out."""
+
+    def __init__(self, m: Module, s, s_max: int, width: int, bits: int, name: str, *,
+                 bounded: bool = False):
+        self.m, self.s, self.s_max, self.bits = m, s, s_max, bits
+        self.nl = min(width, s_max - 1)  # v[k] below the rounding bit: k < s - 1
+        self.nh = 0 if bounded else max(0, width - (bits - 1))  # v[k], k >= bits - 1 ...
+        tw = max(self.nl + 1, self.nh)
+        self.low = self.high = None
+        if tw > 0:
+            thermo = Signal(tw, name=f"{name}_thermo")  # bit k: k < s
+            m.d.comb += thermo.eq((Const(1, 1) << s) - 1)
+            if self.nl > 0:
+                self.low = thermo[1:self.nl + 1]
+            if self.nh > 0:  # ... that must equal the sign: k >= s + bits - 1
+                self.high = Signal(self.nh, name=f"{name}_high")
+                m.d.comb += self.high.eq(~thermo)
+
+    def __call__(self, v, name: str) -> Signal:
+        """The rounded, saturated ``v`` (a signal or a slice of one: it is used several times)
+        as a comb signal ``name``; call outside any ``m.If``."""
+        m, bits = self.m, self.bits
+        v = v.as_signed()
+        w, sign = len(v), v[-1]
+        # The sign above v, explicitly: the simulator reads bits above an expression as 0.
+        ext = Cat(Const(0, 1), v, sign.replicate(max(0, self.s_max + bits - w)))
+        t = _wire(m, ext.bit_select(self.s, bits + 1).as_signed(), f"{name}_t")
+        exact = Const(1, 1)  # v % 2**(s-1) == 0
+        if self.low is not None:
+            nl = min(w, self.nl)
+            exact = (v[:nl] & self.low[:nl]) == 0
+        u = _wire(m, t + ~(sign & exact), f"{name}_u")
+        r = u[1:].as_signed()  # in [-2**(bits-1), 2**(bits-1)] when t fits
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        out = Mux(r > hi, hi, r[:bits].as_signed())  # r >= lo when t fits
+        if self.high is not None and w > bits - 1:
+            nh = min(w - (bits - 1), self.nh)
+            high = self.high[:nh]
+            vh = _wire(m, v[bits - 1:bits - 1 + nh] & high, f"{name}_vh")
+            over = Mux(sign, vh != high, vh != 0)
+            out = Mux(over, Mux(sign, lo, hi), out)
+        res = Signal(signed(bits), name=name)
+        m.d.comb += res.eq(out)
+        return res
 
 
 def _check_beats(n: int, beat: int) -> int:
@@ -154,8 +196,6 @@ class BfpUnit(wiring.Component):
         active = Signal()  # the output pass is issuing reads
         orv = Signal(W)  # OR of |v| over the beats written
         s = Signal(range(self.smax + 1))
-        half = Signal(max(self.smax, 1))
-        rnd = Signal()
         e = Signal(signed(self.exp_bits))
         v1 = Signal()  # the read port holds a beat of the output pass
 
@@ -166,9 +206,10 @@ class BfpUnit(wiring.Component):
         take = x.valid & x.ready
         elems = [x.payload.elem[i * W:(i + 1) * W].as_signed() for i in range(B)]
         m.d.comb += [wp.addr.eq(wr), wp.data.eq(x.payload.elem), wp.en.eq(take)]
+        # Comb trees outside any m.If (see _bitlen on Icarus).
+        or_beat = _tree(m, [abs(v) for v in elems], lambda a, b: a | b, "or")
         with m.If(take):
-            m.d.sync += [wr.eq(wr + 1), orv.eq(orv | _tree(m, [abs(v) for v in elems],
-                                                           lambda a, b: a | b, "or"))]
+            m.d.sync += [wr.eq(wr + 1), orv.eq(orv | or_beat)]
 
         # Turn around: the shift of the vector just written; the beat in the read port (of
         # the previous vector) must leave in this cycle, as it still uses the old shift.
@@ -183,20 +224,18 @@ class BfpUnit(wiring.Component):
         addr = Mux(start, 0, rd)
         m.d.comb += [rp.addr.eq(addr), rp.en.eq(adv)]
         with m.If(start):
-            m.d.sync += [s.eq(s_new), half.eq(_half(s_new, self.smax)), rnd.eq(s_new != 0),
-                         e.eq(e_new), orv.eq(0), wr.eq(0), rd.eq(0), active.eq(1)]
+            m.d.sync += [s.eq(s_new), e.eq(e_new), orv.eq(0), wr.eq(0), rd.eq(0),
+                         active.eq(1)]
         with m.If(issue):
             m.d.sync += rd.eq(addr + 1)
             with m.If(addr == nb - 1):
                 m.d.sync += active.eq(0)
 
         # Output stage: round and saturate the beat in the read port.
+        rs = RoundShift(m, s, self.smax, W, ob, "rs", bounded=True)
+        out = Cat(*(rs(rp.data[i * W:(i + 1) * W], f"rounded_{i}") for i in range(B)))
         with m.If(adv):
-            m.d.sync += [v1.eq(issue), y.valid.eq(v1), y.payload.exp.eq(e)]
-            for i in range(B):
-                v = rp.data[i * W:(i + 1) * W].as_signed()
-                m.d.sync += y.payload.elem[i * ob:(i + 1) * ob].eq(
-                    _round_sat(m, v, s, half, rnd, ob, f"rounded_{i}"))
+            m.d.sync += [v1.eq(issue), y.valid.eq(v1), y.payload.exp.eq(e), y.payload.elem.eq(out)]
         return m
 
 
@@ -328,8 +367,6 @@ class RmsNormUnit(wiring.Component):
         q = Signal(RB + 1)
         cnt = Signal(range(max(rw, RB + 1)))
         sy = Signal(range(self.symax + 1))
-        half = Signal(max(self.symax, 1))
-        rnd = Signal()
         e = Signal(signed(fmt.exp_bits))
 
         # Pipeline: v1 read port, v2 (x1, g1), v3 (x2, xg2), v4 (p3).
@@ -355,9 +392,10 @@ class RmsNormUnit(wiring.Component):
         take = x.valid & x.ready
         elems = [x.payload.elem[i * R:(i + 1) * R].as_signed() for i in range(B)]
         m.d.comb += [wp.addr.eq(wr), wp.data.eq(x.payload.elem), wp.en.eq(take)]
+        # Comb trees outside any m.If (see _bitlen on Icarus).
+        or_beat = _tree(m, [abs(v) for v in elems], lambda a, b: a | b, "or")
         with m.If(take):
-            m.d.sync += [wr.eq(wr + 1), orv.eq(orv | _tree(m, [abs(v) for v in elems],
-                                                           lambda a, b: a | b, "or"))]
+            m.d.sync += [wr.eq(wr + 1), orv.eq(orv | or_beat)]
         m.d.comb += [rp.addr.eq(rd), rp.en.eq(adv), gp.addr.eq(rd), gp.en.eq(adv)]
 
         bl_h = _bitlen(m, orv, "bitlen_h")
@@ -426,8 +464,7 @@ class RmsNormUnit(wiring.Component):
         with m.If(state == SCALE):
             m.d.sync += state.eq(EXP)
         with m.If(state == EXP):
-            m.d.sync += [sy.eq(sy_new), half.eq(_half(sy_new, self.symax)),
-                         rnd.eq(sy_new != 0), e.eq(e_new), rd.eq(0)]
+            m.d.sync += [sy.eq(sy_new), e.eq(e_new), rd.eq(0)]
             m.d.sync += state.eq(OUT)
         with m.If(state == OUT):
             with m.If(adv):
@@ -446,23 +483,27 @@ class RmsNormUnit(wiring.Component):
             m.d.sync += [v1.eq(issue), v2.eq(v1), v3.eq(v2), v4.eq(v3)]
             for i in range(B):
                 h = rp.data[i * R:(i + 1) * R].as_signed()
+                # x = h >> s (it fits xw bits): a slice at offset s, not a shifter per lane.
+                hx = Cat(h, h[-1].replicate(max(0, self.smax + xw - R)))
                 a = Mux(sq, x2[i], xg2[i])
                 if i == 0:
                     a = Mux(scale, mx, a)
                 b = Mux(sq, x2[i], q)
-                m.d.sync += [x1[i].eq(h >> s), g1[i].eq(gp.data[i * gw:(i + 1) * gw].as_signed()),
+                m.d.sync += [x1[i].eq(hx.bit_select(s, xw)),
+                             g1[i].eq(gp.data[i * gw:(i + 1) * gw].as_signed()),
                              x2[i].eq(x1[i]), xg2[i].eq(x1[i] * g1[i]), p3[i].eq(a * b)]
         sqw = self.sqmax.bit_length()
         absxg = [_wire(m, abs(v), f"absxg_{i}") for i, v in enumerate(xg2)]
+        max_beat = _tree(m, absxg, _max, "max")
+        sum_beat = _tree(m, [v[:sqw] for v in p3], lambda a, b: a + b, "sum")
         with m.If(adv & v3 & sq):
-            m.d.sync += mx.eq(_max(mx, _tree(m, absxg, _max, "max")))
+            m.d.sync += mx.eq(_max(mx, max_beat))
         with m.If(adv & v4 & sq):
-            m.d.sync += acc.eq(acc + _tree(m, [v[:sqw] for v in p3], lambda a, b: a + b, "sum"))
+            m.d.sync += acc.eq(acc + sum_beat)
 
         # Output: y = x * G * q rounded by sy, saturated.
+        rs = RoundShift(m, sy, self.symax, yw, A, "rs", bounded=True)
+        out = Cat(*(rs(p3[i], f"rounded_{i}") for i in range(B)))
         with m.If(adv):
-            m.d.sync += [y.valid.eq(v4 & ~sq), y.payload.exp.eq(e)]
-            for i in range(B):
-                m.d.sync += y.payload.elem[i * A:(i + 1) * A].eq(
-                    _round_sat(m, p3[i], sy, half, rnd, A, f"rounded_{i}"))
+            m.d.sync += [y.valid.eq(v4 & ~sq), y.payload.exp.eq(e), y.payload.elem.eq(out)]
         return m
