@@ -9,13 +9,14 @@ export AMARANTH_USE_YOSYS := builtin
 # pytest-xdist workers; cocotb cases each build in their own directory.
 JOBS ?= 2
 
-.PHONY: setup demo test test-full bench lint clean help
+.PHONY: setup demo test test-full bench bench-layer lint clean help
 
 help:
 	@echo "make demo       set up, generate the default design, simulate it, report"
 	@echo "make test       set up and run the test suite (about 10 minutes on 2 cores)"
 	@echo "make test-full  also the slow tests (large designs, Verilator at scale)"
 	@echo "make bench      benchmark table vs da4ml and a naive baseline (bench/results.*)"
+	@echo "make bench-layer  SmolLM2 layer 0: generation time/memory, cycles per token"
 	@echo "make lint       ruff"
 
 setup: $(STAMP)
@@ -51,6 +52,9 @@ test-full: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+bench-layer: $(STAMP)
+	$(PY) -m bench.layer
 
 lint: $(STAMP)
 	$(BIN)/ruff check golden hdl gen sim tests bench

@@ -225,8 +225,14 @@ def _cmd_sim(a):
     except (OSError, ValueError) as e:
         raise UserError(f"{a.design} is not a design directory (manifest.json: {e})") from None
     if kind == "layer":
+        from .layer import cycle_report
+
         res = run_layer(a.design, simulator=a.simulator or "verilator", seed=a.seed,
                         waves=a.waves)
+        if res.ok:
+            rep, table = cycle_report(a.design)
+            (a.design / "cycles.json").write_text(json.dumps(rep, indent=1) + "\n")
+            print(table)
     else:
         res = run_matvec(a.design, simulator=a.simulator or "icarus", vectors=a.vectors,
                          seed=a.seed, waves=a.waves)

@@ -178,3 +178,30 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
             f"(build {t_build - t0:.1f} s, Verilog {t_verilog - t_build:.1f} s, golden "
             f"{t_golden - t_verilog:.1f} s, write {t_end - t_golden:.1f} s)")
     return manifest
+
+
+def cycle_report(design: Path) -> tuple[dict, str]:
+    """Where a layer's cycles go: the units' formulas at the last position, and the cycles per
+    token measured by the layer testbench (``cycles_real_tokens.json``), against the ideal."""
+    design = Path(design)
+    man = json.loads((design / "manifest.json").read_text())
+    c = man["cycles"]
+    units = c["units_at_last_pos"]
+    cfg = man["config"]
+    rep = {"units_at_last_pos": units, "units_sum": sum(units.values())}
+    measured = design / "cycles_real_tokens.json"
+    lines = [f"{'unit':<18} {'cycles':>8}", "-" * 27]
+    lines += [f"{k:<18} {v:>8}" for k, v in units.items()]
+    lines += ["-" * 27, f"{'sum of units':<18} {rep['units_sum']:>8}"]
+    if measured.exists():
+        per_tok = json.loads(measured.read_text())
+        ideal = [man["cycles"]["ideal_at_last_pos"] - 2 * cfg["n_heads"] * (len(per_tok) - 1 - p)
+                 for p in range(len(per_tok))]
+        ratios = [m / i for m, i in zip(per_tok, ideal, strict=True)]
+        rep |= {"measured_per_token": per_tok, "ideal_per_token": ideal,
+                "ratio_max": max(ratios), "ratio_last": ratios[-1]}
+        lines += [f"{'measured, pos 0':<18} {per_tok[0]:>8}   ideal {ideal[0]:.0f}  "
+                  f"({ratios[0]:.3f}x)",
+                  f"{'measured, last':<18} {per_tok[-1]:>8}   ideal {ideal[-1]:.0f}  "
+                  f"({ratios[-1]:.3f}x)"]
+    return rep, "\n".join(lines)

@@ -202,8 +202,9 @@ def _run(design, manifest, test_module, *, simulator, seed, waves, build_dir, te
             msg = (case.find("failure") if case.find("failure") is not None
                    else case.find("error"))
             why = (msg.get("message") or "").strip().splitlines()[:1] if bad else []
-            res.cases.append((case.get("name"), "FAIL" if bad else "PASS",
-                              float(case.get("time") or 0), why[0] if why else ""))
+            state = "FAIL" if bad else "SKIP" if case.find("skipped") is not None else "PASS"
+            res.cases.append((case.get("name"), state, float(case.get("time") or 0),
+                              why[0] if why else ""))
     except (RuntimeError, ET.ParseError) as e:
         res.notes.append(str(e))
     return res
