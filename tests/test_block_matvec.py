@@ -104,12 +104,13 @@ CONFIGS = [
     ("Q8_0", 32, 64, 8, 8, 12, "icarus"),
     ("Q4_0", 16, 96, 16, 16, 8, "icarus"),
     ("Q4_1", 32, 64, 32, 16, 16, "verilator"),
-    ("smollm2_wk", 192, 576, 64, 32, 12, "verilator"),
+    pytest.param("smollm2_wk", 192, 576, 64, 32, 12, "verilator", marks=pytest.mark.slow),
 ]
 
 
 @pytest.mark.parametrize("kind,rows,cols,lanes,beat,abits,simulator", CONFIGS,
-                         ids=[f"{c[0]}-{c[1]}x{c[2]}-P{c[3]}-{c[6]}" for c in CONFIGS])
+                         ids=[f"{v[0]}-{v[1]}x{v[2]}-P{v[3]}-{v[6]}"
+                              for v in (getattr(c, "values", c) for c in CONFIGS)])
 def test_block_matvec_bit_exact(tmp_path, kind, rows, cols, lanes, beat, abits, simulator):
     why = simulator_available(simulator)
     if why:

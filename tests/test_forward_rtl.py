@@ -8,6 +8,7 @@ from gen.models import load_model
 from sim.runner import simulator_available
 
 
+@pytest.mark.slow
 def test_forward_rtl_equals_golden(tmp_path, monkeypatch):
     why = simulator_available("verilator")
     if why:
