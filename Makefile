@@ -43,6 +43,8 @@ demo: $(STAMP)
 	$(BIN)/hardwire matvec --rows 16 --cols 16 --wbits 4 --strategy parallel --out $(DEMO)/parallel
 	$(BIN)/hardwire sim $(DEMO)/parallel --simulator icarus --vectors 100
 	$(BIN)/hardwire synth $(DEMO)/parallel --target ecp5
+	$(BIN)/hardwire layer --model tiny --layer 0 --out $(DEMO)/layer
+	$(BIN)/hardwire sim $(DEMO)/layer --simulator verilator
 
 test: $(STAMP)
 	$(BIN)/pytest -q -n $(JOBS) -m "not slow"
