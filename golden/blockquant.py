@@ -81,6 +81,19 @@ class BlockAffine:
         return BlockAffine(self.codes[order], self.scale[order], self.offset[order], self.exp,
                            self.block, self.bits, self.source)
 
+    def reblock(self, block: int) -> "BlockAffine":
+        """The same tensor with blocks of ``block`` columns (``block`` divides the current
+        block): each block's ``D`` and ``M`` repeat over its sub-blocks. Exact; per-channel
+        tensors (one block per row) become lane-sized blocks this way."""
+        if block == self.block:
+            return self
+        if self.block % block:
+            raise ValueError(f"block {block} does not divide the tensor's block {self.block}")
+        k = self.block // block
+        return BlockAffine(self.codes, np.repeat(self.scale, k, axis=1),
+                           np.repeat(self.offset, k, axis=1), self.exp, block, self.bits,
+                           self.source)
+
     def rows_slice(self, lo: int, hi: int) -> "BlockAffine":
         return BlockAffine(self.codes[lo:hi], self.scale[lo:hi], self.offset[lo:hi], self.exp,
                            self.block, self.bits, self.source)

@@ -25,6 +25,8 @@ y : Out(stream)
     ``beat_layout(beat, res_bits)``: the new residual, ``dim / beat`` beats.
 """
 
+import math
+
 from amaranth.hdl import Module, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -60,8 +62,12 @@ class DecoderLayer(wiring.Component):
                 raise ValueError(f"beat {beat} does not divide {name} ({n})")
         self.cfg, self.fmt, self.ctx, self.beat, self.lanes = cfg, fmt, ctx, beat, lanes
         self.golden = L = IntLayer(cfg, w, ctx, fmt)
-        self.passes = [stack([w.wq, w.wk, w.wv]), w.wo, interleave_rows(w.w_gate, w.w_up, beat),
-                       w.w_down]
+        # Lanes read one 32-column block per word; per-channel tensors (one block per row)
+        # are split into such blocks exactly.
+        blk = {n: getattr(w, n).reblock(math.gcd(32, getattr(w, n).block))
+               for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")}
+        self.passes = [stack([blk["wq"], blk["wk"], blk["wv"]]), blk["wo"],
+                       interleave_rows(blk["w_gate"], blk["w_up"], beat), blk["w_down"]]
         self.engine = LaneArray(self.passes, abits=fmt.abits, lanes=lanes, beat=beat, fmt=fmt,
                                 rom_images=rom_images, prefix=prefix)
         d, hd, nh, nkv = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads

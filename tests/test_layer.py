@@ -89,3 +89,28 @@ def test_manifest_figures(tmp_path):
     assert man["ram_bits"] > 0
     assert np.isclose(man["cycles"]["ideal_at_last_pos"],
                       weights * 4 / (man["lanes"] * 32) + 2 * 8 * cfg["n_heads"])
+
+
+def test_layer_from_float_checkpoint_per_channel(tmp_path):
+    """An HF-named .npz checkpoint quantised per channel (int4) builds a layer: its
+    one-block-per-row tensors become 32-column lane blocks."""
+    from gen.models import load_model
+
+    m = load_model("tiny")
+    cfg, w = m.cfg, m.layer(0)
+    names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "wq",
+             "self_attn.k_proj": "wk", "self_attn.v_proj": "wv", "self_attn.o_proj": "wo",
+             "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "w_gate",
+             "mlp.up_proj": "w_up", "mlp.down_proj": "w_down"}
+    arrays = {f"model.layers.0.{hf}.weight": (getattr(w, f) if f.endswith("norm")
+                                              else w.dense(f)) for hf, f in names.items()}
+    arrays["model.embed_tokens.weight"] = m.embedding().dequantize()
+    np.savez(tmp_path / "ckpt.npz", **arrays)
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": cfg.dim, "intermediate_size": cfg.ffn,
+        "num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.n_kv_heads,
+        "num_hidden_layers": 1, "rms_norm_eps": cfg.eps, "rope_theta": cfg.theta,
+        "max_position_embeddings": 16, "vocab_size": cfg.vocab}))
+    _, man = _generate(tmp_path, "--model", tmp_path / "ckpt.npz", "--quant", "int4",
+                       "--layer", 0, "--ctx", 4)
+    assert man["weights"] > 0 and man["rom_bits"] >= man["weights"] * 4
