@@ -129,11 +129,23 @@ def _parser():
     syn = sub.add_parser("synth", help="synthesise with yosys and place-and-route with nextpnr",
                          description="Synthesise a design: generic 2-input gates, or LUT4/carry/"
                          "FF/BRAM for iCE40/ECP5 plus nextpnr Fmax. Writes report.json in the "
-                         "design directory and prints a table.")
+                         "design directory and prints a table. A layer design (hardwire layer) "
+                         "is synthesised per module: each unit, the lane datapath once (counted "
+                         "once per lane), the lane array and the top's glue, each with the "
+                         "modules it instantiates as black boxes; it gets no place-and-route. "
+                         "Exit code 1 when a module timed out or failed (the report says which).")
     syn.add_argument("design", type=Path)
     syn.add_argument("--target", default="ecp5", choices=("generic", "ice40", "ecp5"))
     syn.add_argument("--no-pnr", action="store_true", help="skip place-and-route")
-    syn.add_argument("--timeout", type=float, default=1800, help="seconds per tool run")
+    syn.add_argument("--timeout", type=float, default=1800, help="seconds per tool run (for a "
+                     "layer: per module)")
+    syn.add_argument("--jobs", type=_at_least_one, help="layer: yosys runs at once (default: "
+                     "the CPUs, at most 8)")
+    syn.add_argument("--modules", metavar="GLOB[,GLOB...]", help="layer: synthesise only the "
+                     "modules matching these patterns (e.g. 'layer_*,hw_Bfp*'); the others "
+                     "are reported as skipped")
+    syn.add_argument("--dsp", action="store_true", help="layer: map the units' multipliers to "
+                     "DSP blocks (default: LUTs, as for matvec designs)")
 
     fw = sub.add_parser("forward", help="run hidden states through decoder layers (float "
                         "reference or integer golden)",
@@ -243,8 +255,16 @@ def _cmd_sim(a):
 def _cmd_synth(a):
     from .synth import synth_design
 
-    report = synth_design(a.design, target=a.target, pnr=not a.no_pnr, timeout=a.timeout)
+    modules = None if a.modules is None else [m.strip() for m in a.modules.split(",")]
+    report = synth_design(a.design, target=a.target, pnr=not a.no_pnr, timeout=a.timeout,
+                          jobs=a.jobs, modules=modules, dsp=a.dsp)
     print(report.table())
+    bad = [e for e in report.data.get("modules", ()) if e["status"] in ("timeout", "failed")]
+    if bad:
+        print(f"hardwire: warning: {len(bad)} module{'s' if len(bad) > 1 else ''} not "
+              f"synthesised ({', '.join(e['module'] + ': ' + e['status'] for e in bad)}); "
+              "the totals leave them out", file=sys.stderr)
+        return 1
     return 0
 
 

