@@ -29,7 +29,7 @@ import numpy as np
 
 from golden.blockquant import BlockAffine, block_matvec
 from golden.llama import LayerWeights, LlamaConfig
-from golden.numerics import round_shift, saturate
+from golden.numerics import round_shift, rounding_bias_terms, saturate
 
 __all__ = [
     "IntFormat",
@@ -421,10 +421,11 @@ def _mul_rescale(v: np.ndarray, m: int, shift: int, bits: int) -> np.ndarray:
     exceed 64 bits before the shift)."""
     out = []
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    for x in v.tolist():
+    const, per_neg, per_bit = rounding_bias_terms(max(shift, 0), MODE)
+    for x in v.tolist():  # one head of elements per call: exact Python integers
         p = x * m
         if shift > 0:
-            p = (p + (1 << (shift - 1)) - (p < 0)) >> shift  # half_away
+            p = (p + const + per_neg * (p < 0) + per_bit * ((p >> shift) & 1)) >> shift
         else:
             p <<= -shift
         out.append(min(max(p, lo), hi))

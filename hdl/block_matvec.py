@@ -22,8 +22,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden import block_folded as gbf
 from golden.blockquant import BlockAffine
-from golden.llama_int import IntFormat
-from golden.numerics import signed_range, signed_width
+from golden.llama_int import MODE, IntFormat
+from golden.numerics import rounding_bias_terms, signed_range, signed_width
 
 from .folded_lane import _adder_tree
 from .mask_rom import MaskRom, hex_image
@@ -99,6 +99,11 @@ class Rescaler(wiring.Component):
     ``out_bits``. Combinational."""
 
     def __init__(self, in_bits: int, shift_bits: int, out_bits: int):
+        # The bias below is 2**(s-1) - (v < 0): golden's table for its rounding mode, for
+        # every shift this rescaler can take. Fail here if golden's rule ever changes.
+        for s in range(1, in_bits + 2):
+            if rounding_bias_terms(s, MODE) != (1 << (s - 1), -1, 0):
+                raise ValueError(f"Rescaler implements half_away; golden rounds {MODE}")
         self._in, self._out = in_bits, out_bits
         super().__init__({"v": In(signed(in_bits)), "s": In(signed(shift_bits)),
                           "o": Out(signed(out_bits))})

@@ -131,15 +131,16 @@ def drive_layer(design: Path, xs, *, simulator: str = "verilator"):
 
 def write_unit(component, name: str, directory: Path, transactions: dict,
                waivers=("DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND",
-                        "WIDTHTRUNC")) -> Path:
-    """Write an Amaranth ``component`` as ``name.v`` plus ``manifest.json`` and
-    ``transactions.json`` (see :mod:`sim.tb_stream`) into ``directory``."""
+                        "WIDTHTRUNC"), extra_verilog: str = "") -> Path:
+    """Write an Amaranth ``component`` as ``name.v`` (followed by ``extra_verilog``, e.g. a
+    lane module emitted once) plus ``manifest.json`` and ``transactions.json`` (see
+    :mod:`sim.tb_stream`) into ``directory``."""
     from amaranth.back import verilog
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     text = verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
-    (directory / f"{name}.v").write_text(text)
+    (directory / f"{name}.v").write_text(text + extra_verilog)
     manifest = {"top": name, "sources": [f"{name}.v"], "clock": "clk", "reset": "rst",
                 "lint_waivers": [{"warning": w} for w in waivers]}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1))

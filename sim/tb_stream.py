@@ -29,6 +29,19 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 PERIOD_NS = 10
 
 
+async def start(clk, rst, *idle):
+    """Start the clock, drive ``idle`` signals low, hold reset for three cycles, and return
+    at a falling edge with reset released."""
+    Clock(clk, PERIOD_NS, unit="ns").start()
+    for sig in idle:
+        sig.value = 0
+    rst.value = 1
+    for _ in range(3):
+        await RisingEdge(clk)
+    await FallingEdge(clk)
+    rst.value = 0
+
+
 class StreamTB:
     def __init__(self, dut):
         self.dut = dut
@@ -43,15 +56,7 @@ class StreamTB:
         self.max_cycles = int(self.t.get("max_cycles_per_case", 200000))
 
     async def reset(self):
-        Clock(self.clk, PERIOD_NS, unit="ns").start()
-        self.iv.value = 0
-        self.orr.value = 0
-        self.idata.value = 0
-        self.rst.value = 1
-        for _ in range(3):
-            await RisingEdge(self.clk)
-        await FallingEdge(self.clk)
-        self.rst.value = 0
+        await start(self.clk, self.rst, self.iv, self.orr, self.idata)
 
     async def run(self, ins, n_out, valid_p, ready_p):
         """Offer ``ins`` (ints), collect ``n_out`` outputs; returns them and the cycle count."""

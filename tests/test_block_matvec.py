@@ -1,8 +1,6 @@
 """The block-affine folded engine (Q4_0 / Q4_1 / Q8_0 with block scales and mins) against
 golden.llama_int.project, bit for bit, with cocotb."""
 
-import json
-
 import numpy as np
 import pytest
 
@@ -11,7 +9,7 @@ from golden.block_folded import bounds, evaluate
 from golden.blockquant import block_matvec, decode, encode
 from golden.llama_int import IntFormat, project
 from hdl.block_matvec import BlockMatVec
-from sim.runner import run_stream, simulator_available
+from sim.runner import run_stream, simulator_available, write_unit
 from sim.streams import beats
 
 FMT = IntFormat()
@@ -53,32 +51,22 @@ def _vectors(w, abits, rng, n_random=6):
     return out
 
 
-def _write(tmp_path, w, lanes, beat, abits, vectors):
-    from amaranth.back import verilog
+def _cases(name, ins, outs):
+    return {"name": name, "in": [f"{v:x}" for v in ins], "out": [f"{v:x}" for v in outs]}
 
+
+def _write(tmp_path, w, lanes, beat, abits, vectors):
     dut = BlockMatVec(w, abits=abits, lanes=lanes, beat=beat, fmt=FMT)
-    d = tmp_path / "dut"
-    d.mkdir()
-    text = verilog.convert(dut, name="block_matvec", emit_src=False, strip_internal_attrs=True)
-    (d / "block_matvec.v").write_text(text + dut.lane_verilog())
-    waivers = ["DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC"]
-    (d / "manifest.json").write_text(json.dumps({
-        "top": "block_matvec", "sources": ["block_matvec.v"], "clock": "clk", "reset": "rst",
-        "lint_waivers": [{"warning": x} for x in waivers]}))
     ins, outs = [], []
     for a, e in vectors:
         ins += beats(a, beat, abits, exp=e, exp_bits=FMT.exp_bits)
         outs += beats(project(w, a, e, FMT), beat, FMT.fx_bits)
     n_in = w.shape[1] // beat
-    cases = [{"name": "vectors", "in": [f"{v:x}" for v in ins], "out": [f"{v:x}" for v in outs]}]
-    cases.append({"name": "single", "in": cases[0]["in"][:n_in],
-                  "out": cases[0]["out"][: w.shape[0] // beat]})
+    cases = [_cases("vectors", ins, outs),
+             _cases("single", ins[:n_in], outs[: w.shape[0] // beat])]
     fields = [(f"row {j}", j * FMT.fx_bits, FMT.fx_bits, True) for j in range(beat)]
-    t = {"clock": "clk", "reset": "rst",
-         "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload"},
-         "out": {"valid": "y__valid", "ready": "y__ready", "data": "y__payload"},
-         "fields": fields, "cases": cases}
-    (d / "transactions.json").write_text(json.dumps(t))
+    d = write_unit(dut, "block_matvec", tmp_path / "dut", {"fields": fields, "cases": cases},
+                   extra_verilog=dut.lane_verilog())
     return d, dut
 
 
@@ -125,8 +113,6 @@ def test_block_matvec_bit_exact(tmp_path, kind, rows, cols, lanes, beat, abits, 
 
 def test_lane_array_runs_a_layers_four_passes(tmp_path):
     """q|k|v, o, gate/up interleaved by beat, down: one lane array, passes in a cycle."""
-    from amaranth.back import verilog
-
     from golden.blockquant import interleave_rows, stack
     from hdl.block_matvec import LaneArray
 
@@ -146,21 +132,10 @@ def test_lane_array_runs_a_layers_four_passes(tmp_path):
             e = int(rng.integers(-14, -6))
             ins += beats(a, beat, abits, exp=e, exp_bits=FMT.exp_bits)
             outs += beats(project(w, a, e, FMT), beat, FMT.fx_bits)
-    d = tmp_path / "dut"
-    d.mkdir()
-    text = verilog.convert(dut, name="lane_array", emit_src=False, strip_internal_attrs=True)
-    (d / "lane_array.v").write_text(text + dut.lane_verilog())
-    waivers = ["DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC"]
-    (d / "manifest.json").write_text(json.dumps({
-        "top": "lane_array", "sources": ["lane_array.v"], "clock": "clk", "reset": "rst",
-        "lint_waivers": [{"warning": x} for x in waivers]}))
-    (d / "transactions.json").write_text(json.dumps({
-        "clock": "clk", "reset": "rst",
-        "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload"},
-        "out": {"valid": "y__valid", "ready": "y__ready", "data": "y__payload"},
-        "fields": [(f"row {j}", j * FMT.fx_bits, FMT.fx_bits, True) for j in range(beat)],
-        "cases": [{"name": "3 tokens x 4 passes", "in": [f"{v:x}" for v in ins],
-                   "out": [f"{v:x}" for v in outs]}]}))
+    fields = [(f"row {j}", j * FMT.fx_bits, FMT.fx_bits, True) for j in range(beat)]
+    d = write_unit(dut, "lane_array", tmp_path / "dut",
+                   {"fields": fields, "cases": [_cases("3 tokens x 4 passes", ins, outs)]},
+                   extra_verilog=dut.lane_verilog())
     res = run_stream(d, simulator="icarus")
     assert res.ok, res.summary()
     assert dut.cycles_per_vector == dut.ideal_cycles == sum(
