@@ -1219,8 +1219,10 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
     fails is reported with a note, and the totals are then marked incomplete.
 
     There is no place-and-route (``pnr`` only changes the note). The report goes to
-    ``DESIGN/report.json`` and ``DESIGN/synth_<target>/report.json``; the manifest is not
-    touched.
+    ``DESIGN/report.json`` and ``DESIGN/synth_<target>/report.json``. The manifest gains the
+    estimate under ``yosys`` (keyed by target and DSP use; see :func:`manifest_estimate`), so
+    that it reports the area next to the cycles; it holds no times or paths, so it stays
+    byte-identical for the same design and yosys.
     """
     import fnmatch
     from concurrent.futures import ThreadPoolExecutor
@@ -1343,10 +1345,36 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     (workdir / "report.json").write_text(text)
     path = design / "report.json"
-    tmp = path.with_suffix(".json.tmp")
+    _replace_text(path, text)
+    m.setdefault("yosys", {})[f"{target}{'_dsp' if dsp else ''}"] = manifest_estimate(data)
+    m["yosys"] = dict(sorted(m["yosys"].items()))
+    _replace_text(design / "manifest.json", json.dumps(m, indent=1) + "\n")
+    return SynthReport(data, path)
+
+
+def _replace_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-    return SynthReport(data, path)
+
+
+def manifest_estimate(report: Mapping) -> dict:
+    """The part of a layer synthesis report that goes into the design's manifest: the
+    instance-weighted totals, each module's figures times its instances, and whether every
+    module was synthesised. Deterministic (no times, no paths)."""
+    return {
+        "target": report["target"],
+        "dsp": report["flow"]["dsp"],
+        "yosys": report["tools"]["yosys"],
+        "method": "yosys per module, hierarchy kept, totals weighted by instances",
+        "complete": report["complete"],
+        "missing": report["missing"],
+        "totals": report["stats"],
+        "by_module": {  # summed over the module's instances; None when not synthesised
+            e["module"]: ({k: e["instances"] * v for k, v in e["stats"].items()}
+                          if e["status"] == "ok" else None)
+            for e in report["modules"]},
+    }
 
 
 def _layer_table(d: dict, path: Path) -> str:

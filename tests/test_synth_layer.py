@@ -80,7 +80,12 @@ def test_tiny_layer_ecp5_per_module(layer):
     assert d["kind"] == "layer" and d["target"] == "ecp5" and d["top"] == m["top"]
     assert json.loads((layer / "report.json").read_text()) == d
     assert json.loads((layer / "synth_ecp5" / "report.json").read_text()) == d
-    assert (layer / "manifest.json").read_text() == manifest_text  # left as generated
+    # The manifest gains the estimate and nothing else; it holds no times.
+    after = json.loads((layer / "manifest.json").read_text())
+    est = after.pop("yosys")["ecp5"]
+    assert after == json.loads(manifest_text)
+    assert est == synth.manifest_estimate(d) and est["totals"] == d["stats"]
+    assert not est["complete"] and "seconds" not in json.dumps(est)
 
     entries = {e["module"]: e for e in d["modules"]}
     assert list(entries) == [p.name for p in plan]  # every module, in plan order
