@@ -47,6 +47,11 @@ def _at_least_one(text):
 
 
 def _parser():
+    from .models import QUANTS
+
+    quant_help = (f"quantiser of .safetensors/.npz checkpoint projections: {', '.join(QUANTS)} "
+                  "(default q4_1; intN per channel, intNg per group of 32, ternary one "
+                  "absmean scale per tensor, mxfp4 OCP MX; GGUF and tiny keep their own)")
     p = _Parser(prog="hardwire", description="Hard-wire quantised weights into Verilog: "
                 "constant matrix-vector engines, proven bit-exact against a numpy golden model.",
                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,7 +111,7 @@ def _parser():
     lay.add_argument("--beat", type=_at_least_one,
                      help="vector elements per cycle between units (default: the widest "
                           "that divides the vector lengths, the block and --lanes)")
-    lay.add_argument("--quant", default="q4_1", help="quantiser for float checkpoints")
+    lay.add_argument("--quant", default="q4_1", metavar="Q", help=quant_help)
     lay.add_argument("--rom-images", default="auto", choices=("auto", "inline", "files"),
                      help="ROM contents as $readmemh files or inside the Verilog (auto: files "
                           "above 1 Mbit)")
@@ -180,9 +185,7 @@ def _parser():
                     "float32 [T, dim] .npy (written atomically; the directory must exist)")
     fw.add_argument("--ctx", type=_at_least_one, metavar="L", help="context length (KV cache "
                     "size), at least T and at most the model's (default min(64, the model's))")
-    fw.add_argument("--quant", metavar="Q", help="quantisation of .safetensors/.npz "
-                    "checkpoint projections: q4_0, q4_1, q8_0, int2, int3, int4, int8 "
-                    "(default q4_1; GGUF and tiny keep their own)")
+    fw.add_argument("--quant", metavar="Q", help=quant_help)
     return p
 
 

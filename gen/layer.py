@@ -21,6 +21,7 @@ from .errors import UserError
 from .matvec import LINT_WAIVERS
 from .models import load_model
 from .output import atomic_directory
+from .weight_error import layer_weight_error
 
 __all__ = ["generate_layer", "default_beat", "TOP"]
 
@@ -150,6 +151,7 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
         "ctx": ctx, "lanes": lanes, "beat": beat,
         "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
         "weights": int(sum(p.shape[0] * p.shape[1] for p in top.passes)),
+        "weight_error": layer_weight_error(m, layer),
         "cycles": {
             "ideal_at_last_pos": top.ideal_cycles(ctx - 1),
             "ideal_note": ("all weight bits / (lanes * block bits per cycle) + attention's own "

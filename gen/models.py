@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from golden.blockquant import FORMATS, BlockAffine, decode, encode, quantize_per_channel
+from golden.blockquant import (
+    FORMATS,
+    BlockAffine,
+    decode,
+    encode,
+    quantize_per_channel,
+    quantize_per_group,
+    quantize_ternary,
+)
 from golden.llama import LayerWeights, LlamaConfig, unpermute_qk_rows
 
 from .errors import UserError
@@ -25,7 +33,11 @@ TINY = dict(dim=64, n_heads=4, n_kv_heads=2, ffn=128, eps=1e-5, theta=10000.0, n
             max_ctx=16, vocab=256)
 
 SUPPORTED_TYPES = ("F32", "F16", *FORMATS)
-QUANTS = ("q4_0", "q4_1", "q8_0", "int2", "int3", "int4", "int8")
+#: ``--quant`` for float checkpoints: llama.cpp's Q4_0/Q4_1/Q8_0 blocks, OCP MXFP4, symmetric
+#: intN per channel (``intN``) and per group of 32 columns (``intNg``), BitNet ternary (one
+#: absmean scale per tensor). See :mod:`golden.blockquant`.
+QUANTS = ("q4_0", "q4_1", "q8_0", "mxfp4", "int2", "int3", "int4", "int8",
+          "int2g", "int3g", "int4g", "int8g", "ternary")
 
 # GGUF tensor name -> LayerWeights field.
 _GGUF_NAMES = {
@@ -63,6 +75,12 @@ class Model:
                 raise UserError(f"{self.name} layer {i}: {e}") from None
             self._layers[i] = w
         return self._layers[i]
+
+    def float_weights(self, i: int) -> dict | None:
+        """Layer ``i``'s projections as the file's float32 weights, before :func:`_quantize`
+        (checkpoints), or ``None`` when the file holds them quantised (GGUF, tiny)."""
+        loader = getattr(self._layer_loader, "float_weights", None)
+        return None if loader is None else loader(i)
 
     def embedding(self) -> BlockAffine:
         """The token embedding ``[vocab, dim]``."""
@@ -276,6 +294,12 @@ def _load_checkpoint(path: Path, quant: str) -> Model:
                 t[f] = _quantize(a, quant, f"{path}: layer {i} {hf}")
         return LayerWeights(**t)
 
+    def float_weights(i):
+        return {f: get(f"model.layers.{i}.{hf}.weight") for hf, f in _HF_NAMES.items()
+                if not f.endswith("norm")}
+
+    layer.float_weights = float_weights  # read by Model.float_weights
+
     def embedding():
         e = get("model.embed_tokens.weight")
         return _quantize(e, "q8_0", f"{path}: embed_tokens")
@@ -297,6 +321,10 @@ def _read_arrays(path: Path):
 def _quantize(a: np.ndarray, quant: str, where: str) -> BlockAffine:
     rows, cols = a.shape
     try:
+        if quant == "ternary":
+            return quantize_ternary(a)
+        if quant.startswith("int") and quant.endswith("g"):
+            return quantize_per_group(a, int(quant[3:-1]))
         if quant.startswith("int"):
             return quantize_per_channel(a, int(quant[3:]))
         fmt = quant.upper()

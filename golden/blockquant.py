@@ -1,4 +1,5 @@
-"""Block-quantised weights as exact integers: llama.cpp Q4_0 / Q4_1 / Q8_0 and per-channel intN.
+"""Block-quantised weights as exact integers: llama.cpp Q4_0 / Q4_1 / Q8_0, OCP MXFP4, intN
+per channel and per group, and ternary.
 
 Every supported weight format is rewritten, losslessly, as one *block-affine* integer form::
 
@@ -15,8 +16,18 @@ over the tensor makes every ``D`` and ``M`` an exact integer.
   codes are made signed with ``c = q - 8`` and the offset moves into the min:
   ``M = m + 8 d`` (still exact). 4-bit signed codes suit the sign-plane-first folded engine.
 - **Q8_0**: 34-byte blocks: f16 ``d``, 32 int8 ``q``. ``c = q``, ``D = d``, ``M = 0``.
+- **MXFP4** (OCP Microscaling Formats v1.0): blocks of 32 E2M1 elements (``±{0, 0.5, 1, 1.5,
+  2, 3, 4, 6}``) and one E8M0 scale ``2**s`` each. Doubling the elements makes them integers:
+  ``c = 2 * element`` (``±{0, 1, 2, 3, 4, 6, 8, 12}``, 5-bit codes), ``D = 2**(s - s_min)``,
+  ``M = 0``, ``exp = s_min - 1`` (``s_min``: the smallest scale of a block that is not all
+  zero; all-zero blocks get ``D = 0``). See :func:`mxfp4_elements` for the quantiser and the
+  byte layout.
 - **intN per channel** (``block == cols``): ``c`` in ``[-2**(N-1), 2**(N-1))`` and an integer
-  scale per row.
+  scale per row (:func:`quantize_per_channel`).
+- **intN per group** (``block == 32``): the same codes with one float16 scale per group of 32
+  columns, ``M = 0`` (:func:`quantize_per_group`).
+- **ternary** (BitNet b1.58 absmean): ``c`` in ``{-1, 0, 1}`` (2-bit codes), one scale for
+  the whole tensor (:func:`quantize_ternary`).
 
 In a nibble block, byte ``i`` holds element ``i`` in its low nibble and element ``i + 16`` in
 its high nibble (llama.cpp's layout). A product with activations ``a`` (one exponent ``e_a``)
@@ -36,6 +47,11 @@ __all__ = [
     "encode",
     "block_matvec",
     "quantize_per_channel",
+    "quantize_per_group",
+    "quantize_ternary",
+    "quantize_mxfp4",
+    "mxfp4_elements",
+    "E2M1_HALVES",
     "f16_exact_parts",
     "stack",
     "interleave_rows",
@@ -46,7 +62,12 @@ FORMATS = {
     "Q4_0": (32, 18, 4),
     "Q4_1": (32, 20, 4),
     "Q8_0": (32, 34, 8),
+    "MXFP4": (32, 17, 5),
 }
+
+#: E2M1 magnitudes in halves (``2 * |element|``) by the low three bits of the nibble; bit 3 is
+#: the sign. OCP MX v1.0, table "FP4 (E2M1)": exponent bias 1, one mantissa bit, no inf/NaN.
+E2M1_HALVES = np.array([0, 1, 2, 3, 4, 6, 8, 12], dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,7 +80,7 @@ class BlockAffine:
     exp: int
     block: int
     bits: int
-    source: str  # "Q4_0" | "Q4_1" | "Q8_0" | "int<N>"
+    source: str  # "Q4_0" | "Q4_1" | "Q8_0" | "MXFP4" | "int<N>" | "int<N>g" | "ternary"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -69,12 +90,13 @@ class BlockAffine:
     def nblocks(self) -> int:
         return self.codes.shape[1] // self.block
 
-    def dequantize(self) -> np.ndarray:
-        """The weights as float32: the exact value, rounded once (exact in float64 first)."""
+    def dequantize(self, dtype=np.float32) -> np.ndarray:
+        """The weights as ``dtype``: the exact value, rounded once (exact in float64 first, as
+        long as ``D * c + M`` stays below ``2**53``)."""
         rows, cols = self.codes.shape
         c = self.codes.astype(np.int64).reshape(rows, self.nblocks, self.block)
         v = c * self.scale[:, :, None] + self.offset[:, :, None]
-        return np.ldexp(v.astype(np.float64), self.exp).reshape(rows, cols).astype(np.float32)
+        return np.ldexp(v.astype(np.float64), self.exp).reshape(rows, cols).astype(dtype)
 
     def permute_rows(self, order: np.ndarray) -> "BlockAffine":
         """The same tensor with its rows reordered (``new[i] = old[order[i]]``)."""
@@ -143,6 +165,8 @@ def decode(fmt: str, raw: np.ndarray, rows: int, cols: int) -> BlockAffine:
         raise ValueError(f"{fmt} tensor of {rows}x{cols} needs {rows * nb * nbytes} bytes, "
                          f"has {raw.size}")
     blocks = raw.reshape(rows, nb, nbytes)
+    if fmt == "MXFP4":
+        return _decode_mxfp4(blocks[:, :, 0], blocks[:, :, 1:])
     d = blocks[:, :, 0:2].copy().view(np.float16)[:, :, 0]
     dm, de = f16_exact_parts(d)
     if fmt == "Q8_0":
@@ -170,7 +194,14 @@ def decode(fmt: str, raw: np.ndarray, rows: int, cols: int) -> BlockAffine:
 
 def encode(fmt: str, w: np.ndarray) -> np.ndarray:
     """Quantise float weights ``[rows, cols]`` to raw GGUF bytes the way llama.cpp's reference
-    quantiser does (``quantize_row_*_ref``). Used to build the seeded ``tiny`` model and tests."""
+    quantiser does (``quantize_row_*_ref``). Used to build the seeded ``tiny`` model and tests.
+    MXFP4 follows the OCP spec instead (:func:`mxfp4_elements`)."""
+    if fmt == "MXFP4":
+        e8m0, nib = mxfp4_elements(w)
+        rows, nb = e8m0.shape
+        nib = nib.reshape(rows, nb, 32)
+        return np.concatenate([e8m0[:, :, None], nib[:, :, :16] | (nib[:, :, 16:] << 4)],
+                              axis=2).reshape(-1)
     block, nbytes, _ = FORMATS[fmt]
     w = np.asarray(w, dtype=np.float32)
     rows, cols = w.shape
@@ -223,6 +254,180 @@ def quantize_per_channel(w: np.ndarray, bits: int, scale_bits: int = 16) -> Bloc
     codes = np.clip(np.round(w / s_eff[:, None]), -qmax - 1, qmax).astype(np.int8)
     return BlockAffine(codes, scale[:, None], np.zeros((rows, 1), np.int64), exp, cols, bits,
                        f"int{bits}")
+
+
+# --- quantisers for float checkpoints ---------------------------------------------------------
+#
+# All three take float weights ``[rows, cols]``, round them to float32 first (what the
+# checkpoint loader hands over), and compute in float64, where every step below is exact or
+# rounds exactly once: a float32 divided by a float16-precision scale is at least ``2**-13``
+# (relative) away from a rounding tie unless it is exactly one, far more than float64's
+# ``2**-53``, so ``np.rint`` (IEEE round half to even) of the float64 quotient is the round half
+# to even of the exact quotient.
+
+
+def _float_matrix(w, what: str) -> np.ndarray:
+    w = np.asarray(w)
+    if w.ndim != 2:
+        raise ValueError(f"{what} needs a 2-D weight matrix, not shape {w.shape}")
+    if w.dtype.kind not in "fiu":
+        raise ValueError(f"{what} needs float weights, not dtype {w.dtype}")
+    with np.errstate(over="ignore"):
+        w = w.astype(np.float32)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{what}: weights hold NaN or infinity (or exceed float32)")
+    return w.astype(np.float64)
+
+
+def _groups(w: np.ndarray, block: int, what: str) -> np.ndarray:
+    rows, cols = w.shape
+    if cols % block:
+        raise ValueError(f"{what} needs columns in groups of {block}, not {cols}")
+    return w.reshape(rows, cols // block, block)
+
+
+def quantize_per_group(w: np.ndarray, bits: int, block: int = 32) -> BlockAffine:
+    """Symmetric intN with one float16 scale per group of ``block`` columns (``M = 0``).
+
+    As llama.cpp's Q4_0 does for 4 bits, the weight of largest magnitude in a group (the first
+    one, on equal magnitudes) ``mx`` maps to the code ``-2**(N-1)``, so all ``2**N`` codes are
+    used:
+
+    - ``d = float16(mx / -2**(N-1))`` (round to nearest even; a scale beyond float16's range
+      raises ``ValueError``, a tiny one becomes a float16 subnormal or zero);
+    - ``c = clip(round_half_even(w / d), -2**(N-1), 2**(N-1) - 1)``, computed against the
+      float16 ``d`` itself (llama.cpp divides by the unrounded scale); ``c = 0`` where
+      ``d = 0``;
+    - ``w ~ d * c``: ``D`` is ``d``'s exact float16 mantissa at the tensor's smallest float16
+      exponent (:func:`f16_exact_parts`), like Q4_0/Q8_0.
+
+    On SmolLM2's layer-0 projections this has 0.6x the relative error of the symmetric grid
+    ``amax / (2**(N-1) - 1)`` at 2 bits and 0.85x at 4 bits. ``source`` is ``int<N>g``.
+    """
+    if not 2 <= bits <= 8:
+        raise ValueError(f"per-group bits must be in 2..8, not {bits}")
+    x = _groups(_float_matrix(w, "per-group intN"), block, "per-group intN")
+    rows, nb, _ = x.shape
+    top = 1 << (bits - 1)
+    idx = np.abs(x).argmax(axis=2)[:, :, None]
+    mx = np.take_along_axis(x, idx, axis=2)[:, :, 0]
+    with np.errstate(over="ignore"):
+        d16 = (mx / -top).astype(np.float16)  # mx / 2**k is exact; one rounding to float16
+    if not np.all(np.isfinite(d16)):
+        raise ValueError(f"a group's scale exceeds float16 (|w| up to {np.abs(mx).max():g})")
+    dm, de = f16_exact_parts(d16)
+    d = np.ldexp(dm.astype(np.float64), de)[:, :, None]
+    q = np.divide(x, d, out=np.zeros_like(x), where=d != 0)
+    codes = np.clip(np.rint(q), -top, top - 1).astype(np.int8).reshape(rows, nb * block)
+    exp = _common_exponent((dm, de))
+    scale = _to_common(dm, de, exp)
+    return BlockAffine(codes, scale, np.zeros_like(scale), exp, block, bits, f"int{bits}g")
+
+
+#: Significant bits of the ternary tensor scale: float16's precision, without its range.
+TERNARY_SCALE_BITS = 11
+
+
+def quantize_ternary(w: np.ndarray) -> BlockAffine:
+    """BitNet b1.58's absmean ternary quantiser, with **one scale for the whole tensor**:
+
+    - ``gamma = mean(|w|)`` over every weight of the tensor (float64), then rounded to
+      ``TERNARY_SCALE_BITS`` = 11 significant bits (round half to even): ``gamma = D * 2**exp``
+      exactly, ``D`` odd (trailing zeros move into ``exp``);
+    - ``c = clip(round_half_even(w / gamma), -1, 1)`` against that rounded ``gamma`` (BitNet
+      divides by ``gamma + eps``; an all-zero tensor here simply gets ``c = 0``, ``D = 0``).
+
+    2-bit codes, ``M = 0``, one block per row (``block = cols``, ``D`` repeated per row, as
+    per-channel tensors: the layer splits them into lane blocks). ``source`` is ``ternary``.
+    """
+    w = _float_matrix(w, "ternary")
+    rows, cols = w.shape
+    gamma = float(np.abs(w).mean()) if w.size else 0.0
+    if gamma > 0:
+        m, e = np.frexp(gamma)  # gamma = m * 2**e, 0.5 <= m < 1
+        D = int(np.rint(np.ldexp(m, TERNARY_SCALE_BITS)))
+        exp = int(e) - TERNARY_SCALE_BITS
+        while D % 2 == 0:
+            D, exp = D // 2, exp + 1
+        codes = np.clip(np.rint(w / np.ldexp(float(D), exp)), -1, 1).astype(np.int8)
+    else:
+        D, exp, codes = 0, 0, np.zeros((rows, cols), np.int8)
+    scale = np.full((rows, 1), D, np.int64)
+    return BlockAffine(codes, scale, np.zeros_like(scale), exp, cols, 2, "ternary")
+
+
+#: The E8M0 scale exponents (byte - 127) an MXFP4 block may get; byte 0xFF is NaN.
+E8M0_MIN, E8M0_MAX = -127, 127
+#: E2M1's largest exponent (``emax_elem`` in OCP MX v1.0: 6 = 1.5 * 2**2).
+E2M1_EMAX = 2
+#: A tensor's MXFP4 block scales may span at most this many octaves (``D`` < 2**41).
+MXFP4_MAX_SPAN = 40
+
+
+def mxfp4_elements(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OCP MX v1.0 quantisation (section 6.3) of ``w [rows, cols]`` to MXFP4, blocks of 32
+    consecutive columns. Returns ``(e8m0 uint8 [rows, cols/32], nibbles uint8 [rows, cols])``.
+
+    - ``shared_exp = floor(log2(max |w|)) - E2M1_EMAX``, with ``floor(log2)`` taken exactly
+      from the float's exponent (``np.frexp``, no ``log2`` rounding), clamped to E8M0's
+      ``[-127, 127]``; an all-zero block gets -127 (byte 0x00, as the spec's reference
+      microxcaling code and llama.cpp do). Float32 weights never reach the upper clamp
+      (``floor(log2) <= 127``, so ``shared_exp <= 125``); blocks of tiny weights below
+      ``2**-125`` are clamped to ``2**-127`` and their elements round to zero or subnormals.
+    - element = ``w / 2**shared_exp`` rounded to the nearest E2M1 value, ties to the value
+      with an even mantissa bit, saturating to ±6. On the grid in halves this is
+      ``rint(2v)`` below 2, ``2 rint(v)`` in ``[2, 4)`` and ``4 rint(v / 2)`` above, with ``v``
+      exact (a power-of-two scaling) and ``np.rint`` IEEE half-even.
+    - nibble = sign bit (3) | E2M1 magnitude code (bits 0-2, :data:`E2M1_HALVES`); a zero is
+      written +0 (0x0), as llama.cpp's quantiser writes it.
+
+    The spec fixes the element and scale encodings but not how packed elements sit in bytes;
+    :func:`encode` ``("MXFP4", w)`` uses llama.cpp's ``block_mxfp4`` (GGUF type MXFP4): per
+    block the E8M0 byte, then 16 bytes with element ``i`` in the low nibble of byte ``i`` and
+    element ``i + 16`` in its high nibble.
+    """
+    x = _groups(_float_matrix(w, "MXFP4"), 32, "MXFP4")
+    rows, nb, _ = x.shape
+    amax = np.abs(x).max(axis=2)
+    _, e = np.frexp(amax)  # amax = m * 2**e, 0.5 <= m < 1: floor(log2 amax) = e - 1
+    shared = np.where(amax > 0, e - 1 - E2M1_EMAX, E8M0_MIN)
+    shared = np.clip(shared, E8M0_MIN, E8M0_MAX).astype(np.int64)
+    v = np.ldexp(np.abs(x), -shared[:, :, None])  # exact
+    halves = np.where(v < 2, np.rint(2 * v),
+                      np.where(v < 4, 2 * np.rint(v), 4 * np.rint(v / 2)))
+    halves = np.minimum(halves, 12).astype(np.int64)  # saturate to 6
+    lut = np.zeros(13, np.uint8)
+    lut[E2M1_HALVES] = np.arange(8, dtype=np.uint8)
+    mag = lut[halves]
+    nib = np.where((x < 0) & (mag != 0), mag | 8, mag).astype(np.uint8)
+    return (shared + 127).astype(np.uint8), nib.reshape(rows, nb * 32)
+
+
+def _decode_mxfp4(e8m0: np.ndarray, qs: np.ndarray) -> BlockAffine:
+    """MXFP4 blocks (E8M0 bytes ``[rows, nb]``, packed nibbles ``[rows, nb, 16]``) exactly."""
+    if np.any(e8m0 == 0xFF):
+        raise ValueError("an MXFP4 block scale is NaN (E8M0 0xFF)")
+    rows, nb = e8m0.shape
+    nib = np.concatenate([qs & 0x0F, qs >> 4], axis=2).astype(np.int64)  # elements 0..15, 16..31
+    codes = np.where(nib & 8, -1, 1) * E2M1_HALVES[nib & 7]  # 2 * element
+    shared = e8m0.astype(np.int64) - 127
+    live = np.any(codes != 0, axis=2)
+    s_min = int(shared[live].min()) if np.any(live) else 0
+    span = int(shared[live].max()) - s_min if np.any(live) else 0
+    if span > MXFP4_MAX_SPAN:
+        raise ValueError(f"MXFP4 block scales span {span} octaves; one fixed-point exponent "
+                         f"holds at most {MXFP4_MAX_SPAN}")
+    scale = np.where(live, np.int64(1) << np.where(live, shared - s_min, 0), 0)
+    return BlockAffine(codes.astype(np.int8).reshape(rows, nb * 32), scale,
+                       np.zeros_like(scale), s_min - 1, 32, 5, "MXFP4")
+
+
+def quantize_mxfp4(w: np.ndarray) -> BlockAffine:
+    """MXFP4 (:func:`mxfp4_elements`) in the exact block-affine form: the bytes :func:`encode`
+    writes, decoded by :func:`decode`."""
+    raw = encode("MXFP4", w)
+    rows, cols = np.shape(w)
+    return decode("MXFP4", raw, rows, cols)
 
 
 def block_matvec(wq: BlockAffine, a: np.ndarray) -> np.ndarray:
