@@ -2,8 +2,9 @@
 
 Every source comes out as a :class:`Model`: a :class:`golden.llama.LlamaConfig`, per-layer
 :class:`golden.llama.LayerWeights` in Hugging Face's RoPE convention (GGUF Q/K rows are
-un-permuted here), and the token embedding. Problems with a file raise
-:class:`gen.errors.UserError` with one line naming the problem.
+un-permuted here), the token embedding, the final norm, the LM head (the embedding itself when
+the file has no separate output tensor) and the tokenizer (:mod:`gen.tokenizer`). Problems
+with a file raise :class:`gen.errors.UserError` with one line naming the problem.
 """
 
 import importlib.util
@@ -22,7 +23,7 @@ from golden.blockquant import (
     quantize_per_group,
     quantize_ternary,
 )
-from golden.llama import LayerWeights, LlamaConfig, unpermute_qk_rows
+from golden.llama import LayerWeights, LlamaConfig, ModelWeights, unpermute_qk_rows
 
 from .errors import UserError
 
@@ -56,12 +57,17 @@ _HF_NAMES = {
 class Model:
     """A loaded model. ``layer(i)`` decodes layer ``i`` on first use."""
 
-    def __init__(self, name: str, cfg: LlamaConfig, layer_loader, embed_loader):
+    def __init__(self, name: str, cfg: LlamaConfig, layer_loader, embed_loader, *,
+                 norm_loader=None, head_loader=None, tokenizer_loader=None):
         self.name = name
         self.cfg = cfg
         self._layer_loader = layer_loader
         self._embed_loader = embed_loader
+        self._norm_loader = norm_loader
+        self._head_loader = head_loader
+        self._tokenizer_loader = tokenizer_loader
         self._layers = {}
+        self._cache = {}
 
     def layer(self, i: int) -> LayerWeights:
         if not 0 <= i < self.cfg.n_layers:
@@ -84,7 +90,39 @@ class Model:
 
     def embedding(self) -> BlockAffine:
         """The token embedding ``[vocab, dim]``."""
-        return self._embed_loader()
+        return self._once("embedding", self._embed_loader)
+
+    def final_norm(self) -> np.ndarray:
+        """The final RMSNorm gain, float32 ``[dim]``."""
+        return self._once("final_norm", self._norm_loader)
+
+    def lm_head(self) -> BlockAffine:
+        """The LM head ``[vocab, dim]``: the file's output tensor, or the embedding object
+        itself when the embeddings are tied."""
+        if self._head_loader is None:
+            return self.embedding()
+        return self._once("lm_head", self._head_loader)
+
+    def tokenizer(self):
+        """The model's :class:`gen.tokenizer.Tokenizer`."""
+        return self._once("tokenizer", self._tokenizer_loader)
+
+    def weights(self) -> ModelWeights:
+        """Every tensor of the model (every layer decoded and checked)."""
+        w = ModelWeights(self.embedding(), [self.layer(i) for i in range(self.cfg.n_layers)],
+                         self.final_norm(), self.lm_head())
+        try:
+            w.check(self.cfg)
+        except ValueError as e:
+            raise UserError(f"{self.name}: {e}") from None
+        return w
+
+    def _once(self, key, loader):
+        if loader is None:
+            raise UserError(f"{self.name} has no {key.replace('_', ' ')}")
+        if key not in self._cache:
+            self._cache[key] = loader()
+        return self._cache[key]
 
 
 def smollm2_path() -> Path:
@@ -119,7 +157,8 @@ def load_model(spec: str, quant: str = "q4_1") -> Model:
 @lru_cache(maxsize=4)
 def tiny_model(seed: int = 0) -> Model:
     """The shipped synthetic model: seeded Gaussian weights quantised to Q4_1 by llama.cpp's
-    reference rule, norms near 1 with spread, a Q8_0 embedding. Deterministic."""
+    reference rule, norms near 1 with spread, a Q8_0 embedding that is also the LM head (tied),
+    and a byte tokenizer (token ``i`` is byte ``i``). Deterministic."""
     cfg = LlamaConfig(**TINY)
     rng = np.random.default_rng([seed, 0x7417])
     tensors = {}
@@ -133,7 +172,12 @@ def tiny_model(seed: int = 0) -> Model:
         tensors[i] = t
     emb = rng.standard_normal((cfg.vocab, cfg.dim)).astype(np.float32) * np.float32(0.5)
     embedding = decode("Q8_0", encode("Q8_0", emb), cfg.vocab, cfg.dim)
-    return Model("tiny", cfg, lambda i: LayerWeights(**tensors[i]), lambda: embedding)
+    final_norm = (1 + 0.3 * rng.standard_normal(cfg.dim)).astype(np.float32)  # drawn last
+    from .tokenizer import ByteTokenizer
+
+    # Tied LM head (no head_loader): the embedding.
+    return Model("tiny", cfg, lambda i: LayerWeights(**tensors[i]), lambda: embedding,
+                 norm_loader=lambda: final_norm, tokenizer_loader=ByteTokenizer)
 
 
 def _proj_shapes(cfg: LlamaConfig) -> dict:
@@ -176,7 +220,7 @@ def _load_gguf(path: Path) -> Model:
             eps=float(field(a + "attention.layer_norm_rms_epsilon")),
             theta=float(field(a + "rope.freq_base", 10000.0)),
             n_layers=int(field(a + "block_count")), max_ctx=int(field(a + "context_length")),
-            vocab=int(field(a + "vocab_size", 0)) or 0)
+            vocab=int(field(a + "vocab_size", 0)) or _gguf_rows(reader, "token_embd.weight"))
         rope_dims = int(field(a + "rope.dimension_count", cfg.head_dim))
     except (ValueError, TypeError) as e:  # TypeError: a key holding an array or a string
         raise UserError(f"{path}: bad llama metadata ({_short(e)})") from None
@@ -218,11 +262,34 @@ def _load_gguf(path: Path) -> Model:
             t[f] = _permuted(t[f], unpermute_qk_rows(rows, heads), path, i, f)
         return LayerWeights(**t)
 
-    def embedding():
-        e = tensor("token_embd.weight")
+    def embedding(name="token_embd.weight"):
+        e = tensor(name)
+        if not isinstance(e, BlockAffine) and e.ndim != 2:
+            raise UserError(f"{path}: tensor {name} is not 2-D")
         return e if isinstance(e, BlockAffine) else quantize_per_channel(e, 8)
 
-    return Model(path.name, cfg, layer, embedding)
+    def final_norm():
+        g = tensor("output_norm.weight")
+        if isinstance(g, BlockAffine) or np.shape(g) != (cfg.dim,):
+            raise UserError(f"{path}: tensor output_norm.weight must be F32/F16 [{cfg.dim}]")
+        return g
+
+    def tokenizer():
+        from .tokenizer import gguf_tokenizer
+
+        return gguf_tokenizer(reader.fields, path.name)
+
+    head = (lambda: embedding("output.weight")) if "output.weight" in tensors else None
+    return Model(path.name, cfg, layer, embedding, norm_loader=final_norm, head_loader=head,
+                 tokenizer_loader=tokenizer)
+
+
+def _gguf_rows(reader, name: str) -> int:
+    """Rows of a 2-D GGUF tensor (0 when it is missing): the vocabulary of token_embd."""
+    for t in reader.tensors:
+        if t.name == name and len(t.shape) == 2:
+            return int(t.shape[1])
+    return 0
 
 
 def _permuted(w, order, path, i, name):
@@ -302,9 +369,32 @@ def _load_checkpoint(path: Path, quant: str) -> Model:
 
     def embedding():
         e = get("model.embed_tokens.weight")
+        if e.ndim != 2:
+            raise UserError(f"{path}: tensor model.embed_tokens.weight is not 2-D")
         return _quantize(e, "q8_0", f"{path}: embed_tokens")
 
-    return Model(path.name, cfg, layer, embedding)
+    def final_norm():
+        return get("model.norm.weight").reshape(-1)
+
+    def lm_head():
+        a = get("lm_head.weight")
+        if a.ndim != 2:
+            raise UserError(f"{path}: tensor lm_head.weight is not 2-D")
+        return _quantize(a, quant, f"{path}: lm_head")
+
+    def tokenizer():
+        from .tokenizer import json_tokenizer
+
+        tj = path.parent / "tokenizer.json"
+        if not tj.is_file():
+            raise UserError(f"{path}: no tokenizer.json beside it; generating text needs one "
+                            "(or give token ids with --prompt-ids)")
+        return json_tokenizer(tj)
+
+    # Tied (no lm_head.weight, or tie_word_embeddings): the LM head is the embedding.
+    tied = "lm_head.weight" not in arrays or conf.get("tie_word_embeddings") is True
+    return Model(path.name, cfg, layer, embedding, norm_loader=final_norm,
+                 head_loader=None if tied else lm_head, tokenizer_loader=tokenizer)
 
 
 def _read_arrays(path: Path):

@@ -1,4 +1,5 @@
-"""The float reference of a Llama decoder layer, one decode step at a time, with a KV cache.
+"""The float reference of a Llama decoder layer and of the whole model, one decode step at a
+time, with a KV cache.
 
 This is the model the integer golden (:mod:`golden.llama_int`) is measured against, and it is
 itself checked against Hugging Face ``transformers``' ``LlamaDecoderLayer`` (``tests/``).
@@ -33,6 +34,9 @@ __all__ = [
     "silu",
     "layer_step",
     "layer_forward",
+    "ModelWeights",
+    "FloatModel",
+    "greedy",
 ]
 
 
@@ -215,3 +219,81 @@ def layer_forward(cfg: LlamaConfig, w: LayerWeights, xs: np.ndarray, ctx: int | 
     xs = np.asarray(xs, np.float32)
     cache = KVCache(cfg, ctx or len(xs))
     return np.stack([layer_step(cfg, w, x, t, cache) for t, x in enumerate(xs)])
+
+
+# --- the whole model -------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class ModelWeights:
+    """A whole Llama: token embedding, decoder layers, final RMSNorm gain and LM head.
+
+    ``embedding`` and ``lm_head`` are ``[vocab, dim]`` :class:`BlockAffine` (or float32); a
+    model with tied embeddings passes the same object twice, and it is dequantised once."""
+
+    embedding: BlockAffine
+    layers: list[LayerWeights]
+    final_norm: np.ndarray
+    lm_head: BlockAffine
+    _float: dict = field(default_factory=dict, repr=False)
+
+    def check(self, cfg: LlamaConfig) -> None:
+        """Raise ``ValueError`` naming the first tensor whose shape does not fit ``cfg``."""
+        if len(self.layers) != cfg.n_layers:
+            raise ValueError(f"{len(self.layers)} layers, the config has {cfg.n_layers}")
+        for name, shape in (("embedding", (cfg.vocab, cfg.dim)), ("lm_head", (cfg.vocab, cfg.dim)),
+                            ("final_norm", (cfg.dim,))):
+            got = tuple(np.shape(getattr(self, name)) if name == "final_norm"
+                        else getattr(self, name).shape)
+            if got != shape:
+                raise ValueError(f"tensor {name} has shape {got}, the config needs {shape}")
+        for w in self.layers:
+            w.check(cfg)
+
+    def dense(self, name: str) -> np.ndarray:
+        """``embedding`` or ``lm_head`` as float32 ``[vocab, dim]`` (dequantised once; tied
+        tensors share the array)."""
+        w = getattr(self, name)
+        key = id(w)
+        if key not in self._float:
+            self._float[key] = w.dequantize() if isinstance(w, BlockAffine) else \
+                np.asarray(w, dtype=np.float32)
+        return self._float[key]
+
+    def embed(self, token: int) -> np.ndarray:
+        """Row ``token`` of the embedding, float32 ``[dim]`` (the same values as
+        ``dense("embedding")[token]``, without dequantising the whole table)."""
+        w = self.embedding
+        if isinstance(w, BlockAffine):
+            return w.rows_slice(token, token + 1).dequantize()[0]
+        return np.asarray(w[token], np.float32)
+
+
+def greedy(logits: np.ndarray) -> int:
+    """The next token: the index of the largest logit; ties go to the lowest index."""
+    return int(np.argmax(logits))  # np.argmax returns the first of equal maxima
+
+
+class FloatModel:
+    """The float32 reference of the whole model, one token per decode step.
+
+    ``step(token, pos)``: embedding row of ``token``, every layer (:func:`layer_step`, which
+    writes position ``pos`` of that layer's KV cache), the final :func:`rms_norm`, then
+    ``logits = lm_head @ h``. Returns ``(logits float32 [vocab], greedy(logits))``."""
+
+    def __init__(self, cfg: LlamaConfig, w: ModelWeights, ctx: int):
+        w.check(cfg)
+        self.cfg, self.w, self.ctx = cfg, w, ctx
+        self.caches = [KVCache(cfg, ctx) for _ in w.layers]
+
+    def step(self, token: int, pos: int, trace: dict | None = None) -> tuple[np.ndarray, int]:
+        cfg, w = self.cfg, self.w
+        if not 0 <= token < cfg.vocab:
+            raise ValueError(f"token {token} is outside the vocabulary of {cfg.vocab}")
+        x = w.embed(token)
+        for layer, cache in zip(w.layers, self.caches, strict=True):
+            x = layer_step(cfg, layer, x, pos, cache)
+        h = rms_norm(x, w.final_norm, cfg.eps)
+        logits = (w.dense("lm_head") @ h).astype(np.float32)
+        if trace is not None:
+            trace["h_final"], trace["final_norm"], trace["logits"] = x, h, logits
+        return logits, greedy(logits)

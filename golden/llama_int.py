@@ -16,19 +16,32 @@ Number formats (all choices live in :class:`IntFormat`; the defaults are below):
 - **KV cache** entries are block floating point per (position, KV head): ``kv_bits`` mantissas
   and an exponent.
 
+The whole model (:class:`IntModel`, one token per step):
+
+- **Embedding**: the row of the block-affine embedding, ``v = D*c + M`` (exact, units
+  ``2**exp``), rounded once into the residual: ``h = rescale(v, -(exp + res_frac), res_bits)``
+  (:func:`embed_int`).
+- **Final RMSNorm** is :func:`rms_norm_int` with the final gain, giving ``head_abits``-bit
+  mantissas (``abits`` unless set) and one exponent.
+- **Logits**: the LM head is a block-affine matvec like every projection; the exact block
+  product is rounded once to int32 with ``logit_frac = 12`` fraction bits (value
+  ``logits * 2**-logit_frac``). The next token is the index of the largest integer logit, the
+  lowest index among equal ones (:func:`argmax_int`).
+
 Rounding is :func:`golden.numerics.round_shift` with ``half_away`` unless a docstring says
 ``floor``. Float enters in exactly two places, both at generation time, never per token: the
 constant tables (:func:`rope_table`, :func:`exp2_table`, :func:`sigmoid_table`,
-:func:`norm_gain`) and the layer input (:func:`to_residual`).
+:func:`norm_gain`) and the layer input (:func:`to_residual`); the whole model takes tokens, so
+only the tables remain.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from golden.blockquant import BlockAffine, block_matvec
-from golden.llama import LayerWeights, LlamaConfig
+from golden.llama import LayerWeights, LlamaConfig, ModelWeights
 from golden.numerics import round_shift, rounding_bias_terms, saturate
 
 __all__ = [
@@ -56,6 +69,10 @@ __all__ = [
     "residual_add",
     "int_layer_step",
     "int_layer_forward",
+    "embed_int",
+    "head_matvec",
+    "argmax_int",
+    "IntModel",
 ]
 
 MODE = "half_away"
@@ -84,10 +101,15 @@ class IntFormat:
     sig_range: int = 16  # sigmoid table covers [-16, 16)
     sig_step_bits: int = 4  # ... in steps of 2**-4, linear interpolation
     exp_bits: int = 8  # every block-floating-point exponent is a signed 8-bit field
+    head_abits: int | None = None  # LM head input (final RMSNorm) mantissa bits; None: abits
+    logit_frac: int = 12  # logits: int32 Q.12
+    logit_bits: int = 32
 
     def __post_init__(self):
-        if not 2 <= self.abits <= 16:
-            raise ValueError(f"abits must be in 2..16, not {self.abits}")
+        for name in ("abits", "head_abits"):
+            v = getattr(self, name)
+            if v is not None and not 2 <= v <= 16:
+                raise ValueError(f"{name} must be in 2..16, not {v}")
         if self.exp_lut_bits > self.score_frac:
             raise ValueError("exp_lut_bits must not exceed score_frac")
 
@@ -438,3 +460,132 @@ def int_layer_forward(L: IntLayer, xs: np.ndarray) -> np.ndarray:
     cache = IntCache(L.cfg, L.ctx)
     h = to_residual(xs, L.fmt)
     return np.stack([int_layer_step(L, h[t], t, cache) for t in range(len(h))])
+
+
+# --- the whole model -------------------------------------------------------------------------
+
+def embed_int(emb: BlockAffine, token: int, fmt: IntFormat) -> np.ndarray:
+    """Row ``token`` of the embedding as the residual (int64 ``[dim]``, Q.res_frac): the exact
+    block-affine value ``v = D*c + M`` (units ``2**emb.exp``) through
+    ``rescale(v, -(emb.exp + res_frac), res_bits)``: one rounding (``half_away``), saturated.
+    The same as :func:`to_residual` of the exactly dequantised row except that ties round
+    away from zero instead of to even."""
+    row = emb.rows_slice(token, token + 1)
+    c = row.codes.astype(np.int64).reshape(row.nblocks, row.block)
+    v = (c * row.scale[0][:, None] + row.offset[0][:, None]).reshape(-1)
+    return rescale(v, -(emb.exp + fmt.res_frac), fmt.res_bits)
+
+
+def argmax_int(logits) -> int:
+    """Index of the largest integer logit; equal maxima go to the lowest index."""
+    return int(np.argmax(np.asarray(logits)))  # np.argmax returns the first maximum
+
+
+class _ExactF32:
+    """:func:`golden.blockquant.block_matvec` for a large constant matrix, fast and still exact.
+
+    The block partial sums ``P[r, b] = sum_j c[r, b, j] * a[b, j]`` are integers with
+    ``|P| <= block * 2**(bits-1) * 2**(abits-1)``; when that bound is at most ``2**24`` every
+    product and every partial sum, in any order, is an integer float32 holds exactly, so one
+    float32 BLAS product per block computes ``P`` exactly. ``D*P + M*S`` stays int64. Keeps a
+    float32 copy of the codes (``4 * rows * cols`` bytes)."""
+
+    def __init__(self, w: BlockAffine, abits: int):
+        bound = w.block << (w.bits - 1 + abits - 1)
+        if bound > 1 << 24:
+            raise ValueError(f"float32 block sums are exact up to 2**24, not {bound}")
+        rows, cols = w.shape
+        self.w = w
+        self.c = np.ascontiguousarray(
+            w.codes.reshape(rows, w.nblocks, w.block).transpose(1, 0, 2), dtype=np.float32)
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        w = self.w
+        ab = np.asarray(a, np.int64).reshape(w.nblocks, w.block)
+        p = np.matmul(self.c, ab.astype(np.float32)[:, :, None])[:, :, 0]  # [nblocks, rows]
+        p = p.T.astype(np.int64)
+        return (p * w.scale).sum(axis=1) + (w.offset * ab.sum(axis=1)).sum(axis=1)
+
+
+def head_matvec(w: BlockAffine, a, e: int, fmt: IntFormat, mv=None) -> np.ndarray:
+    """Logits ``W @ (a * 2**e)`` as int Q.logit_frac: the exact block product (units
+    ``2**(w.exp + e)``), ``rescale(acc, -(w.exp + e) - logit_frac, logit_bits)``. ``mv``, if
+    given, computes the exact block product (``_ExactF32``); the default is
+    :func:`golden.blockquant.block_matvec`."""
+    acc = mv(a) if mv is not None else block_matvec(w, a)
+    return rescale(acc, -(w.exp + e) - fmt.logit_frac, fmt.logit_bits)
+
+
+class IntModel:
+    """The integer model of the whole network, one token per decode step.
+
+    ``step(token, pos)`` is, exactly:
+
+    1. ``h = embed_int(embedding, token)``: int64 ``[dim]``, Q.res_frac (int32 range);
+    2. every layer: ``h = int_layer_step(layer, h, pos, cache)`` (each layer writes position
+       ``pos`` of its own :class:`IntCache` and attends over ``0..pos``);
+    3. ``(a, e) = rms_norm_int(h, G, gf, eps_term)`` with the final norm's gain
+       (:func:`norm_gain`) and :attr:`head_abits`-bit mantissas (``fmt.head_abits``, else
+       ``fmt.abits``);
+    4. ``logits = head_matvec(lm_head, a, e)``: int64 ``[vocab]`` in the int32 range, value
+       ``logits * 2**-logit_frac`` (:attr:`logit_frac`, :meth:`logits_float`);
+    5. ``next = argmax_int(logits)`` (lowest index among equal maxima).
+
+    Returns ``(logits, next)``. ``trace``, if given, receives ``h_embed`` (1), ``h_final``
+    (the residual entering the final norm), ``final_norm`` (``(a, e)`` of 3) and ``logits``.
+    Positions must be fed in order ``0, 1, 2, ...`` for a meaningful result, as in the
+    hardware; :meth:`reset` clears the KV caches.
+    """
+
+    def __init__(self, cfg: LlamaConfig, w: ModelWeights, ctx: int,
+                 fmt: IntFormat | None = None):
+        fmt = fmt or IntFormat()
+        w.check(cfg)
+        self.cfg, self.w, self.ctx, self.fmt = cfg, w, ctx, fmt
+        for name in ("embedding", "lm_head"):
+            if not isinstance(getattr(w, name), BlockAffine):
+                raise ValueError(f"integer model needs quantised weights; {name} is float")
+        self.head_abits = fmt.head_abits or fmt.abits
+        _check_acc_bound(w.lm_head, self.head_abits, "lm_head")
+        self.layers = [IntLayer(cfg, lw, ctx, fmt) for lw in w.layers]
+        self.g_final, self.gf_final = norm_gain(w.final_norm, cfg.dim, fmt)
+        self.eps_term = int(round(cfg.dim * cfg.eps * 4.0 ** fmt.res_frac))
+        self._head_fmt = replace(fmt, abits=self.head_abits)
+        self._head_mv = None
+        self.reset()
+
+    @property
+    def logit_frac(self) -> int:
+        """Fraction bits of the integer logits: their value is ``logits * 2**-logit_frac``."""
+        return self.fmt.logit_frac
+
+    def logits_float(self, logits) -> np.ndarray:
+        """Integer logits as float32 values (exact: ``ldexp(logits, -logit_frac)``)."""
+        return np.ldexp(np.asarray(logits, np.float64), -self.fmt.logit_frac).astype(np.float32)
+
+    def reset(self) -> None:
+        self.caches = [IntCache(self.cfg, self.ctx) for _ in self.layers]
+
+    def embed(self, token: int) -> np.ndarray:
+        return embed_int(self.w.embedding, token, self.fmt)
+
+    def head(self, h) -> tuple[np.ndarray, tuple[np.ndarray, int]]:
+        """Final norm and LM head of the residual ``h``: ``(logits, (a, e))``."""
+        a, e = rms_norm_int(h, self.g_final, self.gf_final, self.eps_term, self._head_fmt)
+        if self._head_mv is None:
+            try:
+                self._head_mv = _ExactF32(self.w.lm_head, self.head_abits)
+            except ValueError:  # wide codes or activations: the plain int64 product
+                self._head_mv = lambda x: block_matvec(self.w.lm_head, x)
+        return head_matvec(self.w.lm_head, a, e, self.fmt, self._head_mv), (a, e)
+
+    def step(self, token: int, pos: int, trace: dict | None = None) -> tuple[np.ndarray, int]:
+        if not 0 <= token < self.cfg.vocab:
+            raise ValueError(f"token {token} is outside the vocabulary of {self.cfg.vocab}")
+        h = h0 = self.embed(token)
+        for L, cache in zip(self.layers, self.caches, strict=True):
+            h = int_layer_step(L, h, pos, cache)
+        logits, act = self.head(h)
+        if trace is not None:
+            trace.update(h_embed=h0, h_final=h, final_norm=act, logits=logits)
+        return logits, argmax_int(logits)
