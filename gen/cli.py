@@ -17,6 +17,7 @@ examples:
   hardwire sim build/mv --simulator verilator --vectors 200
   hardwire synth build/mv --target ecp5
   hardwire forward --model tiny --layers 0:2 --input x.npy --backend golden --out y.npy
+  hardwire generate --model smollm2 --prompt "The capital of France is" --tokens 8
   hardwire layer --model tiny --layer 0 --out build/layer
   hardwire sim build/layer --simulator verilator
 """
@@ -186,6 +187,40 @@ def _parser():
     fw.add_argument("--ctx", type=_at_least_one, metavar="L", help="context length (KV cache "
                     "size), at least T and at most the model's (default min(64, the model's))")
     fw.add_argument("--quant", metavar="Q", help=quant_help)
+
+    from .generate import BACKENDS as GEN_BACKENDS
+
+    gn = sub.add_parser("generate", help="generate text greedily with the whole model (float "
+                        "reference or integer golden)",
+                        description="Generate text greedily: the prompt's tokens are fed one "
+                        "decode step at a time\n(KV cache), then each new token (the largest "
+                        "logit, lowest id on ties) is fed back.\nNo BOS is added. Prints the "
+                        "prompt and the new text as it is produced.\n\n"
+                        "  float   the float32 reference (golden/llama.py)\n"
+                        "  golden  the bit-exact integer model of the hardware "
+                        "(golden/llama_int.py)\n\n"
+                        "Tokenizers come from the model: a GGUF's own vocabulary and merges, the "
+                        "tokenizer.json\nbeside a checkpoint, bytes for tiny (token i is byte i).",
+                        epilog="examples:\n  hardwire generate --model smollm2 --prompt \"The "
+                        "capital of France is\" --tokens 8\n  hardwire generate --model tiny "
+                        "--prompt-ids 1,2,3 --tokens 4 --backend golden --json",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    gn.add_argument("--model", required=True, metavar="M", help="'tiny', 'smollm2', a .gguf "
+                    "file, or a .safetensors/.npz checkpoint with config.json (and "
+                    "tokenizer.json) beside it")
+    src = gn.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", metavar="TEXT", help="prompt text")
+    src.add_argument("--prompt-ids", metavar="ID[,ID...]", help="prompt as token ids")
+    gn.add_argument("--tokens", type=_at_least_one, required=True, metavar="N",
+                    help="tokens to generate")
+    gn.add_argument("--backend", default="float", choices=tuple(GEN_BACKENDS),
+                    help="default float")
+    gn.add_argument("--ctx", type=_at_least_one, metavar="L", help="context length (KV "
+                    "cache size), at least prompt + N and at most the model's (default "
+                    "prompt + N)")
+    gn.add_argument("--quant", metavar="Q", help=quant_help)
+    gn.add_argument("--json", action="store_true", help="print one JSON object "
+                    '{"prompt_ids": [...], "ids": [...], "text": "..."} instead of the text')
     return p
 
 
@@ -282,6 +317,26 @@ def _cmd_forward(a):
     return 0
 
 
+def _cmd_generate(a):
+    import json
+
+    from .generate import generate, parse_prompt_ids
+
+    def show(text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    ids = None if a.prompt_ids is None else parse_prompt_ids(a.prompt_ids)
+    res = generate(a.model, a.tokens, a.backend, prompt=a.prompt, prompt_ids=ids, ctx=a.ctx,
+                   quant=a.quant, on_text=None if a.json else show, echo=True)
+    if a.json:
+        print(json.dumps(res.as_json(), ensure_ascii=False))
+    else:
+        show("\n")
+    print(f"hardwire: {res.summary()}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = _parser()
     try:
@@ -290,7 +345,8 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"matvec": _cmd_matvec, "sim": _cmd_sim, "synth": _cmd_synth,
-                "forward": _cmd_forward, "layer": _cmd_layer}[a.command](a)
+                "forward": _cmd_forward, "layer": _cmd_layer,
+                "generate": _cmd_generate}[a.command](a)
     except UserError as e:
         print(f"hardwire: error: {e}", file=sys.stderr)
         return 2

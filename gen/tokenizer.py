@@ -96,9 +96,10 @@ def gguf_tokenizer(fields: dict, where: str) -> BpeTokenizer:
         raise UserError(f"{where}: pre-tokenizer {pre!r} is not supported; supported: "
                         f"{', '.join(sorted(PRE_SPLITS))}")
     tokens = get("tokenizer.ggml.tokens")
-    merges = get("tokenizer.ggml.merges")
-    if not isinstance(tokens, list) or not isinstance(merges, list):
-        raise UserError(f"{where}: the GGUF tokenizer has no token list or no merges")
+    # No merges key: a vocabulary of bytes alone (gguf's writer drops an empty list).
+    merges = get("tokenizer.ggml.merges", [])
+    if not isinstance(tokens, list) or not tokens or not isinstance(merges, list):
+        raise UserError(f"{where}: the GGUF tokenizer has no token list or a bad merge list")
     types = get("tokenizer.ggml.token_type") or [1] * len(tokens)
     vocab = {t: i for i, t in enumerate(tokens)}
     if len(vocab) != len(tokens):
@@ -108,6 +109,10 @@ def gguf_tokenizer(fields: dict, where: str) -> BpeTokenizer:
         parts = m.split(" ")
         if len(parts) != 2:
             raise UserError(f"{where}: bad GGUF merge {m!r} (expected two tokens)")
+        # Checked here: tokenizers panics (a BaseException) on a merge outside the vocabulary.
+        if parts[0] not in vocab or parts[1] not in vocab or "".join(parts) not in vocab:
+            raise UserError(f"{where}: GGUF merge {m!r} uses or makes a token that is not in "
+                            "the vocabulary")
         pairs.append(tuple(parts))
     try:
         tok = HFTok(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False))

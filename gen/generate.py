@@ -1,0 +1,175 @@
+"""``hardwire generate``: greedy text generation with the whole model, one decode step per
+token.
+
+The prompt's tokens are fed one at a time (position 0, 1, ...), filling every layer's KV
+cache; the logits after the last prompt token give the first new token, and each new token is
+fed back until ``tokens`` are generated. The next token is always the largest logit, the lowest
+id among equal ones (greedy). No BOS is added: the prompt is exactly the tokenizer's ids (or
+``--prompt-ids``).
+
+A backend is a *step factory* in :data:`BACKENDS`: ``factory(model, ctx)`` returns
+``step(token, pos) -> (logits, next_id)``. Another backend is one more entry.
+"""
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import UserError
+
+__all__ = ["BACKENDS", "GenerateResult", "generate", "parse_prompt_ids", "float_stepper",
+           "golden_stepper"]
+
+Step = Callable[[int, int], tuple[np.ndarray, int]]
+
+
+def float_stepper(m, ctx: int) -> Step:
+    """The float32 reference, :class:`golden.llama.FloatModel` (logits float32)."""
+    from golden.llama import FloatModel
+
+    fm = FloatModel(m.cfg, m.weights(), ctx)
+
+    def step(token: int, pos: int):
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits, nxt = fm.step(token, pos)
+        if not np.all(np.isfinite(logits)):
+            raise UserError(f"the float model overflowed float32 at position {pos}")
+        return logits, nxt
+    return step
+
+
+def golden_stepper(m, ctx: int) -> Step:
+    """The integer golden, :class:`golden.llama_int.IntModel` with the default
+    :class:`golden.llama_int.IntFormat` (logits int, Q.logit_frac)."""
+    from golden.llama_int import IntModel
+
+    try:
+        im = IntModel(m.cfg, m.weights(), ctx)
+    except ValueError as e:
+        raise UserError(f"{m.name}: {e}") from None
+    return im.step
+
+
+#: Backend name -> step factory ``(model, ctx) -> step``.
+BACKENDS: dict[str, Callable[..., Step]] = {"float": float_stepper, "golden": golden_stepper}
+
+
+@dataclass
+class GenerateResult:
+    model: str
+    backend: str
+    ctx: int
+    prompt_ids: list[int]
+    ids: list[int]
+    text: str
+    #: Seconds of each decode step (prompt tokens included), in order.
+    step_seconds: list[float] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"prompt_ids": self.prompt_ids, "ids": self.ids, "text": self.text}
+
+    def summary(self) -> str:
+        s = self.step_seconds
+        # The first step also dequantises or prepares the weights: shown apart.
+        later = f", then {sum(s[1:]) / len(s[1:]):.3g} s per step" if len(s) > 1 else ""
+        return (f"generate: {self.model}, backend {self.backend}, {len(self.prompt_ids)} prompt "
+                f"+ {len(self.ids)} new tokens, ctx {self.ctx}; first decode step "
+                f"{s[0] if s else 0:.3g} s{later}")
+
+
+def parse_prompt_ids(text: str) -> list[int]:
+    """``'1,2,3'`` (spaces allowed) as token ids."""
+    if not re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)*", text):
+        raise UserError(f"--prompt-ids {text!r} is not a comma-separated list of token ids "
+                        "(non-negative integers)")
+    return [int(t) for t in text.split(",")]
+
+
+def _is_checkpoint(spec: str) -> bool:
+    from pathlib import Path
+
+    return spec not in ("tiny", "smollm2") and Path(spec).suffix.lower() in (
+        ".safetensors", ".npz")
+
+
+def generate(model: str, tokens: int, backend: str = "float", prompt: str | None = None,
+             prompt_ids: list[int] | None = None, ctx: int | None = None,
+             quant: str | None = None, on_text=None, on_step=None,
+             echo: bool = False) -> GenerateResult:
+    """Generate ``tokens`` tokens greedily after ``prompt`` (text) or ``prompt_ids``.
+
+    ``ctx`` (the KV cache length) defaults to prompt + tokens and may not exceed the model's.
+    ``on_text(str)`` receives the generated text as it becomes printable (whole UTF-8
+    characters), after the prompt's text when ``echo`` (once the model is ready, so that an
+    error comes before any text); ``on_step(pos, token, logits, next_id)`` sees every decode
+    step."""
+    from .models import load_model
+
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if tokens < 1:
+        raise UserError(f"--tokens must be at least 1, not {tokens}")
+    if (prompt is None) == (prompt_ids is None):
+        raise UserError("give the prompt as --prompt TEXT or --prompt-ids ID,ID,...")
+    if prompt is not None and prompt == "":
+        raise UserError("--prompt is empty; the model needs at least one token")
+    if quant is not None and not _is_checkpoint(model):
+        raise UserError("--quant applies to .safetensors/.npz checkpoints; tiny, smollm2 "
+                        "and GGUF files keep their own quantisation")
+    m = load_model(model, quant or "q4_1")
+    cfg = m.cfg
+    tok = m.tokenizer()
+    if prompt is not None:
+        ids = tok.encode(prompt)
+        if not ids:
+            raise UserError(f"--prompt {prompt!r} encodes to no tokens")
+        what = "the tokenizer gives"
+    else:
+        ids = list(prompt_ids)
+        if not ids:
+            raise UserError("--prompt-ids is empty; the model needs at least one token")
+        what = "--prompt-ids has"
+    bad = [i for i in ids if not 0 <= i < cfg.vocab]
+    if bad:
+        raise UserError(f"{what} token id {bad[0]}, outside the vocabulary of {m.name}: "
+                        f"{cfg.vocab} tokens (ids 0..{cfg.vocab - 1})")
+    need = len(ids) + tokens
+    if ctx is None:
+        if need > cfg.max_ctx:
+            raise UserError(f"{len(ids)} prompt tokens + {tokens} new ones exceed the context "
+                            f"length of {m.name}, {cfg.max_ctx}")
+        ctx = need
+    elif ctx > cfg.max_ctx:
+        raise UserError(f"--ctx {ctx} exceeds the context length of {m.name}, {cfg.max_ctx}")
+    elif need > ctx:
+        raise UserError(f"{len(ids)} prompt tokens + {tokens} new ones exceed --ctx {ctx}; "
+                        "raise --ctx or lower --tokens")
+
+    step = BACKENDS[backend](m, ctx)
+    if echo and on_text is not None:
+        on_text(prompt if prompt is not None else tok.decode(ids))
+    res = GenerateResult(m.name, backend, ctx, list(ids), [], "")
+    shown = ""
+    cur = ids[0]
+    for pos in range(len(ids) + tokens - 1):
+        t0 = time.perf_counter()
+        logits, nxt = step(cur, pos)
+        res.step_seconds.append(time.perf_counter() - t0)
+        if on_step is not None:
+            on_step(pos, cur, logits, nxt)
+        if pos + 1 < len(ids):
+            cur = ids[pos + 1]
+            continue
+        res.ids.append(int(nxt))
+        cur = nxt
+        res.text = tok.decode(res.ids)
+        # Hold back an incomplete UTF-8 character (decoded as U+FFFD) until it completes.
+        last = len(res.ids) == tokens
+        if on_text is not None and (last or not res.text.endswith("\ufffd")) \
+                and res.text.startswith(shown) and len(res.text) > len(shown):
+            on_text(res.text[len(shown):])
+            shown = res.text
+    return res
