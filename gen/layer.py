@@ -49,12 +49,13 @@ def _convert_index(i: int) -> str:
 
 
 def convert_modules(top, name: str, workers: int | None = None) -> str:
-    """Verilog of ``top`` and of every separately emitted module (``top.modules``, and the
-    lane array's lane), converted in parallel processes. The order is fixed, so the text is
-    the same whatever the worker count."""
+    """Verilog of ``top``, of every separately emitted module (``top.modules``) and of every
+    lane module (:func:`lane_jobs`), converted in parallel processes. The order is fixed, so
+    the text is the same whatever the worker count."""
     import multiprocessing as mp
 
     jobs = [(top, name)] + sorted(((c, n) for n, c in top.modules.items()), key=lambda j: j[1])
+    jobs += lane_jobs(top)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers > 1 and "fork" in mp.get_all_start_methods():
         _JOBS[:] = jobs  # forked workers inherit the components; only indices are sent
@@ -68,7 +69,17 @@ def convert_modules(top, name: str, workers: int | None = None) -> str:
     for comp, _ in jobs:
         # Elaborated in a worker process; this copy is never used, and that is expected.
         comp._MustUse__silence = True
-    return "".join(texts) + top.engine.lane_verilog()
+    return "".join(texts)
+
+
+def lane_jobs(top) -> list:
+    """``(lane component, module name)`` for each distinct lane module of ``top``'s lane
+    arrays (``top.engine``, or ``top.engines()``), in name order."""
+    from hdl.block_matvec import BlockLane
+
+    engines = top.engines() if hasattr(top, "engines") else [top.engine]
+    lanes = {e.lane_name: e for e in engines}
+    return [(BlockLane(**lanes[n].lane_args()), n) for n in sorted(lanes)]
 
 
 def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["run_matvec", "run_stream", "run_layer", "drive_layer", "write_unit", "SimResult",
-           "simulator_available", "verilator_env"]
+__all__ = ["run_matvec", "run_stream", "run_layer", "drive_layer", "run_chip", "drive_chip",
+           "write_unit", "SimResult", "simulator_available", "verilator_env"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -127,6 +127,41 @@ def drive_layer(design: Path, xs, *, simulator: str = "verilator"):
         raise UserError(f"RTL simulation of {design} failed ({why}); logs in "
                         f"{design / 'sim_build' / simulator}")
     return np.load(dst)
+
+
+def run_chip(design: Path, *, simulator: str = "verilator", seed: int = 1,
+             waves: bool = False, build_dir: Path | None = None,
+             testcase: str | None = None, stall_tokens: int = 4) -> SimResult:
+    """Run :mod:`sim.tb_chip` on a design written by ``hardwire chip``."""
+    design = Path(design).resolve()
+    manifest = json.loads((design / "manifest.json").read_text())
+    return _run(design, manifest, "sim.tb_chip", simulator=simulator, seed=seed, waves=waves,
+                build_dir=build_dir, testcase=testcase,
+                extra={"HARDWIRE_STALL_TOKENS": str(stall_tokens)})
+
+
+def drive_chip(design: Path, prompt_ids, tokens: int, *, simulator: str = "verilator",
+               stream: Path | None = None) -> dict:
+    """The chip generating ``tokens`` greedy tokens after ``prompt_ids``: the RTL backend of
+    ``hardwire generate``. Returns ``{"ids", "logits", "cycles", "wall_seconds",
+    "build_seconds"}``; ``stream``, if given, receives each id on its own line as it comes."""
+    from gen.errors import UserError
+
+    design = Path(design).resolve()
+    manifest = json.loads((design / "manifest.json").read_text())
+    dst = design / "generate_out.json"
+    dst.unlink(missing_ok=True)
+    extra = {"HARDWIRE_PROMPT_IDS": ",".join(str(int(t)) for t in prompt_ids),
+             "HARDWIRE_TOKENS": str(int(tokens)), "HARDWIRE_GENERATE_OUT": str(dst)}
+    if stream is not None:
+        extra["HARDWIRE_GENERATE_STREAM"] = str(stream)
+    res = _run(design, manifest, "sim.tb_chip", simulator=simulator, seed=1, waves=False,
+               build_dir=None, testcase="generate", extra=extra)
+    if not res.ok or not dst.exists():
+        why = next((c[3] for c in res.cases if c[1] == "FAIL"), "") or "no output"
+        raise UserError(f"RTL simulation of {design} failed ({why}); logs in "
+                        f"{design / 'sim_build' / simulator}")
+    return json.loads(dst.read_text()) | {"build_seconds": round(res.build_seconds, 3)}
 
 
 def write_unit(component, name: str, directory: Path, transactions: dict,

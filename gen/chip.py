@@ -1,0 +1,181 @@
+"""``hardwire chip``: the whole model as one design directory.
+
+The directory holds the Verilog (the chip top, every decoder layer and unit as its own
+module, the lane modules, the ROM primitive), the mask-ROM images, a golden token sequence and
+``manifest.json``. The golden sequence is the integer model's greedy generation from a seeded
+prompt that starts with the extreme ids ``0`` and ``vocab - 1``, filling the KV caches to
+``ctx``.
+"""
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from golden.llama_int import IntFormat
+
+from .errors import UserError
+from .layer import convert_modules, default_beat
+from .matvec import LINT_WAIVERS
+from .output import atomic_directory
+
+__all__ = ["generate_chip", "chip_digest", "TOP", "golden_sequence"]
+
+TOP = "hardwire_chip"
+
+
+def chip_digest(m, **params) -> str:
+    """A digest of every weight of model ``m`` and the generation parameters: the name of a
+    cached design (``build/chip/``) that a changed model file never reuses."""
+    w = m.weights()
+    h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
+    tensors = [w.embedding, w.lm_head]
+    for lw in w.layers:
+        tensors += [getattr(lw, n) for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up",
+                                              "w_down")]
+        h.update(np.ascontiguousarray(lw.attn_norm).tobytes())
+        h.update(np.ascontiguousarray(lw.ffn_norm).tobytes())
+    for t in tensors:
+        for a in (t.codes, t.scale, t.offset):
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update(repr((t.exp, t.block, t.bits)).encode())
+    h.update(np.ascontiguousarray(w.final_norm).tobytes())
+    return h.hexdigest()[:12]
+
+
+def golden_sequence(golden, prompt: list[int], steps: int) -> tuple[list, list, list]:
+    """Feed ``prompt`` then the model's own greedy tokens, ``steps`` positions in all:
+    ``(inputs, next ids, their integer logits)``."""
+    golden.reset()
+    ins, outs, logits = [], [], []
+    tok = prompt[0]
+    for pos in range(steps):
+        ins.append(int(tok))
+        lg, nxt = golden.step(int(tok), pos)
+        outs.append(int(nxt))
+        logits.append(int(lg[nxt]))
+        tok = prompt[pos + 1] if pos + 1 < len(prompt) else nxt
+    golden.reset()
+    return ins, outs, logits
+
+
+def check_lanes(cfg, lanes: int, head_lanes: int) -> None:
+    rows = [cfg.dim + 2 * cfg.kv_dim, cfg.dim, 2 * cfg.ffn]
+    if lanes < 1 or any(r % lanes for r in rows):
+        raise UserError(f"--lanes {lanes} must divide every pass's rows "
+                        f"({', '.join(map(str, rows))})")
+    if head_lanes < 1 or cfg.vocab % head_lanes:
+        raise UserError(f"--head-lanes {head_lanes} must divide the vocabulary ({cfg.vocab})")
+
+
+def generate_chip(model, out: Path, *, lanes: int | None = None,
+                  head_lanes: int | None = None, ctx: int | None = None,
+                  beat: int | None = None, seed: int = 0, quant: str = "q4_1",
+                  rom_images: str = "auto", log=print, progress=None) -> dict:
+    """Write the design directory and return its manifest. ``progress(total)`` may return a
+    bar (``update``, ``close``) for the layers' construction."""
+    from hdl.chip import Chip
+    from hdl.mask_rom import ROM_PRIMITIVE, ROM_PRIMITIVE_NAME
+
+    from .models import Model, load_model
+
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    t0 = time.perf_counter()
+    m = model if isinstance(model, Model) else load_model(model, quant)
+    cfg = m.cfg
+    w = m.weights()
+    ctx = ctx or min(16, cfg.max_ctx)
+    if not 1 <= ctx <= cfg.max_ctx:
+        raise UserError(f"--ctx must be in 1..{cfg.max_ctx} for {m.name}, not {ctx}")
+    lanes = lanes or math.gcd(64, cfg.dim, cfg.kv_dim, cfg.ffn)
+    head_lanes = head_lanes or math.gcd(lanes, cfg.vocab)
+    check_lanes(cfg, lanes, head_lanes)
+    beat = beat or math.gcd(default_beat(cfg, lanes), head_lanes)
+    if rom_images not in ("auto", "inline", "files"):
+        raise UserError(f"--rom-images must be auto, inline or files, not {rom_images!r}")
+    weight_bits = sum(t.codes.size * t.bits for t in [w.embedding, w.lm_head] + [
+        getattr(lw, n) for lw in w.layers
+        for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")])
+    files = rom_images == "files" or (rom_images == "auto" and weight_bits > 1 << 20)
+    bar = progress(cfg.n_layers) if progress else None
+    fmt = IntFormat()
+    try:
+        top = Chip(cfg, w, ctx=ctx, lanes=lanes, head_lanes=head_lanes, beat=beat, fmt=fmt,
+                   rom_images=files, progress=(lambda: bar.update(1)) if bar else None)
+    except ValueError as e:
+        raise UserError(f"cannot build the chip of {m.name}: {e}") from None
+    finally:
+        if bar:
+            bar.close()
+    t_build = time.perf_counter()
+    text = convert_modules(top, TOP)
+    t_verilog = time.perf_counter()
+
+    rng = np.random.default_rng(seed)
+    prompt = [0, cfg.vocab - 1, *rng.integers(0, cfg.vocab, max(0, min(4, ctx) - 2)).tolist()]
+    ins, outs, logits = golden_sequence(top.golden, prompt[:ctx], ctx)
+    t_golden = time.perf_counter()
+
+    roms = [r.image for r in top.roms() if r.image is not None]
+    unit_cycles = {k: int(v) for k, v in top.unit_cycles(ctx - 1).items()}
+    id_bits = top.in_layout.size - top.pos_bits
+    manifest = {
+        "format": "hardwire-chip/1",
+        "kind": "chip",
+        "top": TOP,
+        "sources": [f"{TOP}.v"] + ([f"{ROM_PRIMITIVE_NAME}.v"] if roms else []),
+        "rom_images": roms,
+        "clock": "clk",
+        "reset": "rst",
+        "reset_active": "high",
+        "reset_kind": "synchronous",
+        "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload",
+               "id_bits": id_bits, "pos_lo": id_bits, "pos_bits": top.pos_bits},
+        "out": {"valid": "y__valid", "ready": "y__ready", "data": "y__payload",
+                "id_bits": top.argmax.id_bits, "logit_lo": top.argmax.id_bits,
+                "logit_bits": fmt.logit_bits, "logit_frac": fmt.logit_frac},
+        "packing": ("one payload per token. In: the token id in bits [0, id_bits), its "
+                    "position in [pos_lo, pos_lo + pos_bits); positions go 0, 1, 2, ... "
+                    "(a new sequence starts again at 0). Out: the next token id (greedy) in "
+                    "[0, id_bits) and its logit, two's complement Q.logit_frac, in "
+                    "[logit_lo, logit_lo + logit_bits)"),
+        "model": m.name,
+        "config": asdict(cfg) | {"head_dim": cfg.head_dim},
+        "format_int": asdict(fmt),
+        "ctx": ctx, "lanes": lanes, "head_lanes": head_lanes, "beat": beat,
+        "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
+        "rom_bits_by_part": {"embedding": top.embed.rom_bits,
+                             "layers": sum(layer.rom_bits for layer in top.layers),
+                             "lm_head": top.head.rom_bits},
+        "weights": int(sum(p.shape[0] * p.shape[1] for layer in top.layers
+                           for p in layer.passes) + w.lm_head.codes.size),
+        "cycles": {
+            "ideal_at_last_pos": top.ideal_cycles(ctx - 1),
+            "ideal_note": ("per lane array: all weight bits / (lanes * block bits per cycle); "
+                           "plus each layer's attention (2 * (pos+1) * n_heads)"),
+            "units_at_last_pos": unit_cycles,
+            "units_sum_at_last_pos": sum(unit_cycles.values()),
+        },
+        "vectors": {"tokens": {"in": ins, "out": outs, "logit": logits}},
+        "lint_waivers": [{"warning": k, "reason": v} for k, v in LINT_WAIVERS.items()],
+    }
+    with atomic_directory(out) as d:
+        (d / f"{TOP}.v").write_text(text)
+        if roms:
+            (d / f"{ROM_PRIMITIVE_NAME}.v").write_text(ROM_PRIMITIVE)
+            for r in top.roms():
+                (d / r.image).write_bytes(r.image_text())
+        (d / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    t_end = time.perf_counter()
+    if log:
+        log(f"chip of {m.name}: {cfg.n_layers} layers, {manifest['weights']} weights, "
+            f"{lanes} lanes per layer, {head_lanes} for the LM head, beat {beat}, ctx {ctx}; "
+            f"ROM {top.rom_bits} bits, RAM {top.ram_bits} bits -> {out} (build "
+            f"{t_build - t0:.1f} s, Verilog {t_verilog - t_build:.1f} s, golden "
+            f"{t_golden - t_verilog:.1f} s, write {t_end - t_golden:.1f} s)")
+    return manifest
