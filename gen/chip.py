@@ -24,7 +24,7 @@ from .layer import convert_modules, default_beat
 from .matvec import LINT_WAIVERS
 from .output import atomic_directory
 
-__all__ = ["generate_chip", "chip_digest", "TOP", "golden_sequence"]
+__all__ = ["generate_chip", "chip_digest", "chip_cycle_report", "TOP", "golden_sequence"]
 
 TOP = "hardwire_chip"
 
@@ -179,3 +179,28 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
             f"{t_build - t0:.1f} s, Verilog {t_verilog - t_build:.1f} s, golden "
             f"{t_golden - t_verilog:.1f} s, write {t_end - t_golden:.1f} s)")
     return manifest
+
+
+def chip_cycle_report(design: Path) -> tuple[dict, str]:
+    """Where a chip's cycles go: the units' formulas at the last position, and the cycles per
+    token the testbench measured (``cycles_tokens.json``) against the ideal."""
+    design = Path(design)
+    man = json.loads((design / "manifest.json").read_text())
+    c = man["cycles"]
+    units = c["units_at_last_pos"]
+    rep = {"units_at_last_pos": units, "units_sum": sum(units.values()),
+           "ideal_at_last_pos": c["ideal_at_last_pos"]}
+    lines = [f"{'unit':<18} {'cycles':>8}", "-" * 27]
+    lines += [f"{k:<18} {v:>8}" for k, v in units.items()]
+    lines += ["-" * 27, f"{'sum of units':<18} {rep['units_sum']:>8}",
+              f"{'ideal, last pos':<18} {c['ideal_at_last_pos']:>8.0f}"]
+    measured = design / "cycles_tokens.json"
+    if measured.exists():
+        got = json.loads(measured.read_text())
+        per_tok = got["cycles"]
+        rep |= {"measured_per_token": per_tok, "ratio_last": per_tok[-1] / c["ideal_at_last_pos"],
+                "testbench_wall_seconds": got["wall_seconds"]}
+        lines += [f"{'measured, pos 0':<18} {per_tok[0]:>8}",
+                  f"{'measured, last':<18} {per_tok[-1]:>8}   "
+                  f"({rep['ratio_last']:.3f}x the ideal)"]
+    return rep, "\n".join(lines)

@@ -119,14 +119,43 @@ def _parser():
     lay.add_argument("--seed", type=_count, default=0, help="seed of the golden test tokens")
     lay.add_argument("--out", type=Path, required=True, help="output directory")
 
+    chp = sub.add_parser("chip", help="generate the whole model as Verilog: token ids in, "
+                         "next token ids out",
+                         description="Generate the whole chip: the embedding ROM, every decoder "
+                         "layer (each with its own lane array, mask ROMs and KV-cache RAM), the "
+                         "final RMSNorm, the LM head (a lane array) and argmax. Token ids and "
+                         "positions stream in, the next (greedy) id and its logit stream out. "
+                         "Writes the Verilog, ROM images, a golden token sequence (the integer "
+                         "model's greedy run) and manifest.json to --out; 'hardwire sim DIR' "
+                         "proves it.")
+    chp.add_argument("--model", required=True,
+                     help="'tiny', 'smollm2', or a .gguf / .safetensors / .npz file")
+    chp.add_argument("--lanes", type=_at_least_one,
+                     help="lanes per decoder layer; must divide every pass's rows (default: "
+                          "gcd(64, dim, kv_dim, ffn))")
+    chp.add_argument("--head-lanes", type=_at_least_one,
+                     help="lanes of the LM head; must divide the vocabulary (default: --lanes "
+                          "if it divides it)")
+    chp.add_argument("--ctx", type=_at_least_one,
+                     help="context length: KV cache positions per layer (default 16)")
+    chp.add_argument("--beat", type=_at_least_one,
+                     help="vector elements per cycle between units (default: the widest that "
+                          "fits)")
+    chp.add_argument("--quant", default="q4_1", metavar="Q", help=quant_help)
+    chp.add_argument("--rom-images", default="auto", choices=("auto", "inline", "files"),
+                     help="ROM contents as $readmemh files or inside the Verilog (auto: files "
+                          "above 1 Mbit of weights)")
+    chp.add_argument("--seed", type=_count, default=0, help="seed of the golden prompt")
+    chp.add_argument("--out", type=Path, required=True, help="output directory")
+
     sim = sub.add_parser("sim", help="prove a design bit-exact against golden with cocotb",
                          description="Run the cocotb testbench on a generated design: random "
                          "vectors, worst-case vectors, and valid/ready stalls on both sides, "
                          "compared exactly with the golden model.")
     sim.add_argument("design", type=Path,
-                     help="directory written by 'hardwire matvec' or 'hardwire layer'")
+                     help="directory written by 'hardwire matvec', 'layer' or 'chip'")
     sim.add_argument("--simulator", choices=("icarus", "verilator"),
-                     help="default: icarus for matvec designs, verilator for layers")
+                     help="default: icarus for matvec designs, verilator for layers and chips")
     sim.add_argument("--vectors", type=_at_least_one, default=100,
                      help="random vectors per test (default 100)")
     sim.add_argument("--seed", type=_count, default=1)
@@ -191,14 +220,17 @@ def _parser():
     from .generate import BACKENDS as GEN_BACKENDS
 
     gn = sub.add_parser("generate", help="generate text greedily with the whole model (float "
-                        "reference or integer golden)",
+                        "reference, integer golden, or the chip's RTL)",
                         description="Generate text greedily: the prompt's tokens are fed one "
                         "decode step at a time\n(KV cache), then each new token (the largest "
                         "logit, lowest id on ties) is fed back.\nNo BOS is added. Prints the "
                         "prompt and the new text as it is produced.\n\n"
                         "  float   the float32 reference (golden/llama.py)\n"
                         "  golden  the bit-exact integer model of the hardware "
-                        "(golden/llama_int.py)\n\n"
+                        "(golden/llama_int.py)\n"
+                        "  rtl     the generated chip (hardwire chip) in Verilator; generated "
+                        "and built\n          once per model, KV-cache size and --lanes "
+                        "(cached in build/chip/)\n\n"
                         "Tokenizers come from the model: a GGUF's own vocabulary and merges, the "
                         "tokenizer.json\nbeside a checkpoint, bytes for tiny (token i is byte i).",
                         epilog="examples:\n  hardwire generate --model smollm2 --prompt \"The "
@@ -219,6 +251,8 @@ def _parser():
                     "cache size), at least prompt + N and at most the model's (default "
                     "prompt + N)")
     gn.add_argument("--quant", metavar="Q", help=quant_help)
+    gn.add_argument("--lanes", type=_at_least_one, metavar="P", help="rtl: lanes per decoder "
+                    "layer of the generated chip (default as for 'hardwire chip')")
     gn.add_argument("--json", action="store_true", help="print one JSON object "
                     '{"prompt_ids": [...], "ids": [...], "text": "..."} instead of the text')
     return p
@@ -268,7 +302,7 @@ def _cmd_layer(a):
 def _cmd_sim(a):
     import json
 
-    from sim.runner import run_layer, run_matvec
+    from sim.runner import run_chip, run_layer, run_matvec
 
     try:
         kind = json.loads((a.design / "manifest.json").read_text()).get("kind", "matvec")
@@ -283,11 +317,30 @@ def _cmd_sim(a):
             rep, table = cycle_report(a.design)
             (a.design / "cycles.json").write_text(json.dumps(rep, indent=1) + "\n")
             print(table)
+    elif kind == "chip":
+        from .chip import chip_cycle_report
+
+        res = run_chip(a.design, simulator=a.simulator or "verilator", seed=a.seed,
+                       waves=a.waves)
+        if res.ok:
+            rep, table = chip_cycle_report(a.design)
+            (a.design / "cycles.json").write_text(json.dumps(rep, indent=1) + "\n")
+            print(table)
     else:
         res = run_matvec(a.design, simulator=a.simulator or "icarus", vectors=a.vectors,
                          seed=a.seed, waves=a.waves)
     print(res.summary())
     return 0 if res.ok else 1
+
+
+def _cmd_chip(a):
+    from .chip import generate_chip
+    from .forward import tty_progress
+
+    generate_chip(a.model, a.out, lanes=a.lanes, head_lanes=a.head_lanes, ctx=a.ctx,
+                  beat=a.beat, seed=a.seed, quant=a.quant, rom_images=a.rom_images,
+                  progress=lambda n: tty_progress(n, "chip: layers", "layer"))
+    return 0
 
 
 def _cmd_synth(a):
@@ -327,8 +380,11 @@ def _cmd_generate(a):
         sys.stdout.flush()
 
     ids = None if a.prompt_ids is None else parse_prompt_ids(a.prompt_ids)
+    from .forward import tty_progress
+
     res = generate(a.model, a.tokens, a.backend, prompt=a.prompt, prompt_ids=ids, ctx=a.ctx,
-                   quant=a.quant, on_text=None if a.json else show, echo=True)
+                   quant=a.quant, on_text=None if a.json else show, echo=True, lanes=a.lanes,
+                   progress=lambda desc, n: tty_progress(n, desc, "file"))
     if a.json:
         print(json.dumps(res.as_json(), ensure_ascii=False))
     else:
@@ -345,7 +401,7 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"matvec": _cmd_matvec, "sim": _cmd_sim, "synth": _cmd_synth,
-                "forward": _cmd_forward, "layer": _cmd_layer,
+                "forward": _cmd_forward, "layer": _cmd_layer, "chip": _cmd_chip,
                 "generate": _cmd_generate}[a.command](a)
     except UserError as e:
         print(f"hardwire: error: {e}", file=sys.stderr)

@@ -254,11 +254,12 @@ def forward(model: str, layers: str, input_path: Path, backend: str, out: Path,
     return res
 
 
-def tty_progress(total: int):
-    """A tqdm bar on stderr over (layers x positions), shown only when stderr is a TTY."""
+def tty_progress(total: int, desc: str = "forward", unit: str = "step"):
+    """A tqdm bar on stderr (by default over layers x positions), shown only when stderr is
+    a TTY."""
     from tqdm import tqdm
 
     stream = sys.stderr
     tty = bool(getattr(stream, "isatty", lambda: False)())
-    return tqdm(total=total, desc="forward", unit="step", file=stream, disable=not tty,
+    return tqdm(total=total, desc=desc, unit=unit, file=stream, disable=not tty,
                 leave=False, dynamic_ncols=True)

@@ -21,7 +21,7 @@ import numpy as np
 from .errors import UserError
 
 __all__ = ["BACKENDS", "GenerateResult", "generate", "parse_prompt_ids", "float_stepper",
-           "golden_stepper"]
+           "golden_stepper", "rtl_stepper"]
 
 Step = Callable[[int, int], tuple[np.ndarray, int]]
 
@@ -53,8 +53,45 @@ def golden_stepper(m, ctx: int) -> Step:
     return im.step
 
 
+def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None) -> Step:
+    """The generated chip (:mod:`gen.chip`) in Verilator (:class:`sim.fast.ChipProcess`).
+
+    The design is generated once per model, KV-cache size (``ctx`` rounded up to a power of
+    two, at least 16, at most the model's) and lane count: ``build/chip/`` keeps it
+    under a digest of every weight, so a changed model file never reuses a stale design.
+    ``progress(desc, total)`` returns a bar for the generation and the Verilator build. The
+    chip returns only the next id and its logit, so ``logits`` is ``{id: logit}`` (int,
+    Q.logit_frac)."""
+    import atexit
+    from pathlib import Path
+
+    from sim.fast import ChipProcess
+
+    from .chip import chip_digest, generate_chip
+
+    # A power of two (at least 16) of KV-cache positions, so that prompts of other lengths
+    # reuse the design; the results do not depend on the cache size.
+    ctx = min(m.cfg.max_ctx, max(16, 1 << (ctx - 1).bit_length()))
+    stem = "".join(c if c.isalnum() else "_" for c in m.name)
+    d = Path("build") / "chip" / f"{stem}_ctx{ctx}_lanes{lanes or 'auto'}_" \
+        f"{chip_digest(m, ctx=ctx, lanes=lanes)}"
+    if not (d / "manifest.json").exists():
+        generate_chip(m, d, ctx=ctx, lanes=lanes, log=None,
+                      progress=(lambda n: progress("chip: layers", n)) if progress else None)
+    proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
+                       if progress else None)
+    atexit.register(proc.close)
+
+    def step(token: int, pos: int):
+        nxt, logit = proc.step(token, pos)
+        return {nxt: logit}, nxt
+    step.process = proc
+    return step
+
+
 #: Backend name -> step factory ``(model, ctx) -> step``.
-BACKENDS: dict[str, Callable[..., Step]] = {"float": float_stepper, "golden": golden_stepper}
+BACKENDS: dict[str, Callable[..., Step]] = {"float": float_stepper, "golden": golden_stepper,
+                                            "rtl": rtl_stepper}
 
 
 @dataclass
@@ -98,14 +135,15 @@ def _is_checkpoint(spec: str) -> bool:
 def generate(model: str, tokens: int, backend: str = "float", prompt: str | None = None,
              prompt_ids: list[int] | None = None, ctx: int | None = None,
              quant: str | None = None, on_text=None, on_step=None,
-             echo: bool = False) -> GenerateResult:
+             echo: bool = False, lanes: int | None = None, progress=None) -> GenerateResult:
     """Generate ``tokens`` tokens greedily after ``prompt`` (text) or ``prompt_ids``.
 
     ``ctx`` (the KV cache length) defaults to prompt + tokens and may not exceed the model's.
     ``on_text(str)`` receives the generated text as it becomes printable (whole UTF-8
     characters), after the prompt's text when ``echo`` (once the model is ready, so that an
     error comes before any text); ``on_step(pos, token, logits, next_id)`` sees every decode
-    step."""
+    step. ``lanes`` and ``progress(desc, total)`` (a bar for the RTL build) are for the
+    ``rtl`` backend."""
     from .models import load_model
 
     if backend not in BACKENDS:
@@ -148,7 +186,12 @@ def generate(model: str, tokens: int, backend: str = "float", prompt: str | None
         raise UserError(f"{len(ids)} prompt tokens + {tokens} new ones exceed --ctx {ctx}; "
                         "raise --ctx or lower --tokens")
 
-    step = BACKENDS[backend](m, ctx)
+    if backend == "rtl":
+        step = rtl_stepper(m, ctx, lanes=lanes, progress=progress)
+    else:
+        if lanes is not None:
+            raise UserError("--lanes applies to the rtl backend only")
+        step = BACKENDS[backend](m, ctx)
     if echo and on_text is not None:
         on_text(prompt if prompt is not None else tok.decode(ids))
     res = GenerateResult(m.name, backend, ctx, list(ids), [], "")

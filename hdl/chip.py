@@ -317,12 +317,12 @@ class Chip(wiring.Component):
         self.embed = EmbeddingUnit(w.embedding, beat=beat, fmt=fmt, pos_bits=self.pos_bits,
                                    rom_images=rom_images)
         G = self.golden
-        head_fmt = replace(fmt, abits=fmt.head_abits, fx_frac=fmt.logit_frac,
+        head_fmt = replace(fmt, abits=G.head_abits, fx_frac=fmt.logit_frac,
                            fx_bits=fmt.logit_bits)
         self.head_fmt = head_fmt
         head = w.lm_head.reblock(math.gcd(32, w.lm_head.block))
         self.norm = RmsNormUnit(cfg.dim, beat, head_fmt, G.g_final, G.gf_final, G.eps_term)
-        self.head = LaneArray([head], abits=fmt.head_abits, lanes=head_lanes, beat=beat,
+        self.head = LaneArray([head], abits=G.head_abits, lanes=head_lanes, beat=beat,
                               fmt=head_fmt, rom_images=rom_images, prefix="head")
         self.head.lane_name = module_key("BlockLane", self.head.lane_args())
         self.argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits)

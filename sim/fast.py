@@ -3,9 +3,9 @@ cocotb.
 
 cocotb needs every signal public (``--public-flat-rw``), which keeps Verilator from
 optimising the model; the bit-exact proof runs there (:mod:`sim.tb_chip`). Generation only
-needs the token ports, so :func:`build` compiles the chip with a C++ ``main`` that feeds a
-prompt, feeds back the chip's own next ids, and prints one line per token as it comes
-(``id logit cycles``). Same Verilog, same handshake as the testbench: one token in flight,
+needs the token ports, so :func:`build` compiles the chip with a C++ ``main`` that runs one
+decode step per line of its input (``token pos``) and answers ``id logit cycles``
+(:class:`ChipProcess`). Same Verilog, same handshake as the testbench: one token in flight,
 ``y`` taken in the cycle it is valid.
 """
 
@@ -13,30 +13,20 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from .runner import _verilator_path, verilator_env
 
-__all__ = ["build", "generate", "DRIVER"]
+__all__ = ["build", "ChipProcess", "DRIVER"]
 
 DRIVER = r"""// hardwire: drive a generated chip in Verilator (see sim/fast.py).
-#include <chrono>
+// stdin: one "TOKEN POS" line per decode step; stdout: "ID LOGIT CYCLES" for each, flushed.
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <vector>
 #include "verilated.h"
 #include "Vchip.h"
 
 int main(int argc, char** argv) {
-    if (argc < 3) {
-        std::fprintf(stderr, "usage: %s TOKENS ID [ID ...]\n", argv[0]);
-        return 2;
-    }
-    const long tokens = std::atol(argv[1]);
-    std::vector<uint64_t> prompt;
-    for (int i = 2; i < argc; ++i) prompt.push_back(std::strtoull(argv[i], nullptr, 10));
     VerilatedContext ctx;
     Vchip top{&ctx};
     uint64_t cycles = 0;
@@ -45,10 +35,9 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 3; ++i) { half(0); half(1); }
     half(0);
     top.rst = 0;
-    uint64_t tok = prompt[0];
-    const long steps = (long)prompt.size() + tokens - 1;
-    for (long pos = 0; pos < steps; ++pos) {
-        top.x___05Fpayload = tok | ((uint64_t)pos << POS_LO);
+    unsigned long long tok, pos;
+    while (std::scanf("%llu %llu", &tok, &pos) == 2) {
+        top.x___05Fpayload = tok | (pos << POS_LO);
         top.x___05Fvalid = 1;
         top.y___05Fready = 1;
         const uint64_t t0 = cycles;
@@ -66,17 +55,16 @@ int main(int argc, char** argv) {
             half(1);
             ++cycles;
             if (cycles - t0 > 1000000000ull) {
-                std::fprintf(stderr, "no output after 1e9 cycles at position %ld\n", pos);
+                std::fprintf(stderr, "no output after 1e9 cycles at position %llu\n", pos);
                 return 1;
             }
         }
         const uint64_t id = out & ((1ull << ID_BITS) - 1);
         int64_t logit = (int64_t)((out >> ID_BITS) & ((1ull << LOGIT_BITS) - 1));
         if (logit >> (LOGIT_BITS - 1)) logit -= (int64_t)1 << LOGIT_BITS;
-        std::printf("%ld %llu %lld %llu\n", pos, (unsigned long long)id, (long long)logit,
+        std::printf("%llu %lld %llu\n", (unsigned long long)id, (long long)logit,
                     (unsigned long long)(cycles - t0));
         std::fflush(stdout);
-        tok = (pos + 1 < (long)prompt.size()) ? prompt[pos + 1] : id;
     }
     top.final();
     return 0;
@@ -84,9 +72,13 @@ int main(int argc, char** argv) {
 """
 
 
-def build(design: Path, *, jobs: int | None = None) -> tuple[Path, float]:
+def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path, float]:
     """Compile ``design``'s chip with :data:`DRIVER` (once; ``sim_build/fast`` keeps it).
-    Returns the binary and the build seconds (0 when it was already built)."""
+    Returns the binary and the build seconds (0 when it was already built).
+
+    Verilator translates the Verilog to C++ split into many files, then ``make`` compiles
+    them; ``progress(total)``, if given, returns a bar (``update``, ``close``) that advances
+    per compiled file."""
     from gen.errors import UserError
 
     design = Path(design).resolve()
@@ -108,9 +100,9 @@ def build(design: Path, *, jobs: int | None = None) -> tuple[Path, float]:
     o = m["out"]
     defines = ["-CFLAGS", f"-DPOS_LO={m['in']['pos_lo']} -DID_BITS={o['id_bits']} "
                f"-DLOGIT_BITS={o['logit_bits']}"]
-    cmd = [verilator, "--cc", "--exe", "--build", "-O3", "--x-assign", "fast",
-           "--x-initial", "fast", "--top-module", m["top"], "--prefix", "Vchip",
-           "-Mdir", str(out), "-o", "Vchip", "-j", str(jobs or os.cpu_count() or 1),
+    cmd = [verilator, "--cc", "--exe", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+           "--output-split", "20000", "--top-module", m["top"], "--prefix", "Vchip",
+           "-Mdir", str(out), "-o", "Vchip",
            *[f"-Wno-{w['warning']}" for w in m.get("lint_waivers", [])], *defines,
            *[str(design / s) for s in m["sources"]], str(driver)]
     env = os.environ | verilator_env()
@@ -118,30 +110,70 @@ def build(design: Path, *, jobs: int | None = None) -> tuple[Path, float]:
     log = out / "build.log"
     with open(log, "w") as fh:
         r = subprocess.run(cmd, cwd=design, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        raise UserError(f"Verilator build of {design} failed (exit {r.returncode}); see {log}")
+        if r.returncode != 0:
+            raise UserError(f"Verilator failed on {design} (exit {r.returncode}); see {log}")
+        for old in out.glob("*.o"):
+            old.unlink()
+        total = len(list(out.glob("*.cpp")))
+        bar = progress(total) if progress else None
+        make = subprocess.Popen(["make", "-C", str(out), "-f", "Vchip.mk",
+                                 f"-j{jobs or os.cpu_count() or 1}"],
+                                cwd=design, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        done = 0
+        try:
+            while make.poll() is None:
+                time.sleep(0.5)
+                now = len(list(out.glob("*.o")))
+                if bar and now > done:
+                    bar.update(min(now, total) - done)
+                    done = min(now, total)
+        finally:
+            if make.poll() is None:
+                make.kill()
+            if bar:
+                bar.close()
+    if make.returncode != 0:
+        raise UserError(f"compiling the Verilator model of {design} failed "
+                        f"(exit {make.returncode}); see {log}")
     stamp.write_text(json.dumps(key))
     return binary, time.perf_counter() - t0
 
 
-def generate(design: Path, prompt_ids, tokens: int) -> Iterator[dict]:
-    """Run the built chip: yield ``{"pos", "id", "logit", "cycles", "seconds"}`` for every
-    position as the chip produces it (prompt positions included: their ``id`` is the chip's
-    prediction, which the driver does not feed back)."""
-    from gen.errors import UserError
+class ChipProcess:
+    """The built chip as a process: :meth:`step` runs one decode step.
 
-    design = Path(design).resolve()
-    binary, _ = build(design)
-    cmd = [str(binary), str(int(tokens)), *[str(int(t)) for t in prompt_ids]]
-    t0 = time.perf_counter()
-    with subprocess.Popen(cmd, cwd=design, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as p:
-        for line in p.stdout:
-            pos, ident, logit, cycles = (int(v) for v in line.split())
-            yield {"pos": pos, "id": ident, "logit": logit, "cycles": cycles,
-                   "seconds": time.perf_counter() - t0}
-        err = p.stderr.read()
-        p.wait()
-    if p.returncode != 0:
-        raise UserError(f"the Verilator chip model failed (exit {p.returncode}): "
-                        f"{err.strip().splitlines()[-1] if err.strip() else 'no message'}")
+    Positions must go ``0, 1, 2, ...`` (a new sequence may start again at 0), as on the
+    chip's port."""
+
+    def __init__(self, design: Path, progress=None):
+        design = Path(design).resolve()
+        self.binary, self.build_seconds = build(design, progress=progress)
+        self.p = subprocess.Popen([str(self.binary)], cwd=design, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.cycles: list[int] = []
+
+    def step(self, token: int, pos: int) -> tuple[int, int]:
+        """``(next id, its integer logit)`` for ``token`` at ``pos``."""
+        from gen.errors import UserError
+
+        self.p.stdin.write(f"{int(token)} {int(pos)}\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        if not line:
+            err = self.p.stderr.read().strip()
+            raise UserError("the Verilator chip model stopped: "
+                            f"{err.splitlines()[-1] if err else 'no message'}")
+        ident, logit, cycles = (int(v) for v in line.split())
+        self.cycles.append(cycles)
+        return ident, logit
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            self.p.wait(timeout=60)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -111,3 +111,90 @@ def test_argmax_bit_exact(tmp_path, simulator):
     res = run_stream(design, simulator=simulator, build_dir=tmp_path / "sim")
     print(res.summary())
     assert res.tests == 3 and res.ok, res.summary()
+
+
+# --- the whole chip --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_chip(tmp_path_factory):
+    """The tiny model's chip at ctx 8 (its golden sequence fills the caches)."""
+    from gen.chip import generate_chip
+
+    d = tmp_path_factory.mktemp("chip") / "tiny"
+    generate_chip("tiny", d, ctx=8, log=None)
+    return d
+
+
+def test_tiny_chip_manifest(tiny_chip):
+    import json
+
+    m = json.loads((tiny_chip / "manifest.json").read_text())
+    cfg = m["config"]
+    assert m["kind"] == "chip" and m["ctx"] == 8 and m["lanes"] == 32
+    v = m["vectors"]["tokens"]
+    assert len(v["in"]) == 8 and v["in"][:2] == [0, cfg["vocab"] - 1]
+    # Past the prompt, each input is the previous output: the chip's own greedy run.
+    assert all(v["in"][p + 1] == v["out"][p] for p in range(3, 7))
+    parts = m["rom_bits_by_part"]
+    assert m["rom_bits"] == sum(parts.values())
+    # The embedding ROM holds 8-bit codes plus a 16-bit-or-less scale per block of 32.
+    assert cfg["vocab"] * cfg["dim"] * 8 < parts["embedding"] < cfg["vocab"] * cfg["dim"] * 9
+    assert m["ram_bits"] > 0 and set(m["cycles"]["units_at_last_pos"]) >= {
+        "embedding", "layer 0", "layer 1", "LM head", "argmax"}
+
+
+@pytest.mark.parametrize("simulator", ["icarus"])
+def test_tiny_chip_bit_exact(tiny_chip, simulator):
+    """Every position's next id and logit equal the integer golden's, at full rate and
+    with stalls on both sides."""
+    from sim.runner import run_chip
+
+    _need(simulator)
+    res = run_chip(tiny_chip, simulator=simulator, stall_tokens=3)
+    print(res.summary())
+    assert res.tests == 3 and res.failed == 0, res.summary()
+    assert [c[1] for c in res.cases] == ["PASS", "PASS", "SKIP"]
+
+
+@pytest.mark.slow
+def test_tiny_chip_bit_exact_verilator(tiny_chip):
+    test_tiny_chip_bit_exact(tiny_chip, "verilator")
+
+
+def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
+    """``hardwire generate --backend rtl`` (the chip in a plain Verilator build) gives the
+    integer golden's tokens."""
+    import json
+
+    from gen.cli import main
+
+    _need("verilator")
+    monkeypatch.chdir(tmp_path)  # build/chip/ goes here
+    out = {}
+    for backend in ("golden", "rtl"):
+        assert main(["generate", "--model", "tiny", "--prompt", "Hi!", "--tokens", "9",
+                     "--backend", backend, "--json"]) == 0
+        out[backend] = json.loads(capsys.readouterr().out)
+    assert out["rtl"] == out["golden"] and len(out["rtl"]["ids"]) == 9
+    assert out["rtl"]["prompt_ids"] == list(b"Hi!")
+    # A second run reuses the design and the build.
+    (d,) = (tmp_path / "build" / "chip").iterdir()
+    stamp = (d / "sim_build" / "fast" / "Vchip").stat().st_mtime
+    assert main(["generate", "--model", "tiny", "--prompt-ids", "7", "--tokens", "2",
+                 "--backend", "rtl"]) == 0
+    assert (d / "sim_build" / "fast" / "Vchip").stat().st_mtime == stamp
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--lanes", "3"], "--lanes 3 must divide"),
+    (["--head-lanes", "7"], "--head-lanes 7 must divide the vocabulary (256)"),
+    (["--ctx", "17"], "--ctx must be in 1..16"),
+])
+def test_chip_bad_input(tmp_path, capsys, args, words):
+    from gen.cli import main
+
+    out = tmp_path / "chip"
+    assert main(["chip", "--model", "tiny", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
