@@ -23,7 +23,7 @@ from .models import load_model
 from .output import atomic_directory
 from .weight_error import layer_weight_error
 
-__all__ = ["generate_layer", "default_beat", "TOP"]
+__all__ = ["generate_layer", "default_beat", "convert_modules", "TOP"]
 
 TOP = "decoder_layer"
 
