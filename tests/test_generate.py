@@ -239,7 +239,6 @@ def test_smollm2_france_golden_logits_within_2_percent(smol, smol_int):
     assert max(rel) <= 0.02, rel
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("abits", [14, 16])
 def test_smollm2_france_wider_activations_meet_2_percent(smol, abits):
     m, w, prompt, fids, flog = smol
