@@ -82,7 +82,7 @@ MODE = "half_away"
 class IntFormat:
     """Every width and fraction of the integer layer."""
 
-    abits: int = 12  # matvec activation mantissa bits
+    abits: int = 16  # matvec activation mantissa bits (12 bits: 4.9 % off on SmolLM2's logits)
     res_frac: int = 12  # residual: int32 Q19.12
     res_bits: int = 32
     fx_frac: int = 12  # vectors between units: int32 Q.12

@@ -17,7 +17,17 @@ import math
 from dataclasses import replace
 
 import numpy as np
-from amaranth.hdl import Const, Module, Signal, Value, signed, unsigned
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    Const,
+    Module,
+    ResetSignal,
+    Signal,
+    Value,
+    signed,
+    unsigned,
+)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -289,6 +299,10 @@ class Chip(wiring.Component):
     ``beat``. Units are emitted as separate modules (:attr:`modules`), each decoder layer as
     ``l<i>_layer`` with its own units.
 
+    With ``gate_clocks``, each decoder layer and the head stage get their own gated clock
+    (:meth:`_gated_clock`): only the stage the token is in is clocked, as an ASIC would gate
+    idle logic, and a simulator evaluates one stage per cycle instead of all of them.
+
     Ports: ``x`` (:func:`token_layout`: id and position, one payload per token), ``y``
     (``{"id", "logit"}``: the next token and its integer logit, Q.logit_frac). One token is
     in flight: ``x`` is ready again once the previous token's ``y`` has been taken.
@@ -296,8 +310,9 @@ class Chip(wiring.Component):
 
     def __init__(self, cfg: LlamaConfig, w: ModelWeights, *, ctx: int, lanes: int,
                  head_lanes: int, beat: int, fmt: IntFormat | None = None,
-                 rom_images: bool = False, progress=None):
+                 rom_images: bool = False, gate_clocks: bool = True, progress=None):
         fmt = fmt or IntFormat()
+        self.gate_clocks = gate_clocks
         self.cfg, self.fmt, self.ctx, self.beat = cfg, fmt, ctx, beat
         self.lanes, self.head_lanes = lanes, head_lanes
         self.golden = IntModel(cfg, w, ctx, fmt)
@@ -370,13 +385,39 @@ class Chip(wiring.Component):
         return sum(layer.ideal_cycles(pos) for layer in self.layers) + self.head.ideal_cycles
 
     # -- circuit ------------------------------------------------------------------------------
+    def _gated_clock(self, m, name: str, enable):
+        """``clk`` for a stage, stopped while ``enable`` is low (and not in reset): the
+        enable is latched while ``clk`` is low (a negative-edge flop), and ANDed with
+        ``clk``, so the gated clock has no glitch, like a clock-gating cell."""
+        if not self.gate_clocks:
+            return None
+        cd = ClockDomain(f"{name}_en", clk_edge="neg", reset_less=True)
+        m.domains += cd
+        m.d.comb += cd.clk.eq(ClockSignal("sync"))
+        en = Signal(name=f"{name}_en_q")
+        m.d[cd.name] += en.eq(enable | ResetSignal("sync"))
+        gclk = Signal(name=f"{name}_gclk")
+        m.d.comb += gclk.eq(ClockSignal("sync") & en)
+        return gclk
+
     def elaborate(self, platform):
         m = Module()
         emb = Blackbox(self.embed, "chip_embedding")
-        norm = Blackbox(self.norm, "chip_final_norm")
-        head = Blackbox(self.head, "chip_head_engine")
-        amax = Blackbox(self.argmax, "chip_argmax")
         layers = [Blackbox(layer, f"l{i}_layer") for i, layer in enumerate(self.layers)]
+        for i, b in enumerate(layers):  # gated by busy | input offered
+            b.clock = self._gated_clock(m, f"l{i}", b.busy | b.x.valid)
+        # The head stage (final norm, LM head, argmax) runs from the last layer's first
+        # output beat until the chip's output is taken.
+        head_on = Signal()
+        last_y = layers[-1].y if layers else emb.y
+        clk = self._gated_clock(m, "head", head_on | last_y.valid)
+        norm = Blackbox(self.norm, "chip_final_norm", clk)
+        head = Blackbox(self.head, "chip_head_engine", clk)
+        amax = Blackbox(self.argmax, "chip_argmax", clk)
+        with m.If(last_y.valid):
+            m.d.sync += head_on.eq(1)
+        with m.If(self.y.valid & self.y.ready):
+            m.d.sync += head_on.eq(0)
         m.submodules.embedding = emb
         for i, b in enumerate(layers):
             m.submodules[f"layer{i}"] = b

@@ -23,6 +23,9 @@ x : In(stream)
     token's position (``pos < ctx``).
 y : Out(stream)
     ``beat_layout(beat, res_bits)``: the new residual, ``dim / beat`` beats.
+busy : Out(1)
+    A token is inside the layer. While ``busy`` and ``x.valid`` are both low, no register
+    of the layer changes, so a chip may stop its clock (:class:`hdl.chip.Chip`).
 """
 
 import math
@@ -96,7 +99,8 @@ class DecoderLayer(wiring.Component):
         self.in_layout = data.StructLayout({"elem": unsigned(beat * fmt.res_bits),
                                             "pos": unsigned(self.pos_bits)})
         super().__init__({"x": In(stream.Signature(self.in_layout)),
-                          "y": Out(stream.Signature(beat_layout(beat, fmt.res_bits)))})
+                          "y": Out(stream.Signature(beat_layout(beat, fmt.res_bits))),
+                          "busy": Out(1)})
 
     # -- figures ------------------------------------------------------------------------------
     @property
@@ -168,6 +172,9 @@ class DecoderLayer(wiring.Component):
                 m.d.sync += [in_cnt.eq(0), accepting.eq(0)]
             with m.Else():
                 m.d.sync += in_cnt.eq(in_cnt + 1)
+        # A token is inside (between its first input beat and its last output beat); with
+        # none inside and no input offered, no register of the layer changes.
+        m.d.comb += self.busy.eq(~accepting | (in_cnt != 0))
         with m.If(self.y.valid & self.y.ready):
             with m.If(out_cnt == nb - 1):
                 m.d.sync += [out_cnt.eq(0), accepting.eq(1)]
