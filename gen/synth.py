@@ -768,7 +768,7 @@ class SynthReport:
     def table(self) -> str:
         """A readable text table."""
         d = self.data
-        if d.get("kind") == "layer":
+        if d.get("kind") in ("layer", "chip"):
             return _layer_table(d, self.path)
         rows = [(label, str(d["stats"][k])) for k, label in _TABLE_ROWS[d["target"]]
                 if k in d["stats"] and (d["stats"][k] or k not in ("LUTRAM", "SPRAM", "DSP",
@@ -818,7 +818,7 @@ def synth_design(design: str | Path, target: str = "ecp5", pnr: bool = True,
         raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if not timeout > 0:
         raise UserError(f"timeout must be positive, not {timeout:g}")
-    if _manifest_kind(design) == "layer":
+    if _manifest_kind(design) in ("layer", "chip"):
         if flatten:
             raise UserError("a layer design is synthesised per module; it cannot be flattened")
         return synth_layer(design, target, timeout=timeout, pnr=pnr, jobs=jobs,
@@ -988,18 +988,22 @@ class LayerModule:
     boxes: list[str]
 
 
-_ROLE_ORDER = ("unit", "module", "lane", "lane array", "glue")
+_ROLE_ORDER = ("unit", "module", "lane", "lane array", "layer", "glue")
 
 
 def _role(name: str, top: str) -> str:
     if name == top:
         return "glue"
+    # A chip's lanes are hw_BlockLane_<digest> (one module per distinct lane), a layer's
+    # <prefix>_lane; a chip's decoder layers are l<i>_layer.
+    if name.endswith("_lane") or name.startswith("hw_BlockLane_"):
+        return "lane"
     if name.startswith("hw_"):
         return "unit"
-    if name.endswith("_lane"):
-        return "lane"
     if name.endswith("_engine"):
         return "lane array"
+    if name.endswith("_layer"):
+        return "layer"
     return "module"
 
 
@@ -1198,7 +1202,7 @@ def _default_jobs(n: int) -> int:
 def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 1800.0,
                 pnr: bool = False, jobs: int | None = None,
                 modules: Sequence[str] | None = None, dsp: bool = False) -> SynthReport:
-    """Synthesise a ``hardwire layer`` design directory per module.
+    """Synthesise a ``hardwire layer`` (or ``hardwire chip``) design directory per module.
 
     Each separately emitted module (see :func:`plan_layer`) is synthesised once, in its own
     yosys process with its own ``timeout``, with the hierarchy kept and the modules it
@@ -1219,7 +1223,8 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
     fails is reported with a note, and the totals are then marked incomplete.
 
     There is no place-and-route (``pnr`` only changes the note). The report goes to
-    ``DESIGN/report.json`` and ``DESIGN/synth_<target>/report.json``. The manifest gains the
+    ``DESIGN/report.json`` (not for a chip, where that name is ``hardwire report``'s) and
+    ``DESIGN/synth_<target>/report.json``. The manifest gains the
     estimate under ``yosys`` (keyed by target and DSP use; see :func:`manifest_estimate`), so
     that it reports the area next to the cycles; it holds no times or paths, so it stays
     byte-identical for the same design and yosys.
@@ -1310,11 +1315,11 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
     bram = totals.get("BRAM", 0)
     data = {
         "format": "hardwire-synth/1",
-        "kind": "layer",
+        "kind": m.get("kind", "layer"),
         "design": str(design),
         "top": top,
         "model": m.get("model"), "layer": m.get("layer"), "lanes": m.get("lanes"),
-        "ctx": m.get("ctx"),
+        "head_lanes": m.get("head_lanes"), "ctx": m.get("ctx"),
         "target": target,
         "flow": {"per_module": True, "flatten": False, "dsp": dsp,
                  "max_read_ports": LAYER_MAX_READ_PORTS, "abc9_verify": False,
@@ -1344,8 +1349,10 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
     }
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
     (workdir / "report.json").write_text(text)
-    path = design / "report.json"
-    _replace_text(path, text)
+    # A chip's DESIGN/report.json is the whole-design report of 'hardwire report'.
+    path = workdir / "report.json" if data["kind"] == "chip" else design / "report.json"
+    if path != workdir / "report.json":
+        _replace_text(path, text)
     m.setdefault("yosys", {})[f"{target}{'_dsp' if dsp else ''}"] = manifest_estimate(data)
     m["yosys"] = dict(sorted(m["yosys"].items()))
     _replace_text(design / "manifest.json", json.dumps(m, indent=1) + "\n")
@@ -1410,6 +1417,8 @@ def _layer_table(d: dict, path: Path) -> str:
                                 for i, (c, w) in enumerate(zip(r, widths, strict=True)))
     rule = "  " + "-" * (sum(widths) + 2 * (len(widths) - 1))
     what = f"layer {d['layer']} of {d['model']}" if d.get("model") is not None else "layer"
+    if d.get("kind") == "chip":
+        what = f"chip of {d['model']}, {d.get('head_lanes')} LM-head lanes"
     dsp = ", DSPs for multipliers" if d["flow"].get("dsp") else ""
     out = [f"{d['design']}: {d['top']} ({what}, {d['lanes']} lanes) on {d['target']}{dsp}, "
            "per module, hierarchy kept",
