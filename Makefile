@@ -17,6 +17,7 @@ help:
 	@echo "make test-full  also the slow tests (large designs, Verilator at scale)"
 	@echo "make bench      benchmark table vs da4ml and a naive baseline (bench/results.*)"
 	@echo "make bench-layer  SmolLM2 layer 0: generation time/memory, cycles per token"
+	@echo "make report     the tiny chip's area, cycles, tokens/s, weight error, Pareto sweep"
 	@echo "make lint       ruff"
 
 setup: $(STAMP)
@@ -57,6 +58,15 @@ bench: $(STAMP)
 
 bench-layer: $(STAMP)
 	$(PY) -m bench.layer
+
+# The tiny chip's report (build/demo/chip/report.json, pareto.png): logic per module from
+# yosys where 'hardwire synth' or REPORT_FLAGS=--synth has run (about 30 min on 2 cores),
+# else calibrated; cycles per token; tokens/s at a placed lane's Fmax; the sweep.
+REPORT_FLAGS ?=
+.PHONY: report
+report: $(STAMP)
+	test -f $(DEMO)/chip/manifest.json || $(BIN)/hardwire chip --model tiny --out $(DEMO)/chip
+	$(BIN)/hardwire report $(DEMO)/chip --sweep $(REPORT_FLAGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check golden hdl gen sim tests bench

@@ -47,6 +47,11 @@ def _at_least_one(text):
     return v
 
 
+def _int_list(text):
+    """Comma-separated positive integers."""
+    return [_at_least_one(t.strip()) for t in text.split(",")]
+
+
 def _parser():
     from .models import QUANTS
 
@@ -181,6 +186,41 @@ def _parser():
                      "are reported as skipped")
     syn.add_argument("--dsp", action="store_true", help="layer: map the units' multipliers to "
                      "DSP blocks (default: LUTs, as for matvec designs)")
+
+    rep = sub.add_parser("report", help="area, cycles, tokens/s, weight error and a design-space "
+                         "sweep of a chip (or layer) design",
+                         description="Report a chip (or layer) design: ROM/RAM bits, lanes and "
+                         "the logic of every module (yosys figures where synthesised, else "
+                         "calibrated per module kind, each figure saying which), cycles per "
+                         "token (formula, ideal, measured by 'hardwire sim'), the Fmax of one "
+                         "module placed alone by nextpnr and tokens/s at it, the weight error "
+                         "per format, and with --sweep a lanes x LM-head lanes x strategy sweep "
+                         "with its Pareto front (DIR/pareto.png). Writes DIR/report.json (no "
+                         "wall times: the same design gives the same bytes).")
+    rep.add_argument("design", type=Path, help="directory written by 'hardwire chip' (or "
+                     "'hardwire layer')")
+    rep.add_argument("--sweep", action="store_true", help="chip: the design-space sweep and "
+                     "its Pareto plot")
+    rep.add_argument("--target", default="ecp5", choices=("generic", "ice40", "ecp5"))
+    rep.add_argument("--dsp", action="store_true", help="figures with multipliers in DSP "
+                     "blocks (yosys runs with --dsp)")
+    rep.add_argument("--synth", action="store_true", help="run yosys per module (unless the "
+                     "manifest has figures for this target) and nextpnr on the Fmax module "
+                     "(unless cached); without it, earlier runs' results are used and the rest "
+                     "is calibrated")
+    rep.add_argument("--timeout", type=float, default=900, help="--synth: seconds per module "
+                     "(default 900); a module that runs out is calibrated instead")
+    rep.add_argument("--jobs", type=_at_least_one, help="--synth: yosys runs at once")
+    rep.add_argument("--fmax-module", metavar="MODULE", help="the module to place and route "
+                     "for Fmax (default: a lane of the first decoder layer)")
+    rep.add_argument("--model", help="the design's model file, when it is not 'tiny' or "
+                     "'smollm2' (for the sweep and the weight error)")
+    rep.add_argument("--quant", metavar="Q", help="the --quant the design was made with, "
+                     "for a float checkpoint")
+    rep.add_argument("--lanes", type=_int_list, metavar="P,P,...", help="--sweep: lanes per "
+                     "layer to try (default: the divisors 8..512 that are 2^k or 3*2^k)")
+    rep.add_argument("--head-lanes", type=_int_list, metavar="P,P,...", help="--sweep: LM-head "
+                     "lanes to try (default: likewise, up to 1024)")
 
     fw = sub.add_parser("forward", help="run hidden states through decoder layers (float "
                         "reference or integer golden)",
@@ -359,6 +399,18 @@ def _cmd_synth(a):
     return 0
 
 
+def _cmd_report(a):
+    from .report import make_report
+
+    _, table = make_report(a.design, target=a.target, dsp=a.dsp, synth=a.synth,
+                           timeout=a.timeout, jobs=a.jobs, fmax_module=a.fmax_module,
+                           sweep=a.sweep, model=a.model, quant=a.quant, lanes=a.lanes,
+                           head_lanes=a.head_lanes,
+                           log=lambda s: print(f"hardwire: {s}", file=sys.stderr))
+    print(table)
+    return 0
+
+
 def _cmd_forward(a):
     from .forward import forward, tty_progress
 
@@ -402,7 +454,7 @@ def main(argv=None) -> int:
             return 2
         return {"matvec": _cmd_matvec, "sim": _cmd_sim, "synth": _cmd_synth,
                 "forward": _cmd_forward, "layer": _cmd_layer, "chip": _cmd_chip,
-                "generate": _cmd_generate}[a.command](a)
+                "generate": _cmd_generate, "report": _cmd_report}[a.command](a)
     except UserError as e:
         print(f"hardwire: error: {e}", file=sys.stderr)
         return 2
