@@ -76,9 +76,12 @@ def check_lanes(cfg, lanes: int, head_lanes: int) -> None:
 def generate_chip(model, out: Path, *, lanes: int | None = None,
                   head_lanes: int | None = None, ctx: int | None = None,
                   beat: int | None = None, seed: int = 0, quant: str = "q4_1",
-                  rom_images: str = "auto", log=print, progress=None) -> dict:
+                  rom_images: str = "auto", gate_clocks: bool = True, log=print,
+                  progress=None) -> dict:
     """Write the design directory and return its manifest. ``progress(total)`` may return a
-    bar (``update``, ``close``) for the layers' construction."""
+    bar (``update``, ``close``) for the layers' construction. ``gate_clocks``: each layer and
+    the head stage on its own gated clock (:class:`hdl.chip.Chip`; for ASICs), or every
+    register on ``clk`` (for FPGAs, whose clock nets cannot be gated by logic cleanly)."""
     from hdl.chip import Chip
     from hdl.mask_rom import ROM_PRIMITIVE, ROM_PRIMITIVE_NAME
 
@@ -106,7 +109,8 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     fmt = IntFormat()
     try:
         top = Chip(cfg, w, ctx=ctx, lanes=lanes, head_lanes=head_lanes, beat=beat, fmt=fmt,
-                   rom_images=files, progress=(lambda: bar.update(1)) if bar else None)
+                   rom_images=files, gate_clocks=gate_clocks,
+                   progress=(lambda: bar.update(1)) if bar else None)
     except ValueError as e:
         raise UserError(f"cannot build the chip of {m.name}: {e}") from None
     finally:
@@ -145,9 +149,11 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
                     "[0, id_bits) and its logit, two's complement Q.logit_frac, in "
                     "[logit_lo, logit_lo + logit_bits)"),
         "model": m.name,
+        "weights_digest": chip_digest(m),
         "config": asdict(cfg) | {"head_dim": cfg.head_dim},
         "format_int": asdict(fmt),
         "ctx": ctx, "lanes": lanes, "head_lanes": head_lanes, "beat": beat,
+        "clock_gating": gate_clocks,
         "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
         "rom_bits_by_part": {"embedding": top.embed.rom_bits,
                              "layers": sum(layer.rom_bits for layer in top.layers),

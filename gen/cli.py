@@ -151,6 +151,9 @@ def _parser():
                      help="ROM contents as $readmemh files or inside the Verilog (auto: files "
                           "above 1 Mbit of weights)")
     chp.add_argument("--seed", type=_count, default=0, help="seed of the golden prompt")
+    chp.add_argument("--no-clock-gating", action="store_true", help="every register on clk "
+                     "(for FPGAs); by default each layer and the head stage run on a gated "
+                     "clock (enable latch + AND, where an ASIC puts clock-gating cells)")
     chp.add_argument("--out", type=Path, required=True, help="output directory")
 
     sim = sub.add_parser("sim", help="prove a design bit-exact against golden with cocotb",
@@ -173,6 +176,10 @@ def _parser():
                          "is synthesised per module: each unit, the lane datapath once (counted "
                          "once per lane), the lane array and the top's glue, each with the "
                          "modules it instantiates as black boxes; it gets no place-and-route. "
+                         "A chip design (hardwire chip --no-clock-gating) is synthesised the same "
+                         "way, then its module netlists are joined and placed and routed on the "
+                         "smallest ECP5/iCE40 that holds it; if none does, the largest module "
+                         "that fits is placed alone (the report says which). "
                          "Exit code 1 when a module timed out or failed (the report says which).")
     syn.add_argument("design", type=Path)
     syn.add_argument("--target", default="ecp5", choices=("generic", "ice40", "ecp5"))
@@ -186,6 +193,28 @@ def _parser():
                      "are reported as skipped")
     syn.add_argument("--dsp", action="store_true", help="layer: map the units' multipliers to "
                      "DSP blocks (default: LUTs, as for matvec designs)")
+
+    asc = sub.add_parser("asic", help="ASIC hand-off: gate-level netlist, ROM macros, LibreLane "
+                         "config", description="Write the ASIC hand-off of a design directory "
+                         "(hardwire chip/layer/matvec with ROM image files): a gate-level "
+                         "netlist from yosys' generic synthesis (per module, write_verilog "
+                         "-noattr) with every ROM a black-box macro (one per image), the macros' "
+                         "black boxes and simulation models, a LibreLane config.json (MACROS with "
+                         "their instances; LEF/GDS to be provided by a ROM compiler), MACROS.md, "
+                         "the clock-gating points, and manifest.json. The netlist is read back "
+                         "by yosys (check -assert) and linted by Verilator and Icarus.")
+    asc.add_argument("design", type=Path)
+    asc.add_argument("--out", type=Path, required=True, help="output directory")
+    asc.add_argument("--clock-period", type=float, default=20.0, metavar="NS",
+                     help="CLOCK_PERIOD of config.json, in ns (a target; default 20)")
+    asc.add_argument("--gates", default="abc", choices=("abc", "techmap", "2-input"),
+                     help="abc: yosys 'synth' (ABC to simple gates, the default); techmap: "
+                     "'synth -noabc' (faster, slightly larger); 2-input: then 'abc -g' to the "
+                     "2-input gate set (slowest)")
+    asc.add_argument("--timeout", type=float, default=1800, help="seconds per yosys run")
+    asc.add_argument("--jobs", type=_at_least_one, help="yosys runs at once")
+    asc.add_argument("--no-lint", action="store_true", help="skip Verilator lint and the "
+                     "Icarus compile of the netlist")
 
     rep = sub.add_parser("report", help="area, cycles, tokens/s, weight error and a design-space "
                          "sweep of a chip (or layer) design",
@@ -218,9 +247,10 @@ def _parser():
     rep.add_argument("--quant", metavar="Q", help="the --quant the design was made with, "
                      "for a float checkpoint")
     rep.add_argument("--lanes", type=_int_list, metavar="P,P,...", help="--sweep: lanes per "
-                     "layer to try (default: the divisors 8..512 that are 2^k or 3*2^k)")
+                     "layer to try (default: the powers of two 8..256 that divide every "
+                     "pass's rows, the largest such divisor and the design's own)")
     rep.add_argument("--head-lanes", type=_int_list, metavar="P,P,...", help="--sweep: LM-head "
-                     "lanes to try (default: likewise, up to 1024)")
+                     "lanes to try (default: likewise for the vocabulary, up to 1024)")
 
     fw = sub.add_parser("forward", help="run hidden states through decoder layers (float "
                         "reference or integer golden)",
@@ -293,6 +323,12 @@ def _parser():
     gn.add_argument("--quant", metavar="Q", help=quant_help)
     gn.add_argument("--lanes", type=_at_least_one, metavar="P", help="rtl: lanes per decoder "
                     "layer of the generated chip (default as for 'hardwire chip')")
+    gn.add_argument("--chip", type=Path, metavar="DIR", help="rtl: use this design written by "
+                    "'hardwire chip' (same model, enough --ctx) instead of build/chip/")
+    gn.add_argument("--compare", metavar="BACKEND", choices=tuple(GEN_BACKENDS),
+                    help="also run BACKEND on the same prompt ids and print the two token "
+                    "lists side by side (exit 1 if they differ); with --json, adds "
+                    '"compare": {"backend", "ids", "same"}')
     gn.add_argument("--json", action="store_true", help="print one JSON object "
                     '{"prompt_ids": [...], "ids": [...], "text": "..."} instead of the text')
     return p
@@ -379,6 +415,7 @@ def _cmd_chip(a):
 
     generate_chip(a.model, a.out, lanes=a.lanes, head_lanes=a.head_lanes, ctx=a.ctx,
                   beat=a.beat, seed=a.seed, quant=a.quant, rom_images=a.rom_images,
+                  gate_clocks=not a.no_clock_gating,
                   progress=lambda n: tty_progress(n, "chip: layers", "layer"))
     return 0
 
@@ -396,6 +433,14 @@ def _cmd_synth(a):
               f"synthesised ({', '.join(e['module'] + ': ' + e['status'] for e in bad)}); "
               "the totals leave them out", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_asic(a):
+    from .flow import asic_handoff
+
+    asic_handoff(a.design, a.out, clock_period_ns=a.clock_period, gates=a.gates,
+                 timeout=a.timeout, jobs=a.jobs, lint=not a.no_lint)
     return 0
 
 
@@ -432,17 +477,53 @@ def _cmd_generate(a):
         sys.stdout.flush()
 
     ids = None if a.prompt_ids is None else parse_prompt_ids(a.prompt_ids)
+    if a.chip is not None and "rtl" not in (a.backend, a.compare):
+        raise UserError("--chip names the design of the rtl backend; add --backend rtl or "
+                        "--compare rtl")
     from .forward import tty_progress
 
     res = generate(a.model, a.tokens, a.backend, prompt=a.prompt, prompt_ids=ids, ctx=a.ctx,
                    quant=a.quant, on_text=None if a.json else show, echo=True, lanes=a.lanes,
-                   progress=lambda desc, n: tty_progress(n, desc, "file"))
+                   progress=lambda desc, n: tty_progress(n, desc, "file"),
+                   chip=a.chip if a.backend == "rtl" else None)
+    other = None
+    if a.compare:
+        other = generate(a.model, a.tokens, a.compare, prompt_ids=res.prompt_ids, ctx=a.ctx,
+                         quant=a.quant, lanes=a.lanes if a.compare == "rtl" else None,
+                         progress=lambda desc, n: tty_progress(n, desc, "file"),
+                         chip=a.chip if a.compare == "rtl" else None)
+    same = other is None or other.ids == res.ids
     if a.json:
-        print(json.dumps(res.as_json(), ensure_ascii=False))
+        out = res.as_json()
+        if other is not None:
+            out["compare"] = {"backend": a.compare, "ids": other.ids, "same": same}
+        print(json.dumps(out, ensure_ascii=False))
     else:
         show("\n")
+        if other is not None:
+            print(_side_by_side(res, other, a.model))
     print(f"hardwire: {res.summary()}", file=sys.stderr)
-    return 0
+    if other is not None:
+        print(f"hardwire: {other.summary()}", file=sys.stderr)
+    return 0 if same else 1
+
+
+def _side_by_side(a, b, model: str) -> str:
+    """Two generations of the same prompt as a table: position, id and text per backend."""
+    from .models import load_model
+
+    tok = load_model(model, "q4_1").tokenizer()
+    w = max(len(a.backend), len(b.backend), 6)
+    lines = [f"{'pos':>4}  {a.backend:>{w}} {'':<12}  {b.backend:>{w}} {'':<12}",
+             "-" * (4 + 2 * (w + 15))]
+    for k, (x, y) in enumerate(zip(a.ids, b.ids, strict=True)):
+        mark = "" if x == y else "   <- differs"
+        lines.append(f"{len(a.prompt_ids) + k:>4}  {x:>{w}} {tok.decode([x])!r:<12}  "
+                     f"{y:>{w}} {tok.decode([y])!r:<12}{mark}")
+    same = a.ids == b.ids
+    lines.append(f"{a.backend} and {b.backend}: "
+                 + ("the same tokens" if same else "DIFFERENT tokens"))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -453,7 +534,7 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"matvec": _cmd_matvec, "sim": _cmd_sim, "synth": _cmd_synth,
-                "forward": _cmd_forward, "layer": _cmd_layer, "chip": _cmd_chip,
+                "forward": _cmd_forward, "layer": _cmd_layer, "chip": _cmd_chip, "asic": _cmd_asic,
                 "generate": _cmd_generate, "report": _cmd_report}[a.command](a)
     except UserError as e:
         print(f"hardwire: error: {e}", file=sys.stderr)

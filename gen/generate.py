@@ -53,7 +53,8 @@ def golden_stepper(m, ctx: int) -> Step:
     return im.step
 
 
-def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None) -> Step:
+def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
+                design=None) -> Step:
     """The generated chip (:mod:`gen.chip`) in Verilator (:class:`sim.fast.ChipProcess`).
 
     The design is generated once per model, KV-cache size (``ctx`` rounded up to a power of
@@ -61,14 +62,35 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None) -> Step:
     under a digest of every weight, so a changed model file never reuses a stale design.
     ``progress(desc, total)`` returns a bar for the generation and the Verilator build. The
     chip returns only the next id and its logit, so ``logits`` is ``{id: logit}`` (int,
-    Q.logit_frac)."""
+    Q.logit_frac). ``design``: an existing chip directory to use instead (``--chip``).
+    """
     import atexit
+    import json
     from pathlib import Path
 
     from sim.fast import ChipProcess
 
     from .chip import chip_digest, generate_chip
 
+    if design is not None:
+        d = Path(design)
+        try:
+            man = json.loads((d / "manifest.json").read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"--chip {d}: not a chip design ({e})") from None
+        if man.get("kind") != "chip":
+            raise UserError(f"--chip {d}: not a chip design (kind {man.get('kind')!r})")
+        if man.get("weights_digest") != chip_digest(m):
+            raise UserError(f"--chip {d} was generated from other weights than {m.name}")
+        if man["ctx"] < ctx:
+            raise UserError(f"--chip {d} holds {man['ctx']} positions per KV cache; this run "
+                            f"needs {ctx}: lower --tokens or generate it with a larger --ctx")
+        if lanes is not None and man["lanes"] != lanes:
+            raise UserError(f"--chip {d} has {man['lanes']} lanes, not --lanes {lanes}")
+        proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
+                           if progress else None)
+        atexit.register(proc.close)
+        return _chip_step(proc)
     # A power of two (at least 16) of KV-cache positions, so that prompts of other lengths
     # reuse the design; the results do not depend on the cache size.
     ctx = min(m.cfg.max_ctx, max(16, 1 << (ctx - 1).bit_length()))
@@ -81,7 +103,10 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None) -> Step:
     proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
                        if progress else None)
     atexit.register(proc.close)
+    return _chip_step(proc)
 
+
+def _chip_step(proc) -> Step:
     def step(token: int, pos: int):
         nxt, logit = proc.step(token, pos)
         return {nxt: logit}, nxt
@@ -135,7 +160,8 @@ def _is_checkpoint(spec: str) -> bool:
 def generate(model: str, tokens: int, backend: str = "float", prompt: str | None = None,
              prompt_ids: list[int] | None = None, ctx: int | None = None,
              quant: str | None = None, on_text=None, on_step=None,
-             echo: bool = False, lanes: int | None = None, progress=None) -> GenerateResult:
+             echo: bool = False, lanes: int | None = None, progress=None,
+             chip=None) -> GenerateResult:
     """Generate ``tokens`` tokens greedily after ``prompt`` (text) or ``prompt_ids``.
 
     ``ctx`` (the KV cache length) defaults to prompt + tokens and may not exceed the model's.
@@ -187,10 +213,10 @@ def generate(model: str, tokens: int, backend: str = "float", prompt: str | None
                         "raise --ctx or lower --tokens")
 
     if backend == "rtl":
-        step = rtl_stepper(m, ctx, lanes=lanes, progress=progress)
+        step = rtl_stepper(m, ctx, lanes=lanes, progress=progress, design=chip)
     else:
-        if lanes is not None:
-            raise UserError("--lanes applies to the rtl backend only")
+        if lanes is not None or chip is not None:
+            raise UserError("--lanes and --chip apply to the rtl backend only")
         step = BACKENDS[backend](m, ctx)
     if echo and on_text is not None:
         on_text(prompt if prompt is not None else tok.decode(ids))

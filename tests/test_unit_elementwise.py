@@ -365,15 +365,15 @@ def _swiglu_cases(n, beat, fmt, table, trace=None):
     k = int(rng.integers(0, n))
     g[k], u[k] = hi, lo
     cases.append(case("outlier", [(g, u)]))
-    # bfp rounding ties: s = gate for gate >= range, so p = 2**20 * up. The largest
-    # |p| = 2**20 * (2**15 - 1) sets the shift to 24 and rounds up to 2**11 (saturates);
-    # up = odd * 2**3 gives p = odd * 2**23, a tie.
-    g = np.full(n, 1 << 20)
-    u = (rng.integers(-200, 200, n) * 2 + 1) << 3
-    u[0], u[1] = (1 << 15) - 1, -((1 << 15) - 1)
+    # bfp rounding ties: s = gate for gate >= range, so p = 3 * 2**20 * up. The largest
+    # |p| = 3 * 2**20 * (2**15 - 1) sets the shift sh (and rounds up, saturating);
+    # up = odd * 2**(sh - 21) gives p = 3 * odd * 2**(sh - 1), a tie.
     a_bits = fmt.abits
+    g = np.full(n, 3 << 20)
+    sh = max(0, (3 * (1 << 20) * ((1 << 15) - 1)).bit_length() - (a_bits - 1))
+    u = (rng.integers(-200, 200, n) * 2 + 1) << (sh - 21)
+    u[0], u[1] = (1 << 15) - 1, -((1 << 15) - 1)
     p = g * u
-    sh = max(0, int(np.abs(p).max()).bit_length() - (a_bits - 1))
     assert np.sum(p % (1 << sh) == 1 << (sh - 1)) > n // 2
     cases.append(case("bfp_ties", [(g, u), (g, -u)]))
     # Interpolation ties (rem = 2**(sb-1)) and silu rounding ties.

@@ -68,18 +68,22 @@ def _saturates(h, gain, eps_term) -> bool:
 
 
 def _tie_vectors(gain, eps_term, rng, want=4):
-    """``k`` elements of ``+-2**(15 - log2(k)/2)`` (k = 1, 4, 16, 64) make ``sum(x*x)`` a
-    power of four, so ``r`` is a power of two and ``q = 2**recip_bits``: ``y = x * G * 2**24``
-    keeps the low zero bits of ``x * G``, and some element lands exactly on a tie. ``h``
-    carries ``x`` shifted up by 12 (``s`` = 9..12, so the eps term vanishes) plus junk below
-    the shift, which ``h >> s`` drops."""
+    """Elements ``x = p * 2**m`` with ``sum(p*p)`` a power of four (``p`` = ``1``, ``1 1 1 1``,
+    ``7 3 2 1 1``, ``6 2 2 2 2 2 2 2``, ``5 5 3 1 1 1 1 1``) make ``sum(x*x)`` a power of four,
+    so ``r`` is a power of two and ``q = 2**recip_bits``: ``y = x * G * 2**24`` keeps the low
+    zero bits of ``x * G``, and with the odd factors of ``p`` some element lands exactly on a
+    tie whatever ``abits``. ``h`` carries ``x`` shifted up by 12 (``s`` = 9..12, so the eps
+    term vanishes) plus junk below the shift, which ``h >> s`` drops."""
     dim, out = len(gain), []
-    ks = [k for k in (1, 4, 16, 64) if k <= dim]
+    patterns = [p for p in ([1], [1] * 4, [7, 3, 2, 1, 1], [6] + [2] * 7, [5, 5, 3] + [1] * 5)
+                if len(p) <= dim]
     for _ in range(20000):
-        k = int(rng.choice(ks))
+        pat = np.array(patterns[int(rng.integers(len(patterns)))], np.int64)
+        # sum(pat**2) = 4**j; scale so that sum(x*x) = 2**(2*(norm_bits-2)).
+        j = int(round(math.log(int((pat * pat).sum()), 4)))
         x = np.zeros(dim, np.int64)
-        mag = 1 << (FMT.norm_bits - 2 - int(math.log2(k)) // 2)
-        x[rng.choice(dim, k, replace=False)] = rng.choice([-1, 1], k) * mag
+        x[rng.choice(dim, len(pat), replace=False)] = rng.choice([-1, 1], len(pat)) * (
+            pat << (FMT.norm_bits - 2 - j))
         h = (x << 12) + rng.integers(0, 1 << 8, dim)
         if _ties(h, gain, eps_term):
             out.append(h)
