@@ -9,10 +9,12 @@ export AMARANTH_USE_YOSYS := builtin
 # pytest-xdist workers; cocotb cases each build in their own directory.
 JOBS ?= 2
 
-.PHONY: setup demo test test-full bench bench-layer lint clean help
+.PHONY: setup demo demo-parts test test-full bench bench-layer lint clean help
 
 help:
-	@echo "make demo       set up, generate the default design, simulate it, report"
+	@echo "make demo       set up; hard-wire the tiny model as a chip, prove it, generate text"
+	@echo "                in RTL next to golden, report"
+	@echo "make demo-parts the building blocks: matvec engines and one decoder layer"
 	@echo "make test       set up and run the test suite (about 10 minutes on 2 cores)"
 	@echo "make test-full  also the slow tests (large designs, Verilator at scale)"
 	@echo "make bench      benchmark table vs da4ml and a naive baseline (bench/results.*)"
@@ -38,7 +40,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 DEMO := build/demo
+# The shipped tiny model as a chip: generate it, prove it bit-exact (cocotb on Icarus: the
+# golden greedy sequence at full rate and with stalls), generate text with its RTL in
+# Verilator next to the integer golden, and report area and speed.
 demo: $(STAMP)
+	$(BIN)/hardwire chip --model tiny --out $(DEMO)/chip
+	$(BIN)/hardwire sim $(DEMO)/chip --simulator icarus
+	$(BIN)/hardwire generate --model tiny --prompt "Hello" --tokens 8 --backend rtl \
+		--chip $(DEMO)/chip --compare golden
+	$(BIN)/hardwire report $(DEMO)/chip
+
+# The building blocks on their own: matrix-vector engines and one decoder layer.
+demo-parts: $(STAMP)
 	$(BIN)/hardwire matvec --rows 16 --cols 16 --wbits 4 --strategy folded --lanes 4 --out $(DEMO)/folded
 	$(BIN)/hardwire sim $(DEMO)/folded --simulator verilator --vectors 100
 	$(BIN)/hardwire matvec --rows 16 --cols 16 --wbits 4 --strategy parallel --out $(DEMO)/parallel
