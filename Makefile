@@ -20,6 +20,8 @@ help:
 	@echo "make bench      benchmark table vs da4ml and a naive baseline (bench/results.*)"
 	@echo "make bench-layer  SmolLM2 layer 0: generation time/memory, cycles per token"
 	@echo "make report     the tiny chip's area, cycles, tokens/s, weight error, Pareto sweep"
+	@echo "make synth      the tiny chip (1 lane, beat 1) through yosys + nextpnr: ECP5, iCE40"
+	@echo "make asic       the tiny chip's ASIC hand-off: netlist, ROM macros, LibreLane config"
 	@echo "make lint       ruff"
 
 setup: $(STAMP)
@@ -80,6 +82,20 @@ REPORT_FLAGS ?=
 report: $(STAMP)
 	test -f $(DEMO)/chip/manifest.json || $(BIN)/hardwire chip --model tiny --out $(DEMO)/chip
 	$(BIN)/hardwire report $(DEMO)/chip --sweep $(REPORT_FLAGS)
+
+# The whole tiny model as the smallest chip (1 lane, 1 LM-head lane, beat 1, ctx 16, no clock
+# gating) through yosys and nextpnr: ECP5 with DSPs, iCE40 (where only a module fits).
+# build/synth/summary.{md,json}, report_<target>.json.
+.PHONY: synth asic
+synth: $(STAMP)
+	$(PY) -m gen.flow --out build/synth
+
+# The same chip with clock gating, handed off: gate-level netlist, ROM macros, LibreLane
+# config.json, MACROS.md (build/asic/handoff).
+asic: $(STAMP)
+	$(BIN)/hardwire chip --model tiny --lanes 1 --head-lanes 1 --beat 1 --rom-images files \
+		--out build/asic/chip
+	$(BIN)/hardwire asic build/asic/chip --out build/asic/handoff
 
 lint: $(STAMP)
 	$(BIN)/ruff check golden hdl gen sim tests bench

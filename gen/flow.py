@@ -126,13 +126,16 @@ def subtree(entries: Mapping[str, Mapping], root: str) -> dict[str, int]:
     return {name: count[name] for name in reversed(order)}
 
 
-def _subtree_stats(entries: Mapping[str, Mapping], root: str, target: str) -> dict | None:
+def _subtree_stats(entries: Mapping[str, Mapping], root: str, target: str,
+                   partial: bool = False) -> dict | None:
     """The summary of ``root`` with everything under it, or None if a module of it was not
-    synthesised."""
+    synthesised; with ``partial``, the sum of those that were (a lower bound)."""
     cells: dict[str, int] = {}
     for name, n in subtree(entries, root).items():
         e = entries[name]
         if e.get("status") != "ok":
+            if partial:
+                continue
             return None
         for t, k in e["cells"].items():
             cells[t] = cells.get(t, 0) + n * k
@@ -250,7 +253,9 @@ def _pnr_note(d: Mapping) -> list[str]:
     for f in p.get("fit", []):
         res = ", ".join(f"{k} {v['used']}/{v['available']}" for k, v in f["resources"].items()
                         if v["used"] or k != "DSP")
-        lines.append(f"  whole design on {f['device']}: {res} -> "
+        low = " (at least: " + ", ".join(f["missing"]) + " not synthesised)" \
+            if f.get("lower_bound") else ""
+        lines.append(f"  whole design on {f['device']}: {res}{low} -> "
                      f"{'fits' if f['fits'] else 'does not fit'}")
     if p.get("fmax_mhz") is not None:
         why = ("the whole design fits no device of the family" if p.get("fit") else
@@ -272,11 +277,13 @@ def _pnr_note(d: Mapping) -> list[str]:
 def synth_chip(design: str | Path, target: str = "ecp5", *, pnr: bool = True,
                timeout: float = 1800.0, jobs: int | None = None,
                modules: Sequence[str] | None = None, dsp: bool = False,
-               freq_mhz: float | None = None, log=None) -> SynthReport:
+               freq_mhz: float | None = None, pnr_timeout: float | None = None,
+               log=None) -> SynthReport:
     """Synthesise a ``hardwire chip`` directory per module and, for ECP5 and iCE40, place and
     route it (see the module docstring). The report is ``DESIGN/synth_<target>/report.json``
     (a layer report plus ``pnr``: the fit per device, what was placed and where, Fmax and
     nextpnr's utilisation); ``fmax_mhz`` is set only when the whole chip was placed.
+    ``timeout`` is per yosys run, ``pnr_timeout`` (default ``timeout``) per nextpnr run.
 
     A chip generated with clock gating (the default of ``hardwire chip``) is not placed: the
     gated clocks would be logic-driven FPGA clocks, and Fmax across them meaningless. It
@@ -297,6 +304,14 @@ def synth_chip(design: str | Path, target: str = "ecp5", *, pnr: bool = True,
     whole = _subtree_stats(entries, top, target)
     devices = DEVICES[target]
     fit = [fits(whole, dev) for dev in devices] if whole else []
+    if whole is None and d["missing"]:
+        # Not all synthesised (timeouts, --modules): what was is a lower bound, and enough
+        # to tell when the chip fits no device of the family.
+        low = _subtree_stats(entries, top, target, partial=True)
+        fit = [fits(low, dev) | {"lower_bound": True, "missing": d["missing"]}
+               for dev in devices]
+        if any(f["fits"] for f in fit):
+            fit = []  # a lower bound that fits says nothing
     pnr_data = {"fit": fit, "placed": None, "whole_design": False, "fmax_mhz": None,
                 "device": None, "utilisation": None, "clocks": None, "seconds": None,
                 "candidates": None}
@@ -308,7 +323,9 @@ def synth_chip(design: str | Path, target: str = "ecp5", *, pnr: bool = True,
     else:
         texts = [(design / s).read_text() for s in m["sources"]]
         vmods = split_verilog(texts)
-        root, choices = top, [dev for dev, f in zip(devices, fit, strict=True) if f["fits"]]
+        root = top
+        choices = [dev for dev, f in zip(devices, fit, strict=True) if f["fits"]] \
+            if whole else []
         if not choices:
             # The largest separately synthesised subtree that fits the family's largest
             # device, by logic (with --modules: of those synthesised).
@@ -333,7 +350,7 @@ def synth_chip(design: str | Path, target: str = "ecp5", *, pnr: bool = True,
                     f"{choices[0].label} (nextpnr) ...")
             try:
                 res = _place(design, workdir, entries, root, target, choices, dsp=dsp,
-                             timeout=timeout, freq_mhz=freq_mhz, vmods=vmods)
+                             timeout=pnr_timeout or timeout, freq_mhz=freq_mhz, vmods=vmods)
                 pnr_data.update(placed=root, whole_design=root == top,
                                 fmax_mhz=res["fmax_mhz"], device=res["device"],
                                 utilisation=res["utilisation"], clocks=res["clocks"],
@@ -744,11 +761,17 @@ def _asic_summary(out: Path, man: dict, seconds: dict) -> str:
 # --------------------------------------------------------------------------------------------
 # make synth
 
-def fpga_flow(out: str | Path, *, targets: Sequence[tuple[str, bool]] = (("ecp5", True),
-                                                                          ("ice40", False)),
-              timeout: float = 1200.0, jobs: int | None = None, log=print) -> dict:
+#: ``make synth``: (target, DSPs, seconds per yosys run). Without DSPs (iCE40 HX8K has none)
+#: yosys spends many minutes on the attention unit's multipliers; the chip is far from fitting
+#: an iCE40 without it, so its run is cut short and the totals are a lower bound.
+FPGA_RUNS = (("ecp5", True, 1200.0), ("ice40", False, 300.0))
+
+
+def fpga_flow(out: str | Path, *, runs: Sequence[tuple[str, bool, float]] = FPGA_RUNS,
+              pnr_timeout: float = 2400.0, jobs: int | None = None, log=print) -> dict:
     """Generate :data:`BOARD_CHIP` under ``out`` and run :func:`synth_chip` for each
-    (target, DSP) in ``targets``; write ``out/summary.json`` and ``out/summary.md``."""
+    (target, DSPs, yosys timeout) of ``runs``; write ``out/summary.json`` and
+    ``out/summary.md``."""
     from .chip import generate_chip
 
     t0 = time.perf_counter()
@@ -759,14 +782,16 @@ def fpga_flow(out: str | Path, *, targets: Sequence[tuple[str, bool]] = (("ecp5"
     generate_chip(model, design, log=log, **cfg)
     t_gen = time.perf_counter() - t0
     results = {}
-    for target, dsp in targets:
+    for target, dsp, timeout in runs:
         t1 = time.perf_counter()
-        rep = synth_chip(design, target, dsp=dsp, timeout=timeout, jobs=jobs, log=log)
+        rep = synth_chip(design, target, dsp=dsp, timeout=timeout, pnr_timeout=pnr_timeout,
+                         jobs=jobs, log=log)
         log(rep.table())
         key = f"{target}{'_dsp' if dsp else ''}"
         shutil.copyfile(rep.path, out / f"report_{key}.json")
         results[key] = {"report": f"report_{key}.json", "target": target, "dsp": dsp,
                         "stats": rep.data["stats"], "complete": rep.data["complete"],
+                        "missing": rep.data["missing"],
                         "pnr_status": rep.data["pnr_status"], "fmax_mhz": rep.data["fmax_mhz"],
                         "fmax_note": rep.data["fmax_note"], "pnr": rep.data.get("pnr"),
                         "seconds": round(time.perf_counter() - t1, 1)}
@@ -794,6 +819,8 @@ def _summary_md(s: dict) -> str:
         logic = (f"{st.get('lut4_equiv')} LUT4-eq" if r["target"] == "ecp5"
                  else f"{st.get('LUT4')} LUT4")
         syn = f"{logic}, {st.get('FF')} FF, {st.get('BRAM')} BRAM, {st.get('DSP')} DSP"
+        if not r["complete"]:
+            syn = f"at least {syn} (not synthesised: {', '.join(r['missing'])})"
         p = r["pnr"] or {}
         placed = ("whole chip" if p.get("whole_design") else
                   (f"{p['placed']} (+ all under it)" if p.get("placed") else "-"))
@@ -808,7 +835,9 @@ def _summary_md(s: dict) -> str:
         for f in (r["pnr"] or {}).get("fit", []):
             res = ", ".join(f"{k} {v['used']}/{v['available']}"
                             for k, v in f["resources"].items())
-            lines.append(f"- {key}: whole chip vs {f['device']}: {res} -> "
+            low = (" (a lower bound: " + ", ".join(f["missing"]) + " not synthesised)"
+                   if f.get("lower_bound") else "")
+            lines.append(f"- {key}: whole chip vs {f['device']}: {res}{low} -> "
                          f"{'fits' if f['fits'] else 'does not fit'}")
     lines += ["", f"Total {s['seconds']['total']:.0f} s (generation "
               f"{s['seconds']['generate']:.0f} s).", ""]
@@ -822,12 +851,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "smallest chip of the tiny model through yosys and nextpnr on "
                                 "ECP5 (with DSPs) and iCE40")
     p.add_argument("--out", type=Path, default=Path("build/synth"))
-    p.add_argument("--timeout", type=float, default=1200, help="seconds per tool run")
+    p.add_argument("--pnr-timeout", type=float, default=2400, help="seconds per nextpnr run")
     p.add_argument("--jobs", type=int)
     a = p.parse_args(argv)
     try:
         a.out.mkdir(parents=True, exist_ok=True)
-        fpga_flow(a.out, timeout=a.timeout, jobs=a.jobs)
+        fpga_flow(a.out, pnr_timeout=a.pnr_timeout, jobs=a.jobs)
     except UserError as e:
         print(f"hardwire: error: {e}")
         return 2

