@@ -36,6 +36,7 @@ is then ``sum_b D[r,b] * P[r,b] + M[r,b] * S[b]`` with the block partial sums
 (see :func:`block_matvec`), an exact integer in units of ``2**(exp + e_a)``.
 """
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -430,15 +431,40 @@ def quantize_mxfp4(w: np.ndarray) -> BlockAffine:
     return decode("MXFP4", raw, rows, cols)
 
 
+_FLOAT_CODES: "weakref.WeakKeyDictionary[BlockAffine, np.ndarray]" = weakref.WeakKeyDictionary()
+
+
+def _block_partials(wq: BlockAffine, ab: np.ndarray) -> np.ndarray:
+    """``P[..., r, b] = sum_j c[r, b, j] * ab[..., b, j]``, exactly.
+
+    When ``block * max|c| * max|a| < 2**53`` every product and every partial sum, in any
+    order, is an integer that float64 holds exactly, so one float64 BLAS product per block
+    gives ``P`` exactly (the float64 codes ``[nblocks, rows, block]`` are kept per tensor);
+    otherwise int64."""
+    rows = wq.shape[0]
+    nb, blk = wq.nblocks, wq.block
+    amax = int(np.abs(ab).max(initial=0))
+    cmax = int(np.abs(wq.codes).max(initial=0))
+    if blk * cmax * amax < 1 << 53:
+        c = _FLOAT_CODES.get(wq)
+        if c is None:
+            c = np.ascontiguousarray(
+                wq.codes.reshape(rows, nb, blk).transpose(1, 0, 2), dtype=np.float64)
+            _FLOAT_CODES[wq] = c
+        p = np.matmul(c, ab.astype(np.float64)[..., None])[..., 0]  # [..., nb, rows]
+        return np.swapaxes(p, -1, -2).astype(np.int64)
+    c = wq.codes.astype(np.int64).reshape(rows, nb, blk)
+    return np.einsum("rbj,...bj->...rb", c, ab)
+
+
 def block_matvec(wq: BlockAffine, a: np.ndarray) -> np.ndarray:
     """Exact ``sum_b D*P + M*S`` for integer activations ``a`` (``[..., cols]``), in units of
-    ``2**(wq.exp + e_a)``. int64 throughout; callers keep the bound below 2**62."""
-    rows, cols = wq.shape
+    ``2**(wq.exp + e_a)``. Exact integers throughout (:func:`_block_partials`); callers keep
+    the bound below 2**62."""
     a = np.asarray(a, dtype=np.int64)
     nb, blk = wq.nblocks, wq.block
     ab = a.reshape(*a.shape[:-1], nb, blk)
-    c = wq.codes.astype(np.int64).reshape(rows, nb, blk)
-    partial = np.einsum("rbj,...bj->...rb", c, ab)  # P[..., r, b]
+    partial = _block_partials(wq, ab)  # P[..., r, b]
     sums = ab.sum(axis=-1)  # S[..., b]
     return (partial * wq.scale).sum(axis=-1) + (sums[..., None, :] * wq.offset).sum(axis=-1)
 
