@@ -25,6 +25,7 @@ tools give the same bytes. Run times are printed, and kept in the tools' own fil
 
 import json
 import math
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,25 +33,46 @@ from pathlib import Path
 from .errors import UserError
 from .output import atomic_file
 
-__all__ = ["CALIBRATION", "FORMAT", "STRATEGIES", "make_report", "module_kind",
-           "pareto_front", "sweep_points"]
+__all__ = ["CALIBRATION", "FORMAT", "STRATEGIES", "fit_calibration", "lane_bits",
+           "make_report", "module_kind", "pareto_front", "sweep_points"]
 
 FORMAT = "hardwire-report/1"
 
-#: The built-in calibration: ECP5 LUT4-equivalents (LUT4 + 2 x CCU2C) and flip-flops per unit
-#: of each module kind's size driver, from ``hardwire synth build/report/tiny --target ecp5``
-#: (yosys 0.70 via pyosys, synth_ecp5 -nodsp, per module, hierarchy kept) on the tiny chip
-#: (``hardwire chip --model tiny``: 32 lanes, 32 LM-head lanes, beat 16, head_dim 16, ctx 16,
-#: 16-bit activations). Drivers: a lane's input bits (``block * abits``), a lane array's lanes,
-#: the attention unit's ``head_dim`` (its dot products are ``head_dim`` wide), the vector
-#: units' and the glue's ``beat`` (elements per cycle), the chip's top glue once.
-CALIBRATION = {
-    # kind: (driver, LUT4-eq per driver unit, FF per driver unit, instances measured)
+#: The built-in calibration: each module kind's logic (ECP5 LUT4-equivalents, LUT4 + 2 x
+#: CCU2C) and flip-flops as a sum of terms, a constant per unit of a size driver. Fitted by
+#: :func:`fit_calibration` to ``hardwire synth build/report/tiny --target ecp5`` (yosys 0.70
+#: via pyosys, synth_ecp5 -nodsp, per module, hierarchy kept; all 22 modules, 52 min on 2
+#: busy cores) of the tiny chip (``hardwire chip --model tiny``: 32 lanes, 32 LM-head lanes,
+#: beat 16, head_dim 16, ctx 16, 16-bit activations). Drivers:
+#:
+#: - ``lane_bits``: a lane's ``chunk`` input bits (block x activation bits) plus its two
+#:   products' bits (``(D + M widths) x activation-sum width``), from its ports;
+#: - ``beat``: elements per cycle (vector units, the lane array's rescalers, glue);
+#: - ``lanes``: a lane array's lanes (their D/M ROMs, the array's own logic);
+#: - ``head_dim``: the attention unit (its dot products are ``head_dim`` wide);
+#: - ``1``: the chip's top glue.
+#:
+#: Checked against SmolLM2-135M layer 0 (16-bit activations, 64 lanes, beat 32, head_dim 64;
+#: ``hardwire synth --modules`` on five of its modules): see the README's report section.
+CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
+    # kind: {driver: (LUT4-eq, FF) per driver unit}
+    "ArgmaxUnit": {"beat": (125.9, 2.812)},
+    "AttentionUnit": {"head_dim": (6498.0, 174.4)},
+    "BfpUnit": {"beat": (287.5, 51.5)},
+    "BlockLane": {"lane_bits": (3.693, 0.06135)},
+    "Chip": {"1": (10.0, 9.0)},
+    "DecoderLayer": {"beat": (90.44, 99.0)},
+    "EmbeddingUnit": {"beat": (427.1, 1.75)},
+    "LaneArray": {"beat": (1131.0, 0.0), "lanes": (114.2, 84.07)},
+    "ResidualAdd": {"beat": (128.1, 96.12)},
+    "RmsNormUnit": {"beat": (3861.0, 190.3)},
+    "RopeUnit": {"beat": (3363.0, 74.19)},
+    "SwigluUnit": {"beat": (8159.0, 243.9)},
 }
 
 #: The built-in Fmax, for a design whose own module has not been placed: nextpnr-ecp5 on the
 #: tiny chip's layer-0 lane alone (see :func:`make_report`), LFE5U-25F, seed 1.
-CALIBRATION_FMAX = {"mhz": None, "module": "the tiny chip's layer-0 lane (hw_BlockLane)",
+CALIBRATION_FMAX = {"mhz": 29.78, "module": "the tiny chip's layer-0 lane (hw_BlockLane)",
                     "device": "ECP5 LFE5U-25F CABGA381"}
 
 #: What the sweep compares. ``per-layer``: every decoder layer has its own datapath (lane
@@ -60,12 +82,12 @@ CALIBRATION_FMAX = {"mhz": None, "module": "the tiny chip's layer-0 lane (hw_Blo
 #: (not built), with the per-layer cycle count (one token is in flight either way).
 STRATEGIES = ("per-layer", "shared")
 
-_UNIT_KINDS = ("AttentionUnit", "BfpUnit", "BlockLane", "ResidualAdd", "RmsNormUnit",
-               "RopeUnit", "SwigluUnit")
-_DRIVERS = {"BlockLane": "block*abits", "LaneArray": "lanes", "AttentionUnit": "head_dim",
-            "RmsNormUnit": "beat", "BfpUnit": "beat", "ResidualAdd": "beat", "RopeUnit": "beat",
-            "SwigluUnit": "beat", "EmbeddingUnit": "beat", "ArgmaxUnit": "beat",
-            "DecoderLayer": "beat", "Chip": "1"}
+#: The driver terms of each kind (see :data:`CALIBRATION`).
+_TERMS = {"BlockLane": ("lane_bits",), "LaneArray": ("beat", "lanes"),
+          "AttentionUnit": ("head_dim",), "RmsNormUnit": ("beat",), "BfpUnit": ("beat",),
+          "ResidualAdd": ("beat",), "RopeUnit": ("beat",), "SwigluUnit": ("beat",),
+          "EmbeddingUnit": ("beat",), "ArgmaxUnit": ("beat",), "DecoderLayer": ("beat",),
+          "Chip": ("1",)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,7 +104,9 @@ def _load(design: Path) -> dict:
         m = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read {path}: {e}") from None
-    kind = m.get("kind") if isinstance(m, dict) else None
+    if not isinstance(m, dict):
+        raise UserError(f"cannot read {path}: not a JSON object")
+    kind = m.get("kind")
     if kind not in ("chip", "layer"):
         raise UserError(f"{design} holds a {kind or 'matvec'} design; 'hardwire report' takes "
                         "a chip or layer design ('hardwire synth' reports a matvec design)")
@@ -114,43 +138,86 @@ def module_kind(name: str, top: str, kind: str) -> str:
 
 
 def _plan(design: Path, m: dict):
+    """The design's Verilog modules and its per-module synthesis plan
+    (:func:`gen.synth.plan_layer`)."""
     from .synth import plan_layer, split_verilog
 
     try:
         texts = [(design / s).read_text() for s in m["sources"]]
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read the sources of {design}: {e}") from None
-    return plan_layer(split_verilog(texts), m["top"])
+    vmods = split_verilog(texts)
+    return vmods, plan_layer(vmods, m["top"])
 
 
-def _head_abits(m: dict) -> int:
-    f = m["format_int"]
-    return f.get("head_abits") or f["abits"]
+_PORT_RE = re.compile(r"^\s*(?:input|output)\s+(?:\[(\d+):0\]\s+)?(\w+)\s*;", re.M)
 
 
-def _drivers(m: dict, plan) -> dict:
-    """Each module's size driver value (see :data:`CALIBRATION`)."""
-    cfg, f = m["config"], m["format_int"]
-    head_engine = "chip_head_engine"
-    head_lanes = {p.boxes[0] for p in plan if p.name == head_engine and p.boxes}
+def lane_bits(vmod, abits: int) -> int:
+    """The ``lane_bits`` driver of a lane module: ``chunk`` bits plus ``(D + M widths) x
+    activation-sum width`` (without an M input, the sum of 32 activations: abits + 5)."""
+    w = {name: int(hi) + 1 if hi else 1 for hi, name in _PORT_RE.findall(vmod.blackbox_text())}
+    s = w.get("act_sum", abits + 5)
+    return w.get("chunk", 0) + (w.get("d", 0) + w.get("m", 0)) * s
+
+
+def _drivers(m: dict, vmods, plan) -> dict:
+    """Each module's driver values ``{term: value}`` (see :data:`CALIBRATION`); None for a
+    module of no known kind."""
     out = {}
     for p in plan:
         k = module_kind(p.name, m["top"], m["kind"])
-        drv = _DRIVERS.get(k)
-        if drv == "block*abits":
-            v = 32 * (_head_abits(m) if p.name in head_lanes else f["abits"])
-        elif drv == "lanes":
-            v = m.get("head_lanes") if p.name == head_engine else m["lanes"]
-        elif drv == "head_dim":
-            v = cfg["head_dim"]
-        elif drv == "beat":
-            v = m["beat"]
-        elif drv == "1":
-            v = 1
-        else:
-            v = None
-        out[p.name] = v
+        if k not in _TERMS:
+            out[p.name] = None
+            continue
+        v = {"beat": m["beat"], "head_dim": m["config"]["head_dim"], "1": 1,
+             "lanes": m.get("head_lanes") if p.name == "chip_head_engine" else m["lanes"]}
+        if k == "BlockLane":
+            v["lane_bits"] = lane_bits(vmods[p.name], m["format_int"]["abits"])
+        out[p.name] = {t: v[t] for t in _TERMS[k]}
     return out
+
+
+def _model(kind: str, drivers: dict) -> tuple[float, float] | None:
+    """The built-in (ECP5 LUT4-eq, FF) of a module of ``kind`` with these drivers."""
+    terms = CALIBRATION.get(kind)
+    if not terms or drivers is None:
+        return None
+    return (sum(c[0] * drivers[t] for t, c in terms.items()),
+            sum(c[1] * drivers[t] for t, c in terms.items()))
+
+
+def fit_calibration(synth_report: dict, m: dict, vmods, plan) -> dict:
+    """The :data:`CALIBRATION` table from a per-module synthesis report
+    (``synth_<target>/report.json``) of a chip: per kind, each term's figure per driver unit,
+    summed over the kind's modules and instances. A lane array's rescalers (its parts named
+    ``*.rescale*``) are its ``beat`` term, the rest its ``lanes`` term; every other kind has
+    one term."""
+    drivers = _drivers(m, vmods, plan)
+    key = METRIC[synth_report["target"]][0]
+    acc: dict = {}
+    for e in synth_report["modules"]:
+        k = module_kind(e["module"], m["top"], m["kind"])
+        d = drivers.get(e["module"])
+        if e["status"] != "ok" or d is None:
+            continue
+        n = e["instances"]
+        if k == "LaneArray":
+            parts = e.get("parts", {})
+            resc = [v for g, v in parts.items() if ".rescale" in g]
+            r = (sum(v[key] for v in resc), sum(v["FF"] for v in resc))
+            split = {"beat": r, "lanes": (e["stats"][key] - r[0], e["stats"]["FF"] - r[1])}
+        else:
+            (t,) = _TERMS[k]
+            split = {t: (e["stats"][key], e["stats"]["FF"])}
+        for t, (logic, ff) in split.items():
+            a = acc.setdefault(k, {}).setdefault(t, [0, 0, 0])
+            a[0] += n * logic
+            a[1] += n * ff
+            a[2] += n * d[t]
+    return {k: {t: (float(f"{lo / x:.4g}"), float(f"{ff / x:.4g}"))
+                for t, (lo, ff, x) in sorted(terms.items())}
+            for k, terms in sorted(acc.items())}
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,37 +231,53 @@ METRIC = {"ecp5": ("lut4_equiv", "LUT4-eq", "LUT4-eq = LUT4 + 2 x CCU2C (ECP5 ca
 
 def _calibration(m: dict, plan, est: dict | None, drivers: dict, target: str,
                  dsp: bool) -> dict:
-    """Per kind: logic and FF per driver unit, from this design's synthesised modules of the
-    kind where there are any, else the built-in table (ECP5 -nodsp only)."""
+    """Per kind, the factor on the built-in model (:data:`CALIBRATION`, ECP5 -nodsp): this
+    design's synthesised modules of the kind (their figure over the model's) where there
+    are any, so that its other modules of the kind, and the sweep, scale from them; else 1
+    (ECP5 -nodsp only: the built-in figures are in its units)."""
     key = METRIC[target][0]
-    own: dict[str, tuple] = {}
+    own: dict[str, list] = {}
     if est is not None:
         for p in plan:
             fig = est["by_module"].get(p.name)
             k = module_kind(p.name, m["top"], m["kind"])
-            if fig is None or not drivers.get(p.name):
+            model = _model(k, drivers.get(p.name))
+            if fig is None or model is None or not model[0]:
                 continue
-            logic, ff, n = own.get(k, (0, 0, 0))
-            own[k] = (logic + fig.get(key, 0), ff + fig.get("FF", 0),
-                      n + p.instances * drivers[p.name])
+            a = own.setdefault(k, [0, 0, 0, 0])
+            a[0] += fig.get(key, 0)
+            a[1] += fig.get("FF", 0)
+            a[2] += p.instances * model[0]
+            a[3] += p.instances * model[1]
     out = {}
-    for k in sorted(set(_DRIVERS) | set(own)):
+    for k in sorted(CALIBRATION):
         if k in own:
-            logic, ff, n = own[k]
-            out[k] = {"driver": _DRIVERS.get(k), "logic_per": float(f"{logic / n:.6g}"),
-                      "FF_per": float(f"{ff / n:.6g}"), "source": "this design (yosys)"}
-        elif k in CALIBRATION and target == "ecp5" and not dsp:
-            drv, logic, ff, _ = CALIBRATION[k]
-            out[k] = {"driver": drv, "logic_per": logic, "FF_per": ff,
-                      "source": "built-in (tiny chip)"}
+            logic, ff, ml, mf = own[k]
+            out[k] = {"logic_factor": float(f"{logic / ml:.4g}"),
+                      "FF_factor": float(f"{ff / mf:.4g}") if mf else 1.0,
+                      "source": "this design (yosys)"}
+        elif target == "ecp5":
+            out[k] = {"logic_factor": 1.0, "FF_factor": 1.0,
+                      "source": "built-in (tiny chip" + (", -nodsp)" if dsp else ")")}
+        out.get(k, {})["terms"] = {t: {"logic_per": c[0], "FF_per": c[1]}
+                                   for t, c in CALIBRATION[k].items()}
     return out
 
 
-def _area(design: Path, m: dict, plan, target: str, dsp: bool) -> dict:
+def _estimate(cal: dict, kind: str, drivers: dict | None) -> tuple[int, int] | None:
+    """A module's calibrated (logic, FF), or None."""
+    model = _model(kind, drivers)
+    c = cal.get(kind)
+    if model is None or c is None:
+        return None
+    return round(c["logic_factor"] * model[0]), round(c["FF_factor"] * model[1])
+
+
+def _area(design: Path, m: dict, vmods, plan, target: str, dsp: bool) -> dict:
     key, short, unit = METRIC[target]
     ykey = f"{target}{'_dsp' if dsp else ''}"
     est = m.get("yosys", {}).get(ykey)
-    drivers = _drivers(m, plan)
+    drivers = _drivers(m, vmods, plan)
     cal = _calibration(m, plan, est, drivers, target, dsp)
     rows = []
     tot = {"logic": 0, "FF": 0, "logic_yosys": 0, "logic_calibrated": 0, "BRAM": 0, "DSP": 0}
@@ -203,23 +286,25 @@ def _area(design: Path, m: dict, plan, target: str, dsp: bool) -> dict:
         k = module_kind(p.name, m["top"], m["kind"])
         d = drivers.get(p.name)
         row = {"module": p.name, "role": p.role, "kind": k, "instances": p.instances,
-               "driver": None if d is None else {"name": _DRIVERS.get(k), "value": d},
-               "method": None, "per_instance": None, "total": None}
+               "drivers": d, "method": None, "per_instance": None, "total": None}
         fig = est["by_module"].get(p.name) if est else None
+        guess = _estimate(cal, k, d)
         if fig is not None:
             total = {"logic": fig.get(key, 0), "FF": fig.get("FF", 0),
                      "BRAM": fig.get("BRAM", 0), "DSP": fig.get("DSP", 0)}
             row.update(method="yosys", total=total,
-                       per_instance={s: v // p.instances for s, v in total.items()})
+                       per_instance={s_: v // p.instances for s_, v in total.items()})
             for s_ in ("logic", "FF", "BRAM", "DSP"):
                 tot[s_] += total[s_]
             tot["logic_yosys"] += total["logic"]
-        elif k in cal and d:
+        elif guess is not None:
             c = cal[k]
-            per = {"logic": round(c["logic_per"] * d), "FF": round(c["FF_per"] * d)}
-            row.update(method=f"calibrated: {c['logic_per']:g} {short} per {c['driver']} x {d}, "
+            terms = " + ".join(f"{c['terms'][t]['logic_per']:g} x {t} {v}"
+                               for t, v in d.items())
+            row.update(method=f"calibrated: {c['logic_factor']:g} x ({terms}) {short}, "
                               f"{c['source']}",
-                       per_instance=per, total={s_: v * p.instances for s_, v in per.items()})
+                       per_instance={"logic": guess[0], "FF": guess[1]},
+                       total={"logic": guess[0] * p.instances, "FF": guess[1] * p.instances})
             tot["logic"] += row["total"]["logic"]
             tot["logic_calibrated"] += row["total"]["logic"]
             tot["FF"] += row["total"]["FF"]
@@ -243,6 +328,8 @@ def _area(design: Path, m: dict, plan, target: str, dsp: bool) -> dict:
         "totals": tot,
         "not_estimated": unknown,
         "calibration": cal,
+        "drivers": {"lane_bits": {p.name: d["lane_bits"] for p in plan
+                                  if (d := drivers.get(p.name)) and "lane_bits" in d}},
     }
 
 
@@ -302,6 +389,19 @@ def _run_pnr(design: Path, plan, module: str, target: str, dsp: bool, timeout: f
            "seconds": {"synth": res["synth"]["seconds"], "pnr": pnr["seconds"]}}
     (wd / "result.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     return out
+
+
+def _flow_pnr(design: Path, target: str, dsp: bool) -> dict | None:
+    """The place-and-route result ``hardwire synth`` (:func:`gen.flow.synth_chip`) left in
+    ``synth_<target>/report.json``, when it placed something with these options."""
+    try:
+        d = json.loads((design / f"synth_{target}" / "report.json").read_text())
+        p = d.get("pnr") or {}
+        if p.get("placed") and p.get("fmax_mhz") and d["flow"]["dsp"] == dsp:
+            return p | {"nextpnr": d["tools"]["nextpnr"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
 
 
 def _cached_pnr(design: Path, target: str, module: str, dsp: bool) -> dict | None:
@@ -411,8 +511,7 @@ def _weight_error(m: dict, model, spec: str | None) -> dict:
     fmts = sorted({getattr(model.layer(i), p).source for i in layers for p in PROJECTIONS})
     formats = {"layers": fmts}
     if m["kind"] == "chip":
-        w = model.weights()
-        formats |= {"embedding": w.embedding.source, "lm_head": w.lm_head.source}
+        formats |= {"embedding": model.embedding().source, "lm_head": model.lm_head().source}
     if model.float_weights(0) is None:
         return {"model": model.name, "computable": False, "formats": formats,
                 "note": "the model file holds quantised weights: their error against the "
@@ -431,10 +530,14 @@ def _weight_error(m: dict, model, spec: str | None) -> dict:
 
 def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, cache: dict):
     """``(units at the last position, ideal)`` of the chip ``hardwire chip`` would build, from
-    the hardware classes' own cycle formulas: a :class:`hdl.layer.DecoderLayer` per distinct
-    layer (its lane ROMs are laid out, not converted), the LM head's schedule
-    (:class:`golden.block_folded.BlockFoldedLayout`, as its :class:`LaneArray` uses), and the
-    embedding, final norm and argmax units. Raises ``ValueError`` for an impossible point."""
+    the hardware classes' own cycle formulas. Raises ``ValueError`` for an impossible point.
+
+    A decoder layer's cycles are its units' (which depend on the beat) plus its lane array's
+    passes (which depend on the lanes): a :class:`hdl.layer.DecoderLayer` is built once per
+    beat and distinct layer (its lane ROMs laid out, not converted) for the first, and the
+    passes' schedules (:class:`golden.block_folded.BlockFoldedLayout`, as the lane array uses
+    them) give the second for any lane count. The LM head is one such schedule; the
+    embedding, final norm and argmax units give their own."""
     from golden import block_folded as gbf
     from golden.llama_int import norm_gain
     from hdl.chip import ArgmaxUnit, EmbeddingUnit
@@ -444,80 +547,90 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
     from .weight_error import PROJECTIONS
 
     cfg, pos = model.cfg, ctx - 1
-    w = model.weights()
+    w = cache.get("weights") or cache.setdefault("weights", model.weights())
+
+    def passes(layouts, n):
+        out = []
+        for L in layouts:
+            L = gbf.BlockFoldedLayout(L.rows, L.cols, L.bits, L.block, n)
+            if n % beat or n // beat > L.nblocks * L.bits:
+                raise ValueError(f"{n} lanes do not fit beat {beat}")
+            out.append(L)
+        return out
+
     layers = []
     for lw in w.layers:
-        sig = (lanes, beat, tuple((getattr(lw, p).bits, getattr(lw, p).block)
-                                  for p in PROJECTIONS))
+        sig = (beat, tuple((getattr(lw, p).bits, getattr(lw, p).block) for p in PROJECTIONS))
         if sig not in cache:
             layer = DecoderLayer(cfg, lw, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt)
-            cache[sig] = (sum(layer.unit_cycles(pos).values()), layer.ideal_cycles(pos),
+            e = layer.engine
+            cache[sig] = (sum(layer.unit_cycles(pos).values()) - sum(e.pass_cycles),
+                          layer.ideal_cycles(pos) - e.ideal_cycles, e.layouts,
                           layer.golden.eps_term)
-        layers.append(cache[sig])
+        units, ideal, layouts, eps_term = cache[sig]
+        ls = passes(layouts, lanes)
+        layers.append((units + sum(L.cycles_per_vector for L in ls),
+                       ideal + sum(L.ideal_cycles for L in ls)))
     head = w.lm_head.reblock(math.gcd(32, w.lm_head.block))
-    hl = gbf.BlockFoldedLayout.of(head, head_lanes)
-    if head_lanes % beat or head_lanes // beat > hl.nblocks * hl.bits:
-        raise ValueError(f"{head_lanes} LM-head lanes do not fit beat {beat}")
+    (hl,) = passes([gbf.BlockFoldedLayout.of(head, head_lanes)], head_lanes)
     head_abits = fmt.head_abits or fmt.abits
     head_fmt = replace(fmt, abits=head_abits, fx_frac=fmt.logit_frac, fx_bits=fmt.logit_bits)
     g, gf = norm_gain(w.final_norm, cfg.dim, fmt)
-    norm = RmsNormUnit(cfg.dim, beat, head_fmt, g, gf, layers[0][2] if layers else 0)
+    norm = RmsNormUnit(cfg.dim, beat, head_fmt, g, gf, eps_term)
     # One embedding row is enough for the unit's timing (it depends on dim and beat only).
     emb = EmbeddingUnit(w.embedding.rows_slice(0, 1), beat=beat, fmt=fmt,
                         pos_bits=max(1, (ctx - 1).bit_length()))
     units = {"embedding": emb.cycles}
-    for i, (c, _, _) in enumerate(layers):
+    for i, (c, _) in enumerate(layers):
         units[f"layer {i}"] = c
     units |= {"final norm": norm.cycles, "LM head": hl.cycles_per_vector,
               "argmax": ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits).cycles}
-    ideal = sum(i for _, i, _ in layers) + hl.ideal_cycles
+    ideal = sum(i for _, i in layers) + hl.ideal_cycles
     return units, ideal
 
 
-def _sweep_area(cal: dict, cfg: dict, f: dict, lanes: int, head_lanes: int, beat: int,
-                strategy: str) -> tuple[int | None, dict]:
-    """Calibrated LUT4-eq of a chip: per layer its lanes, lane array, units and glue (once
-    for ``shared``, ``n_layers`` times for ``per-layer``), then the LM head's lanes and lane
-    array, the embedding, final norm, argmax and the top glue."""
-    def k(kind, x):
-        c = cal.get(kind)
-        return None if c is None else c["logic_per"] * x
+def _sweep_area(cal: dict, cfg: dict, lane_bits: tuple[float, float], lanes: int,
+                head_lanes: int, beat: int, strategy: str) -> tuple[int | None, dict]:
+    """Calibrated logic of a chip: per layer its lanes, lane array, units and glue (once for
+    ``shared``, ``n_layers`` times for ``per-layer``), then the LM head's lanes and lane
+    array, the embedding, final norm, argmax and the top glue. ``lane_bits``: the design's
+    layer and LM-head lanes' driver (their widths do not depend on the lane count)."""
+    def k(kind, **drivers):
+        e = _estimate(cal, kind, drivers)
+        return math.nan if e is None else e[0]
 
-    head_abits = f.get("head_abits") or f["abits"]
-    layer_parts = {
-        "lanes": lanes * (k("BlockLane", 32 * f["abits"]) or math.nan),
-        "lane array": k("LaneArray", lanes),
-        "units": sum(k(u, beat) or math.nan for u in ("RmsNormUnit", "RmsNormUnit", "BfpUnit",
-                                                      "ResidualAdd", "ResidualAdd",
-                                                      "RopeUnit", "SwigluUnit"))
-        + (k("AttentionUnit", cfg["head_dim"]) or math.nan),
-        "glue": k("DecoderLayer", beat),
-    }
-    per_layer = sum(v if v is not None else math.nan for v in layer_parts.values())
+    common = {"beat": beat, "head_dim": cfg["head_dim"]}
+    layer = (lanes * k("BlockLane", lane_bits=lane_bits[0])
+             + k("LaneArray", beat=beat, lanes=lanes)
+             + 2 * k("RmsNormUnit", **common) + k("BfpUnit", **common)
+             + 2 * k("ResidualAdd", **common) + k("RopeUnit", **common)
+             + k("SwigluUnit", **common) + k("AttentionUnit", **common)
+             + k("DecoderLayer", **common))
     n = 1 if strategy == "shared" else cfg["n_layers"]
-    other = {
-        "layers": n * per_layer,
-        "LM head lanes": head_lanes * (k("BlockLane", 32 * head_abits) or math.nan),
-        "LM head lane array": k("LaneArray", head_lanes) or math.nan,
-        "embedding": k("EmbeddingUnit", beat) or math.nan,
-        "final norm": k("RmsNormUnit", beat) or math.nan,
-        "argmax": k("ArgmaxUnit", beat) or math.nan,
-        "top glue": k("Chip", 1) or math.nan,
+    parts = {
+        "layers": n * layer,
+        "LM head lanes": head_lanes * k("BlockLane", lane_bits=lane_bits[1]),
+        "LM head lane array": k("LaneArray", beat=beat, lanes=head_lanes),
+        "embedding": k("EmbeddingUnit", **common),
+        "final norm": k("RmsNormUnit", **common),
+        "argmax": k("ArgmaxUnit", **common),
+        "top glue": k("Chip", **{"1": 1}),
     }
-    total = sum(other.values())
+    total = sum(parts.values())
     if math.isnan(total):
         return None, {}
-    return round(total), {p: round(v) for p, v in other.items()}
+    return round(total), {p: round(v) for p, v in parts.items()}
 
 
-def _candidates(n_rows: list[int], design_value: int, lo: int = 8, hi: int = 512) -> list[int]:
-    """Lane counts to try: divisors of every row count, ``lo..hi``, powers of two and three
-    times powers of two, and the design's own."""
+def _candidates(n_rows: list[int], design_value: int, lo: int = 8, hi: int = 256) -> list[int]:
+    """Lane counts to try: the powers of two ``lo..hi`` that divide every row count, the
+    largest such divisor up to ``hi`` (one that is not a power of two, like SmolLM2's 192),
+    and the design's own."""
     g = 0
     for r in n_rows:
         g = math.gcd(g, r)
-    out = {d for d in range(lo, min(g, hi) + 1) if g % d == 0
-           and (d & (d - 1) == 0 or (d % 3 == 0 and (d // 3) & (d // 3 - 1) == 0))}
+    divisors = [d for d in range(lo, min(g, hi) + 1) if g % d == 0]
+    out = {d for d in divisors if d & (d - 1) == 0} | set(divisors[-1:])
     return sorted(out | {design_value})
 
 
@@ -534,9 +647,14 @@ def pareto_front(points: list[dict], x: str = "logic", y: str = "tokens_per_s") 
     return sorted(front, key=lambda i: (points[i][x], points[i][y]))
 
 
-def sweep_points(m: dict, model, cal: dict, fmax_mhz: float | None, *,
-                 lanes: list[int] | None = None, head_lanes: list[int] | None = None) -> dict:
-    """The design-space sweep of a chip manifest ``m`` (see :data:`STRATEGIES`)."""
+def sweep_points(m: dict, model, cal: dict, fmax_mhz: float | None,
+                 lane_bits: tuple[float, float], *, lanes: list[int] | None = None,
+                 head_lanes: list[int] | None = None) -> dict:
+    """The design-space sweep of a chip manifest ``m`` (see :data:`STRATEGIES`): every
+    valid (lanes, LM-head lanes) pair, its beat as ``hardwire chip`` would choose it, each
+    strategy's cycles per token (:func:`_chip_cycles`), calibrated logic (``cal``, from
+    :func:`_calibration`; ``lane_bits`` of the design's layer and LM-head lanes) and tokens/s
+    at ``fmax_mhz``."""
     from golden.llama_int import IntFormat
 
     from .chip import check_lanes
@@ -565,15 +683,18 @@ def sweep_points(m: dict, model, cal: dict, fmax_mhz: float | None, *,
         if (p, h, beat) == design_key:
             match = units == m["cycles"]["units_at_last_pos"]
         for s in STRATEGIES:
-            area, parts = _sweep_area(cal, m["config"], m["format_int"], p, h, beat, s)
+            area, parts = _sweep_area(cal, m["config"], lane_bits, p, h, beat, s)
             points.append({"strategy": s, "lanes": p, "head_lanes": h, "beat": beat,
                            "cycles_per_token": cycles, "ideal_cycles": ideal,
                            "tokens_per_s": _rate(fmax_mhz, cycles), "logic": area,
                            "area_parts": parts, "design": (p, h, beat) == design_key
                            and s == "per-layer"})
     front = pareto_front(points)
+    by_strategy = {s: pareto_front([p if p["strategy"] == s else {} for p in points])
+                   for s in STRATEGIES}
     for i, pt in enumerate(points):
         pt["pareto"] = i in front
+        pt["pareto_in_strategy"] = i in by_strategy[pt["strategy"]]
     return {
         "fmax_mhz": fmax_mhz,
         "position": m["ctx"] - 1,
@@ -594,8 +715,22 @@ def sweep_points(m: dict, model, cal: dict, fmax_mhz: float | None, *,
         "design_point_matches_manifest": match,
         "points": points,
         "pareto": front,
+        "pareto_by_strategy": by_strategy,
         "skipped": skipped,
     }
+
+
+def _design_lane_bits(area: dict, plan) -> tuple[float, float]:
+    """The ``lane_bits`` driver of the design's layer lanes (instance-weighted mean) and of
+    its LM-head lane."""
+    bits = area["drivers"]["lane_bits"]
+    layer, head = [], []
+    for p in plan:
+        if p.role == "lane array":
+            for b in p.boxes:
+                (head if p.name == "chip_head_engine" else layer).append(bits[b])
+    mean = sum(layer) / len(layer) if layer else math.nan
+    return mean, (sum(head) / len(head) if head else mean)
 
 
 def _plot(sweep: dict, m: dict, out: Path) -> None:
@@ -616,9 +751,12 @@ def _plot(sweep: dict, m: dict, out: Path) -> None:
         label = s if s == "per-layer" else f"{s} (analytical estimate)"
         ax.scatter([p["logic"] for p in sel], [p["tokens_per_s"] for p in sel],
                    marker=marker, c=color, alpha=0.45, s=28, label=label)
+    built = [sweep["points"][i] for i in sweep["pareto_by_strategy"]["per-layer"]]
+    ax.plot([p["logic"] for p in built], [p["tokens_per_s"] for p in built], "--",
+            c="tab:blue", lw=1.2, zorder=3, label="Pareto front of per-layer (built) designs")
     front = [sweep["points"][i] for i in sweep["pareto"]]
     ax.plot([p["logic"] for p in front], [p["tokens_per_s"] for p in front], "-",
-            c="tab:red", lw=1.5, zorder=3, label="Pareto front")
+            c="tab:red", lw=1.5, zorder=3, label="Pareto front, all points")
     ax.scatter([p["logic"] for p in front], [p["tokens_per_s"] for p in front],
                facecolors="none", edgecolors="tab:red", s=90, lw=1.5, zorder=4)
     for p in front:
@@ -670,7 +808,7 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
         raise UserError("the generic target has no DSP blocks")
     if not timeout > 0:
         raise UserError(f"--timeout must be positive, not {timeout:g}")
-    if sweep and (quant is not None and model is None):
+    if quant is not None and model is None:
         raise UserError("--quant goes with --model")
     m = _load(design)
     if sweep and m["kind"] != "chip":
@@ -687,8 +825,8 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
         if bad:
             log(f"report: not synthesised (calibrated instead): {', '.join(bad)}")
         m = _load(design)
-    plan = _plan(design, m)
-    area = _area(design, m, plan, target, dsp)
+    vmods, plan = _plan(design, m)
+    area = _area(design, m, vmods, plan, target, dsp)
 
     # Fmax: one module placed alone.
     fmod = _fmax_module(m, plan, fmax_module)
@@ -701,7 +839,19 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
         except UserError as e:
             log(f"report: place-and-route failed: {e}")
         times["nextpnr"] = time.perf_counter() - t
-    if res is not None and res.get("fmax_mhz"):
+    flow = _flow_pnr(design, pnr_target, dsp) if fmax_module is None else None
+    if flow is not None:
+        # 'hardwire synth' (gen.flow) placed the whole chip, or its largest module that fits.
+        whole = flow["whole_design"]
+        fmax = {"mhz": flow["fmax_mhz"], "module": flow["placed"],
+                "role": "whole chip" if whole else next(
+                    (p.role for p in plan if p.name == flow["placed"]), "module"),
+                "method": "nextpnr", "device": flow["device"], "nextpnr": flow["nextpnr"],
+                "module_stats": flow.get("stats"),
+                "note": ("the whole chip placed and routed by 'hardwire synth'" if whole else
+                         "the largest module that fits, placed alone by 'hardwire synth'; the "
+                         "whole chip is not placed, and its Fmax is at most this")}
+    elif res is not None and res.get("fmax_mhz"):
         role = next(p.role for p in plan if p.name == fmod)
         fmax = {"mhz": res["fmax_mhz"], "module": fmod, "role": role, "method": "nextpnr",
                 "device": res["device"], "nextpnr": res["nextpnr"],
@@ -709,7 +859,7 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
                 "note": "this module alone in a shift-register harness (every port on a "
                         "register), placed and routed with nextpnr; the whole chip is not "
                         "placed, and its Fmax is at most this"}
-        times.setdefault("nextpnr_cached", res.get("seconds", {}).get("pnr"))
+        times.setdefault("nextpnr (earlier run)", res.get("seconds", {}).get("pnr"))
     elif pnr_target == "ecp5" and not dsp and CALIBRATION_FMAX["mhz"]:
         c = CALIBRATION_FMAX
         fmax = {"mhz": c["mhz"], "module": fmod,
@@ -721,6 +871,12 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
     else:
         fmax = {"mhz": None, "module": fmod, "method": None,
                 "note": "not placed yet: run 'hardwire report DIR --synth' (nextpnr)"}
+    if "yosys" not in times and area["yosys"] is not None:
+        try:
+            syn = json.loads((design / f"synth_{target}" / "report.json").read_text())
+            times["yosys (earlier run)"] = syn["seconds"]["total"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     speed = _speed(design, m, fmax)
 
     mdl = _model_for(m, model, quant) if (sweep or m["kind"] == "chip" or model) else None
@@ -742,7 +898,8 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
             raise UserError(f"--sweep needs the model: give --model FILE (the design was made "
                             f"from {m.get('model')})")
         t = time.perf_counter()
-        data["sweep"] = sweep_points(m, mdl, area["calibration"], fmax["mhz"], lanes=lanes,
+        data["sweep"] = sweep_points(m, mdl, area["calibration"], fmax["mhz"],
+                                     _design_lane_bits(area, plan), lanes=lanes,
                                      head_lanes=head_lanes)
         data["sweep"]["logic_unit"] = area["logic_unit"]
         times["sweep"] = time.perf_counter() - t
@@ -783,12 +940,15 @@ def _table(d: dict, design: Path, times: dict) -> str:
     rows = []
     for r in a["modules"]:
         per, tot = r["per_instance"] or {}, r["total"] or {}
-        meth = r["method"] if r["method"] == "yosys" else (r["method"] or "")
+        meth = r["method"] or ""
+        if meth.startswith("calibrated"):
+            meth = f"calibrated, {a['calibration'][r['kind']]['source']}"
         rows.append([r["module"], r["kind"], f"{r['instances']}x", _n(per.get("logic")),
                      _n(per.get("FF")), _n(tot.get("BRAM")), _n(tot.get("logic")),
-                     meth.split(" (")[0]])
+                     meth.split(":")[0]])
     t = a["totals"]
-    rows.append(["total", "", "", "", "", _n(t["BRAM"]), _n(t["logic"]),
+    rows.append(["total", "", "", "", "", _n(t["BRAM"] if t["logic_yosys"] else None),
+                 _n(t["logic"]),
                  f"yosys {_n(t['logic_yosys'])} + calibrated {_n(t['logic_calibrated'])}"])
     out += _grid(head, rows)
     mem = a["memory"]
@@ -837,19 +997,21 @@ def _table(d: dict, design: Path, times: dict) -> str:
         out.append("")
         pts = sw["points"]
         out.append(f"sweep: {len(pts)} points ({len(sw['skipped'])} impossible), lanes x "
-                   f"LM-head lanes x strategy; Pareto front (area vs tokens/s at "
-                   f"{_n(sw['fmax_mhz'])} MHz):")
-        head = ["strategy", "lanes", "head", "beat", "cycles/token", "tokens/s", short]
-        rows = [[p["strategy"] + (" (this design)" if p["design"] else ""), str(p["lanes"]),
-                 str(p["head_lanes"]), str(p["beat"]), _n(p["cycles_per_token"]),
-                 _n(p["tokens_per_s"]), _n(p["logic"])]
-                for p in (pts[i] for i in sw["pareto"])]
-        out += _grid(head, rows)
+                   f"LM-head lanes x strategy, tokens/s at {_n(sw['fmax_mhz'])} MHz, "
+                   f"calibrated logic; ROM and RAM bits as above at every point")
+        head = ["Pareto front", "lanes", "head", "beat", "cycles/token", "tokens/s", short]
+        for title, idx in (("per-layer (built)", sw["pareto_by_strategy"]["per-layer"]),
+                           ("overall", sw["pareto"])):
+            rows = [[p["strategy"] + (" (this design)" if p["design"] else ""),
+                     str(p["lanes"]), str(p["head_lanes"]), str(p["beat"]),
+                     _n(p["cycles_per_token"]), _n(p["tokens_per_s"]), _n(p["logic"])]
+                    for p in (pts[i] for i in idx)]
+            out += _grid([f"{head[0]}: {title}", *head[1:]], rows)
         dp = next((p for p in pts if p["design"]), None)
-        if dp is not None and not dp["pareto"]:
+        if dp is not None and not dp["pareto_in_strategy"]:
             out.append(f"  this design ({dp['lanes']}/{dp['head_lanes']}): "
                        f"{_n(dp['tokens_per_s'])} tokens/s, {_n(dp['logic'])} {short}, "
-                       "not on the front")
+                       "not on the per-layer front")
         out.append("  'shared' is an analytical estimate (one layer datapath time-multiplexed "
                    "over the layers), not a built design")
         if sw["design_point_matches_manifest"] is False:
