@@ -54,8 +54,13 @@ def convert_modules(top, name: str, workers: int | None = None) -> str:
     the text is the same whatever the worker count."""
     import multiprocessing as mp
 
-    jobs = [(top, name)] + sorted(((c, n) for n, c in top.modules.items()), key=lambda j: j[1])
-    jobs += lane_jobs(top)
+    everything = [(top, name)] + sorted(((c, n) for n, c in top.modules.items()),
+                                        key=lambda j: j[1])
+    everything += lane_jobs(top)
+    # Modules whose text is another's with some names replaced (a chip's decoder layers:
+    # the same glue around differently named units) are not converted again.
+    derived = top.derived_modules() if hasattr(top, "derived_modules") else {}
+    jobs = [j for j in everything if j[1] not in derived]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers > 1 and "fork" in mp.get_all_start_methods():
         _JOBS[:] = jobs  # forked workers inherit the components; only indices are sent
@@ -66,10 +71,23 @@ def convert_modules(top, name: str, workers: int | None = None) -> str:
         _JOBS.clear()
     else:
         texts = [_convert(j) for j in jobs]
-    for comp, _ in jobs:
-        # Elaborated in a worker process; this copy is never used, and that is expected.
+    for comp, _ in everything:
+        # Elaborated in a worker process (or derived); this copy is never used, as expected.
         comp._MustUse__silence = True
-    return "".join(texts)
+    done = {n: t for (_, n), t in zip(jobs, texts, strict=True)}
+    for n, (src, renames) in derived.items():
+        done[n] = _rename(done[src], renames)
+    return "".join(done[n] for _, n in everything)
+
+
+def _rename(text: str, renames: dict) -> str:
+    """``text`` with every whole identifier in ``renames`` replaced."""
+    import re
+
+    if not renames:
+        return text
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, renames)) + r")\b")
+    return pattern.sub(lambda mo: renames[mo.group(1)], text)
 
 
 def lane_jobs(top) -> list:

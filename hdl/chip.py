@@ -348,6 +348,19 @@ class Chip(wiring.Component):
         super().__init__({"x": In(stream.Signature(self.in_layout)),
                           "y": Out(stream.Signature(self.argmax.out_layout))})
 
+    def derived_modules(self) -> dict:
+        """``{name: (source, renames)}``: each decoder layer after the first is the first's
+        Verilog with its own unit and lane-array module names (the glue is the same)."""
+        first = self.layers[0] if self.layers else None
+        out = {}
+        for i, layer in enumerate(self.layers[1:], start=1):
+            renames = {"l0_layer": f"l{i}_layer"}
+            for attr, name in first._module_of.items():
+                if layer._module_of[attr] != name:
+                    renames[name] = layer._module_of[attr]
+            out[f"l{i}_layer"] = ("l0_layer", renames)
+        return out
+
     # -- figures ------------------------------------------------------------------------------
     def engines(self) -> list[LaneArray]:
         return [layer.engine for layer in self.layers] + [self.head]

@@ -198,3 +198,24 @@ def test_chip_bad_input(tmp_path, capsys, args, words):
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_derived_layers_are_their_own_conversion():
+    """A chip converts its first decoder layer's glue only; the others are the same text with
+    their own module names, exactly what converting them gives."""
+    import os
+
+    from gen.layer import _convert, _rename
+    from hdl.chip import Chip
+
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    m = load_model("tiny")
+    chip = Chip(m.cfg, m.weights(), ctx=4, lanes=32, head_lanes=32, beat=16, fmt=FMT)
+    derived = chip.derived_modules()
+    assert list(derived) == ["l1_layer"]
+    (src, renames), = derived.values()
+    assert renames["l0_engine"] == "l1_engine" and len(renames) >= 3
+    got = _rename(_convert((chip.modules[src], src)), renames)
+    assert got == _convert((chip.modules["l1_layer"], "l1_layer"))
+    for c in [chip, *chip.modules.values()]:
+        c._MustUse__silence = True
