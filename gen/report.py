@@ -801,6 +801,7 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
     from .synth import TARGETS, synth_layer
 
     t0 = time.perf_counter()
+    log = log or (lambda s: None)
     design = Path(design)
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
