@@ -933,8 +933,8 @@ def _table(d: dict, design: Path, times: dict) -> str:
     y = a["yosys"]
     out.append("")
     out.append(f"area on {a['target']}{' with DSPs' if a['dsp'] else ''} ({a['logic_unit']}); "
-               + (f"yosys per module ({y['version'].split('(')[0].strip()})"
-                  + ("" if y["complete"] else f", missing {', '.join(y['missing'])}")
+               + (f"yosys per module ({(y['version'] or '?').split('(')[0].strip()})"
+                  + (f", missing {', '.join(y['missing'])}" if y["missing"] else "")
                   if y else "no yosys run yet (hardwire report --synth): calibrated"))
     head = ["module", "kind", "inst", f"{short}/inst", "FF/inst", "BRAM", f"{short} total",
             "method"]
