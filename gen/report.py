@@ -501,8 +501,16 @@ def _weight_error(m: dict, model, spec: str | None) -> dict:
     from .weight_error import PROJECTIONS, weight_errors
 
     if m["kind"] == "layer" and m.get("weight_error") is not None:
-        return {"model": m.get("model"), "source": "manifest (hardwire layer)",
-                **m["weight_error"]}
+        we = m["weight_error"]
+        fm = we.get("formats") or {}
+        rel = we.get("relative_l2")
+        out = {"model": m.get("model"), "source": "manifest (hardwire layer)",
+               "computable": rel is not None,
+               "formats": {"layers": sorted(set(fm.values())), "per_projection": fm},
+               "note": we.get("note")}
+        if rel is not None:  # the layer's own format, per projection
+            out["per_projection_relative_l2"] = rel
+        return out
     if model is None:
         return {"model": m.get("model"), "computable": None, "formats": None,
                 "note": "the model file is not known to the report: give --model FILE (and "
@@ -972,7 +980,7 @@ def _table(d: dict, design: Path, times: dict) -> str:
                                        else ", not measured (hardwire sim DIR)"))
     if f["mhz"]:
         out.append(f"  Fmax {f['mhz']:.1f} MHz: {f['module']} ({f['role']}) placed alone on "
-                   f"{f['device']}; the whole chip is not placed")
+                   f"{f['device']}; the whole {d['kind']} is not placed")
         out.append(f"  tokens/s at Fmax: formula {_n(tp['units_formula'])}, ideal "
                    f"{_n(tp['ideal'])}" + (f", measured {_n(tp['measured_last'])}"
                                            if tp["measured_last"] else ""))
@@ -981,7 +989,11 @@ def _table(d: dict, design: Path, times: dict) -> str:
 
     w = d["weight_error"]
     out.append("")
-    if w.get("computable"):
+    if w.get("per_projection_relative_l2"):
+        out.append(f"weight error of this layer's {', '.join(w['formats']['layers'])} "
+                   "weights (relative L2 vs float): " + ", ".join(
+                       f"{k} {v:.4g}" for k, v in w["per_projection_relative_l2"].items()))
+    elif w.get("computable"):
         out.append(f"weight error of {w['model']} (relative L2 vs float, layer 0):")
         out.append("  " + ", ".join(f"{q} {r['relative_l2']:.4g}" for q, r in
                                     w["quants"].items()))

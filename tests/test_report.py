@@ -228,3 +228,23 @@ def test_weight_error_of_a_float_checkpoint(tmp_path):
     e = {q: v["relative_l2"] for q, v in w["quants"].items()}
     assert 0 < e["int8g"] < e["int4g"] < e["int2g"]
     assert len(w["formats"]["layers"]) == 1 and w["formats"]["embedding"]
+
+
+def test_layer_design(tmp_path, capsys):
+    """A layer directory: area, cycles and the manifest's weight error; no sweep."""
+    from gen.layer import generate_layer
+
+    d = tmp_path / "layer"
+    generate_layer("tiny", 1, d, ctx=4, log=None)
+    m = json.loads((d / "manifest.json").read_text())
+    r, table = make_report(d, log=None)
+    assert r["kind"] == "layer" and r["sweep"] is None
+    kinds = {row["kind"] for row in r["area"]["modules"]}
+    assert {"BlockLane", "LaneArray", "AttentionUnit", "DecoderLayer"} <= kinds
+    assert all(row["method"].startswith("calibrated") for row in r["area"]["modules"])
+    c = r["speed"]["cycles_per_token"]
+    assert c["units_formula"] == sum(m["cycles"]["units_at_last_pos"].values())
+    assert r["speed"]["fmax"]["module"] == "layer_lane"
+    assert r["weight_error"]["formats"]["layers"] == ["Q4_1"]
+    assert "the whole layer is not placed" in table
+    _one_line_error(capsys, d, "--sweep", match="--sweep needs a chip design")
