@@ -1403,14 +1403,19 @@ def synth_layer(design: str | Path, target: str = "ecp5", *, timeout: float = 18
     path = workdir / "report.json" if data["kind"] == "chip" else design / "report.json"
     if path != workdir / "report.json":
         _replace_text(path, text)
-    m.setdefault("yosys", {})[f"{target}{'_dsp' if dsp else ''}"] = manifest_estimate(data)
-    m["yosys"] = dict(sorted(m["yosys"].items()))
-    _replace_text(design / "manifest.json", json.dumps(m, indent=1) + "\n")
+    with _MANIFEST_LOCK:  # runs for other targets may be adding theirs (gen.flow)
+        m = _load_layer_manifest(design)
+        m.setdefault("yosys", {})[f"{target}{'_dsp' if dsp else ''}"] = manifest_estimate(data)
+        m["yosys"] = dict(sorted(m["yosys"].items()))
+        _replace_text(design / "manifest.json", json.dumps(m, indent=1) + "\n")
     return SynthReport(data, path)
 
 
+_MANIFEST_LOCK = threading.Lock()
+
+
 def _replace_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(path.suffix + f".{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
