@@ -33,16 +33,18 @@ def module_key(kind: str, *args, **kwargs) -> str:
 
 class Blackbox(wiring.Component):
     """Has ``inner``'s signature; elaborates to an instance of module ``name``, clocked by
-    ``clock`` (a gated clock) or else the ``sync`` domain's."""
+    ``clock`` (a gated clock) or else the ``sync`` domain's, and reset by ``reset`` or else
+    the ``sync`` domain's."""
 
-    def __init__(self, inner: wiring.Component, name: str, clock=None):
-        self.inner, self.module_name, self.clock = inner, name, clock
+    def __init__(self, inner: wiring.Component, name: str, clock=None, reset=None):
+        self.inner, self.module_name, self.clock, self.reset = inner, name, clock, reset
         super().__init__(inner.signature)
 
     def elaborate(self, platform):
         m = Module()
         clk = ClockSignal("sync") if self.clock is None else self.clock
-        ports = {"i_clk": clk, "i_rst": ResetSignal("sync")}
+        rst = ResetSignal("sync") if self.reset is None else self.reset
+        ports = {"i_clk": clk, "i_rst": rst}
         for path, member, value in self.signature.flatten(self):
             name = "__".join(str(p) for p in path)
             ports[("i_" if member.flow == In else "o_") + name] = Value.cast(value)

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 from amaranth.hdl import (
+    Cat,
     ClockDomain,
     ClockSignal,
     Const,
@@ -300,7 +301,7 @@ class Chip(wiring.Component):
     ``l<i>_layer`` with its own units.
 
     With ``gate_clocks``, each decoder layer and the head stage get their own gated clock
-    (:meth:`_gated_clock`): only the stage the token is in is clocked, as an ASIC would gate
+    (:meth:`_stage`): only the stage the token is in is clocked, as an ASIC would gate
     idle logic, and a simulator evaluates one stage per cycle instead of all of them.
 
     Ports: ``x`` (:func:`token_layout`: id and position, one payload per token), ``y``
@@ -398,35 +399,53 @@ class Chip(wiring.Component):
         return sum(layer.ideal_cycles(pos) for layer in self.layers) + self.head.ideal_cycles
 
     # -- circuit ------------------------------------------------------------------------------
-    def _gated_clock(self, m, name: str, enable):
-        """``clk`` for a stage, stopped while ``enable`` is low (and not in reset): the
-        enable is latched while ``clk`` is low (a negative-edge flop), and ANDed with
-        ``clk``, so the gated clock has no glitch, like a clock-gating cell."""
+    def _stage(self, m, name: str, enable, rst):
+        """The clock and reset of a stage (a decoder layer, or the head stage).
+
+        With :attr:`gate_clocks`, the clock is ``clk`` stopped while ``enable`` is low: the
+        enable is latched while ``clk`` is low (a negative-edge flop) and ANDed with ``clk``,
+        so the gated clock has no glitch, like a clock-gating cell. The stage's reset is then
+        ``rst`` registered again on that clock (the clock runs until it has been seen low), so
+        that the stage's logic depends on its own clock's registers only: Verilator then
+        evaluates it only when that clock ticks. Otherwise ``(None, rst)``."""
         if not self.gate_clocks:
-            return None
+            return None, rst
         cd = ClockDomain(f"{name}_en", clk_edge="neg", reset_less=True)
         m.domains += cd
         m.d.comb += cd.clk.eq(ClockSignal("sync"))
         en = Signal(name=f"{name}_en_q")
-        m.d[cd.name] += en.eq(enable | ResetSignal("sync"))
+        srst = Signal(init=1, reset_less=True, name=f"{name}_rst")
+        m.d[cd.name] += en.eq(enable | rst | srst)
         gclk = Signal(name=f"{name}_gclk")
         m.d.comb += gclk.eq(ClockSignal("sync") & en)
-        return gclk
+        gd = ClockDomain(f"{name}_g", reset_less=True)
+        m.domains += gd
+        m.d.comb += gd.clk.eq(gclk)
+        m.d[gd.name] += srst.eq(rst)
+        return gclk, srst
 
     def elaborate(self, platform):
         m = Module()
-        emb = Blackbox(self.embed, "chip_embedding")
+        # Every unit is reset by a register of ``rst``, not by the port: Verilator evaluates
+        # logic that depends on an input combinationally at every input change (its "ico"
+        # region), whatever the clocks, and every unit's next state depends on its reset.
+        rst = Signal(init=1, reset_less=True, name="rst_q")
+        m.d.sync += rst.eq(ResetSignal("sync"))
+        emb = Blackbox(self.embed, "chip_embedding", reset=rst)
         layers = [Blackbox(layer, f"l{i}_layer") for i, layer in enumerate(self.layers)]
+        resets = [rst]
         for i, b in enumerate(layers):  # gated by busy | input offered
-            b.clock = self._gated_clock(m, f"l{i}", b.busy | b.x.valid)
+            b.clock, b.reset = self._stage(m, f"l{i}", b.busy | b.x.valid, rst)
+            resets.append(b.reset)
         # The head stage (final norm, LM head, argmax) runs from the last layer's first
         # output beat until the chip's output is taken.
         head_on = Signal()
         last_y = layers[-1].y if layers else emb.y
-        clk = self._gated_clock(m, "head", head_on | last_y.valid)
-        norm = Blackbox(self.norm, "chip_final_norm", clk)
-        head = Blackbox(self.head, "chip_head_engine", clk)
-        amax = Blackbox(self.argmax, "chip_argmax", clk)
+        clk, head_rst = self._stage(m, "head", head_on | last_y.valid, rst)
+        resets.append(head_rst)
+        norm = Blackbox(self.norm, "chip_final_norm", clk, head_rst)
+        head = Blackbox(self.head, "chip_head_engine", clk, head_rst)
+        amax = Blackbox(self.argmax, "chip_argmax", clk, head_rst)
         with m.If(last_y.valid):
             m.d.sync += head_on.eq(1)
         with m.If(self.y.valid & self.y.ready):
@@ -440,8 +459,9 @@ class Chip(wiring.Component):
         # this one's output anyway).
         pos = Signal(self.pos_bits)
         busy = Signal()
-        m.d.comb += [emb.x.valid.eq(self.x.valid & ~busy),
-                     self.x.ready.eq(emb.x.ready & ~busy),
+        in_reset = Cat(*resets).any()  # until every stage is out of reset
+        m.d.comb += [emb.x.valid.eq(self.x.valid & ~busy & ~in_reset),
+                     self.x.ready.eq(emb.x.ready & ~busy & ~in_reset),
                      emb.x.payload.eq(self.x.payload)]
         with m.If(self.x.valid & self.x.ready):
             m.d.sync += [pos.eq(self.x.payload.pos), busy.eq(1)]

