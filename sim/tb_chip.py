@@ -55,10 +55,11 @@ class ChipTB:
         self.iv.value = 1
         self.orr.value = 1
         await ReadOnly()
-        while self.ir.value != 1:
+        while self.ir.value != 1:  # ready may rise after a rising edge (out of reset)
             await RisingEdge(self.ir)
             await ReadOnly()
-        t0 = self._cycle()
+        await RisingEdge(self.clk)  # the token is taken here
+        t0 = self._cycle() - 1  # counted from the falling edge before it
         await FallingEdge(self.clk)
         self.iv.value = 0
         await ReadOnly()
