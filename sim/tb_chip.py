@@ -14,7 +14,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 
 from sim.tb_stream import PERIOD_NS, start
 
@@ -29,6 +29,16 @@ class ChipTB:
         self.iv, self.ir, self.idata = (getattr(dut, i[k]) for k in ("valid", "ready", "data"))
         self.ov, self.orr, self.odata = (getattr(dut, o[k]) for k in ("valid", "ready", "data"))
         self.clk, self.rst = getattr(dut, self.m["clock"]), getattr(dut, self.m["reset"])
+        # A token takes the units' cycles; four times that (and some) means the chip hangs.
+        self.max_cycles = 4 * self.m["cycles"]["units_sum_at_last_pos"] + 1000
+
+    async def _rise(self, sig, what: str, pos: int):
+        """Wait for ``sig`` to rise, at most :attr:`max_cycles`."""
+        try:
+            await with_timeout(RisingEdge(sig), self.max_cycles * PERIOD_NS, "ns")
+        except SimTimeoutError:
+            raise AssertionError(f"position {pos}: no {what} after {self.max_cycles} "
+                                 "cycles") from None
 
     async def reset(self):
         await start(self.clk, self.rst, self.iv, self.orr, self.idata)
@@ -56,7 +66,7 @@ class ChipTB:
         self.orr.value = 1
         await ReadOnly()
         while self.ir.value != 1:  # ready may rise after a rising edge (out of reset)
-            await RisingEdge(self.ir)
+            await self._rise(self.ir, "x.ready", pos)
             await ReadOnly()
         await RisingEdge(self.clk)  # the token is taken here
         t0 = self._cycle() - 1  # counted from the falling edge before it
@@ -64,7 +74,7 @@ class ChipTB:
         self.iv.value = 0
         await ReadOnly()
         if self.ov.value != 1:
-            await RisingEdge(self.ov)
+            await self._rise(self.ov, "y.valid", pos)
             await ReadOnly()
         v = int(self.odata.value)
         cycles = self._cycle() - t0 + 1
@@ -74,7 +84,7 @@ class ChipTB:
     async def stalled(self, ins, valid_p: float, ready_p: float) -> list[tuple[int, int]]:
         """The tokens with valid gaps and ready pauses, a Python step per cycle."""
         outs, sent, offering = [], 0, False
-        budget = 50_000_000
+        budget = 4 * self.max_cycles * len(ins)
         start_cycle = self._cycle()
         while len(outs) < len(ins):
             await FallingEdge(self.clk)
