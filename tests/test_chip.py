@@ -219,3 +219,23 @@ def test_derived_layers_are_their_own_conversion():
     assert got == _convert((chip.modules["l1_layer"], "l1_layer"))
     for c in [chip, *chip.modules.values()]:
         c._MustUse__silence = True
+
+
+@pytest.mark.parametrize("value, want", [("", None), ("1", 1), ("3", 3), ("0", "error"),
+                                         ("two", "error")])
+def test_sim_threads_from_the_environment(monkeypatch, value, want):
+    """``HARDWIRE_SIM_THREADS`` sets the fast model's Verilator threads; anything but a
+    positive integer is a one-line error."""
+    import os
+
+    from gen.errors import UserError
+    from sim.fast import sim_threads
+
+    monkeypatch.setenv("HARDWIRE_SIM_THREADS", value)
+    if want == "error":
+        with pytest.raises(UserError, match="HARDWIRE_SIM_THREADS must be a positive integer"):
+            sim_threads()
+    elif want is None:
+        assert sim_threads() == (2 if (os.cpu_count() or 1) >= 2 else 1)
+    else:
+        assert sim_threads() == want
