@@ -20,7 +20,7 @@ import numpy as np
 from golden.llama_int import IntFormat
 
 from .errors import UserError
-from .layer import convert_modules, default_beat
+from .layer import convert_modules, default_beat, weights_block
 from .matvec import LINT_WAIVERS
 from .output import atomic_directory
 
@@ -98,7 +98,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     lanes = lanes or math.gcd(64, cfg.dim, cfg.kv_dim, cfg.ffn)
     head_lanes = head_lanes or math.gcd(lanes, cfg.vocab)
     check_lanes(cfg, lanes, head_lanes)
-    beat = beat or math.gcd(default_beat(cfg, lanes), head_lanes)
+    beat = beat or math.gcd(default_beat(cfg, lanes, weights_block(w)), head_lanes)
     if rom_images not in ("auto", "inline", "files"):
         raise UserError(f"--rom-images must be auto, inline or files, not {rom_images!r}")
     weight_bits = sum(t.codes.size * t.bits for t in [w.embedding, w.lm_head] + [

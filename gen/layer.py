@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.llama import PROJECTIONS
 from golden.llama_int import IntCache, IntFormat, int_layer_step, to_residual
 
 from .errors import UserError
@@ -32,6 +33,19 @@ def default_beat(cfg, lanes: int, block: int = 32) -> int:
     """The widest beat (elements per cycle between units) that divides every vector length,
     the head, the block and the lane count."""
     return math.gcd(cfg.dim, cfg.kv_dim, cfg.ffn, cfg.head_dim, block, lanes)
+
+
+def weights_block(w) -> int:
+    """The lane block (:func:`golden.blockquant.lane_block`) of a layer's projections
+    (:class:`golden.llama.LayerWeights`) or of a whole model's tensors
+    (:class:`golden.llama.ModelWeights`: every layer, the LM head and the embedding)."""
+    from golden.blockquant import lane_block
+
+    layers = getattr(w, "layers", None)
+    if layers is None:
+        return lane_block(*(getattr(w, n) for n in PROJECTIONS))
+    return lane_block(w.embedding, w.lm_head,
+                      *(getattr(lw, n) for lw in layers for n in PROJECTIONS))
 
 
 def _convert(job):
@@ -122,7 +136,7 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
     if lanes < 1 or any(r % lanes for r in rows):
         raise UserError(f"--lanes {lanes} must divide every pass's rows "
                         f"({', '.join(map(str, rows))})")
-    beat = beat or default_beat(cfg, lanes)
+    beat = beat or default_beat(cfg, lanes, weights_block(w))
     fmt = IntFormat()
     if rom_images not in ("auto", "inline", "files"):
         raise UserError(f"--rom-images must be auto, inline or files, not {rom_images!r}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from golden.blockquant import (
     FORMATS,
+    K_FORMATS,
     BlockAffine,
     decode,
     encode,
@@ -33,7 +34,7 @@ __all__ = ["Model", "load_model", "tiny_model", "smollm2_path", "TINY"]
 TINY = dict(dim=64, n_heads=4, n_kv_heads=2, ffn=128, eps=1e-5, theta=10000.0, n_layers=2,
             max_ctx=16, vocab=256)
 
-SUPPORTED_TYPES = ("F32", "F16", *FORMATS)
+SUPPORTED_TYPES = ("F32", "F16", *FORMATS, *K_FORMATS)
 #: ``--quant`` for float checkpoints: llama.cpp's Q4_0/Q4_1/Q8_0 blocks, OCP MXFP4, symmetric
 #: intN per channel (``intN``) and per group of 32 columns (``intNg``), BitNet ternary (one
 #: absmean scale per tensor). See :mod:`golden.blockquant`.

@@ -547,6 +547,7 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
     them) give the second for any lane count. The LM head is one such schedule; the
     embedding, final norm and argmax units give their own."""
     from golden import block_folded as gbf
+    from golden import blockquant as gbq
     from golden.llama_int import norm_gain
     from hdl.chip import ArgmaxUnit, EmbeddingUnit
     from hdl.layer import DecoderLayer
@@ -579,7 +580,7 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
         ls = passes(layouts, lanes)
         layers.append((units + sum(L.cycles_per_vector for L in ls),
                        ideal + sum(L.ideal_cycles for L in ls)))
-    head = w.lm_head.reblock(math.gcd(32, w.lm_head.block))
+    head = w.lm_head.reblock(gbq.lane_block(w.lm_head))
     (hl,) = passes([gbf.BlockFoldedLayout.of(head, head_lanes)], head_lanes)
     head_abits = fmt.head_abits or fmt.abits
     head_fmt = replace(fmt, abits=head_abits, fx_frac=fmt.logit_frac, fx_bits=fmt.logit_bits)
@@ -666,9 +667,10 @@ def sweep_points(m: dict, model, cal: dict, fmax_mhz: float | None,
     from golden.llama_int import IntFormat
 
     from .chip import check_lanes
-    from .layer import default_beat
+    from .layer import default_beat, weights_block
 
     cfg = model.cfg
+    block = weights_block(model.weights())
     fmt = IntFormat(**m["format_int"])
     rows = [cfg.dim + 2 * cfg.kv_dim, cfg.dim, 2 * cfg.ffn]
     lanes = lanes or _candidates(rows, m["lanes"])
@@ -676,7 +678,7 @@ def sweep_points(m: dict, model, cal: dict, fmax_mhz: float | None,
     cache: dict = {}
     points, skipped = [], []
     design_key = (m["lanes"], m["head_lanes"], m["beat"])
-    combos = [(p, h, math.gcd(default_beat(cfg, p), h)) for p in lanes for h in head_lanes]
+    combos = [(p, h, math.gcd(default_beat(cfg, p, block), h)) for p in lanes for h in head_lanes]
     if design_key not in combos:
         combos.append(design_key)
     match = None

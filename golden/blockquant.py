@@ -36,6 +36,7 @@ is then ``sum_b D[r,b] * P[r,b] + M[r,b] * S[b]`` with the block partial sums
 (see :func:`block_matvec`), an exact integer in units of ``2**(exp + e_a)``.
 """
 
+import math
 import weakref
 from dataclasses import dataclass
 
@@ -43,6 +44,8 @@ import numpy as np
 
 __all__ = [
     "FORMATS",
+    "K_FORMATS",
+    "lane_block",
     "BlockAffine",
     "decode",
     "encode",
@@ -64,6 +67,13 @@ FORMATS = {
     "Q4_1": (32, 20, 4),
     "Q8_0": (32, 34, 8),
     "MXFP4": (32, 17, 5),
+}
+
+#: llama.cpp k-quants: name -> (super-block elements, bytes per super-block, code bits, block
+#: of the block-affine form). Decoded exactly (:func:`decode`); hardwire does not encode them.
+K_FORMATS = {
+    "Q4_K": (256, 144, 4, 32),
+    "Q6_K": (256, 210, 6, 16),
 }
 
 #: E2M1 magnitudes in halves (``2 * |element|``) by the low three bits of the nibble; bit 3 is
@@ -122,6 +132,12 @@ class BlockAffine:
                            self.block, self.bits, self.source)
 
 
+def lane_block(*tensors: "BlockAffine") -> int:
+    """Columns per lane ROM word: the largest block that divides 32 and every tensor's
+    block, so that each word has one ``D`` and ``M`` (:meth:`BlockAffine.reblock`)."""
+    return math.gcd(32, *(t.block for t in tensors))
+
+
 def f16_exact_parts(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Float16 values as exact ``(mantissa, exponent)`` int64 pairs: ``h = m * 2**e``.
 
@@ -154,9 +170,11 @@ def _to_common(m: np.ndarray, e: np.ndarray, exp: int) -> np.ndarray:
 
 def decode(fmt: str, raw: np.ndarray, rows: int, cols: int) -> BlockAffine:
     """Decode raw GGUF bytes (``uint8``, ``rows * cols / block * bytes`` of them) exactly."""
+    if fmt in K_FORMATS:
+        return _decode_k(fmt, raw, rows, cols)
     if fmt not in FORMATS:
         raise ValueError(f"unsupported tensor type {fmt}; supported: F32, F16, "
-                         + ", ".join(FORMATS))
+                         + ", ".join([*FORMATS, *K_FORMATS]))
     block, nbytes, bits = FORMATS[fmt]
     if cols % block:
         raise ValueError(f"{fmt} tensor has {cols} columns, not a multiple of {block}")
@@ -190,6 +208,59 @@ def decode(fmt: str, raw: np.ndarray, rows: int, cols: int) -> BlockAffine:
             exp = _common_exponent((dm, de), (mm, me))
             scale = _to_common(dm, de, exp)
             offset = _to_common(mm, me, exp) + 8 * scale
+    return BlockAffine(codes, scale, offset, exp, block, bits, fmt)
+
+
+def _decode_k(fmt: str, raw: np.ndarray, rows: int, cols: int) -> BlockAffine:
+    """llama.cpp's k-quants (``ggml-common.h``, ``dequantize_row_q4_K`` / ``_q6_K``), exactly.
+
+    - **Q4_K**: 144-byte super-blocks of 256: f16 ``d``, f16 ``dmin``, 12 bytes of 6-bit
+      scales ``sc`` and mins ``m`` for 8 blocks of 32 (``get_scale_min_k4``), then 128 bytes of
+      nibbles: 32 bytes per pair of blocks, the first block in the low nibbles.
+      ``w = d*sc * q - dmin*m`` with ``q`` in 0..15, so ``c = q - 8``, ``D = d*sc``,
+      ``M = 8*D - dmin*m``.
+    - **Q6_K**: 210-byte super-blocks: 128 bytes of low nibbles ``ql``, 64 bytes of high bit
+      pairs ``qh``, 16 int8 scales (one per block of 16), f16 ``d``.
+      ``w = d*sc * (q - 32)``: ``c = q - 32`` (6-bit signed), ``D = d*sc``, ``M = 0``.
+    """
+    sblock, nbytes, bits, block = K_FORMATS[fmt]
+    if cols % sblock:
+        raise ValueError(f"{fmt} tensor has {cols} columns, not a multiple of {sblock}")
+    ns = cols // sblock
+    raw = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
+    if raw.size != rows * ns * nbytes:
+        raise ValueError(f"{fmt} tensor of {rows}x{cols} needs {rows * ns * nbytes} bytes, "
+                         f"has {raw.size}")
+    b = raw.reshape(rows, ns, nbytes)
+    if fmt == "Q4_K":
+        dm, de = f16_exact_parts(b[:, :, 0:2].copy().view(np.float16)[:, :, 0])
+        mm, me = f16_exact_parts(b[:, :, 2:4].copy().view(np.float16)[:, :, 0])
+        s = b[:, :, 4:16].astype(np.int64)
+        lo, hi, mix = s[:, :, 0:4], s[:, :, 4:8], s[:, :, 8:12]
+        sc = np.concatenate([lo & 63, (mix & 0xF) | ((lo >> 6) << 4)], axis=2)  # [rows, ns, 8]
+        mn = np.concatenate([hi & 63, (mix >> 4) | ((hi >> 6) << 4)], axis=2)
+        q = b[:, :, 16:].reshape(rows, ns, 4, 32)
+        nib = np.stack([q & 0x0F, q >> 4], axis=3)  # [rows, ns, 4 pairs, 2, 32]
+        codes = (nib.astype(np.int8) - 8).reshape(rows, cols)
+        d_m, m_m = dm[:, :, None] * sc, -mm[:, :, None] * mn  # exact integer mantissas
+        d_e, m_e = np.broadcast_to(de[:, :, None], sc.shape), np.broadcast_to(me[:, :, None],
+                                                                           sc.shape)
+        exp = _common_exponent((d_m, d_e), (m_m, m_e))
+        scale = _to_common(d_m, d_e, exp).reshape(rows, -1)
+        offset = _to_common(m_m, m_e, exp).reshape(rows, -1) + 8 * scale
+    else:
+        ql, qh = b[:, :, 0:128].reshape(rows, ns, 2, 64), b[:, :, 128:192].reshape(rows, ns, 2, 32)
+        sc = b[:, :, 192:208].copy().view(np.int8).astype(np.int64)  # [rows, ns, 16]
+        dm, de = f16_exact_parts(b[:, :, 208:210].copy().view(np.float16)[:, :, 0])
+        low = np.concatenate([ql[..., :32] & 0xF, ql[..., 32:] & 0xF, ql[..., :32] >> 4,
+                              ql[..., 32:] >> 4], axis=3)  # 128 elements per half
+        high = np.concatenate([(qh >> k) & 3 for k in (0, 2, 4, 6)], axis=3)
+        codes = ((low | (high << 4)).astype(np.int8) - 32).reshape(rows, cols)
+        d_m = dm[:, :, None] * sc
+        d_e = np.broadcast_to(de[:, :, None], sc.shape)
+        exp = _common_exponent((d_m, d_e))
+        scale = _to_common(d_m, d_e, exp).reshape(rows, -1)
+        offset = np.zeros_like(scale)
     return BlockAffine(codes, scale, offset, exp, block, bits, fmt)
 
 
@@ -470,19 +541,20 @@ def block_matvec(wq: BlockAffine, a: np.ndarray) -> np.ndarray:
 
 
 def stack(ws: list[BlockAffine]) -> BlockAffine:
-    """Row-concatenate tensors with the same columns, block and code bits, exactly: every
-    ``D``/``M`` moves to the smallest exponent (a left shift). The engine runs q, k and v as
-    one pass this way (and gate with up)."""
+    """Row-concatenate tensors with the same columns and block, exactly: every ``D``/``M``
+    moves to the smallest exponent (a left shift), and narrower codes take the widest code
+    bits (a signed code fits any wider signed code: Q4_K's beside Q6_K's). The engine runs
+    q, k and v as one pass this way (and gate with up)."""
     first = ws[0]
     for w in ws[1:]:
-        if (w.shape[1], w.block, w.bits) != (first.shape[1], first.block, first.bits):
-            raise ValueError("stacked tensors need the same columns, block and code bits")
+        if (w.shape[1], w.block) != (first.shape[1], first.block):
+            raise ValueError("stacked tensors need the same columns and block")
     exp = min(w.exp for w in ws)
     scale = np.concatenate([w.scale << np.int64(w.exp - exp) for w in ws])
     offset = np.concatenate([w.offset << np.int64(w.exp - exp) for w in ws])
     codes = np.concatenate([w.codes for w in ws])
     src = "+".join(sorted({w.source for w in ws}))
-    return BlockAffine(codes, scale, offset, exp, first.block, first.bits, src)
+    return BlockAffine(codes, scale, offset, exp, first.block, max(w.bits for w in ws), src)
 
 
 def interleave_rows(a: BlockAffine, b: BlockAffine, group: int) -> BlockAffine:

@@ -13,7 +13,6 @@ codes and scales (SmolLM2 ties it to the embedding, and the embedding ROM holds 
 numbers in row order, which is what a lookup needs).
 """
 
-import math
 from dataclasses import replace
 
 import numpy as np
@@ -32,7 +31,7 @@ from amaranth.hdl import (
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.blockquant import BlockAffine
+from golden.blockquant import BlockAffine, lane_block
 from golden.llama import LlamaConfig, ModelWeights
 from golden.llama_int import MODE, IntFormat, IntModel
 from golden.numerics import rounding_bias_terms, signed_range, signed_width
@@ -336,7 +335,7 @@ class Chip(wiring.Component):
         head_fmt = replace(fmt, abits=G.head_abits, fx_frac=fmt.logit_frac,
                            fx_bits=fmt.logit_bits)
         self.head_fmt = head_fmt
-        head = w.lm_head.reblock(math.gcd(32, w.lm_head.block))
+        head = w.lm_head.reblock(lane_block(w.lm_head))
         self.norm = RmsNormUnit(cfg.dim, beat, head_fmt, G.g_final, G.gf_final, G.eps_term)
         self.head = LaneArray([head], abits=G.head_abits, lanes=head_lanes, beat=beat,
                               fmt=head_fmt, rom_images=rom_images, prefix="head")

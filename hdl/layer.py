@@ -28,13 +28,12 @@ busy : Out(1)
     of the layer changes, so a chip may stop its clock (:class:`hdl.chip.Chip`).
 """
 
-import math
 
 from amaranth.hdl import Module, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.blockquant import interleave_rows, stack
+from golden.blockquant import interleave_rows, lane_block, stack
 from golden.llama import LayerWeights, LlamaConfig
 from golden.llama_int import IntFormat, IntLayer
 
@@ -65,10 +64,12 @@ class DecoderLayer(wiring.Component):
                 raise ValueError(f"beat {beat} does not divide {name} ({n})")
         self.cfg, self.fmt, self.ctx, self.beat, self.lanes = cfg, fmt, ctx, beat, lanes
         self.golden = L = IntLayer(cfg, w, ctx, fmt)
-        # Lanes read one 32-column block per word; per-channel tensors (one block per row)
-        # are split into such blocks exactly.
-        blk = {n: getattr(w, n).reblock(math.gcd(32, getattr(w, n).block))
-               for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")}
+        # Lanes read one block of every pass per word, at most 32 columns: per-channel
+        # tensors (one block per row), and tensors of a larger block than another's (Q4_K's 32
+        # beside Q6_K's 16), are split into such blocks exactly.
+        names = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+        lb = lane_block(*(getattr(w, n) for n in names))
+        blk = {n: getattr(w, n).reblock(lb) for n in names}
         self.passes = [stack([blk["wq"], blk["wk"], blk["wv"]]), blk["wo"],
                        interleave_rows(blk["w_gate"], blk["w_up"], beat), blk["w_down"]]
         self.engine = LaneArray(self.passes, abits=fmt.abits, lanes=lanes, beat=beat, fmt=fmt,

@@ -5,6 +5,7 @@ import pytest
 
 from golden.blockquant import (
     FORMATS,
+    K_FORMATS,
     block_matvec,
     decode,
     encode,
@@ -73,3 +74,47 @@ def test_per_channel(bits):
     assert wq.codes.min() >= -qmax - 1 and wq.codes.max() <= qmax
     step = np.abs(w).max(axis=1) / qmax
     assert np.all(np.abs(wq.dequantize() - w) <= step[:, None] * 0.5001 + 1e-6)
+
+
+def _k_blocks(fmt, rows, cols, seed):
+    """Random k-quant super-blocks: every code, scale and min byte drawn at random, the float16
+    scales finite (small, of both signs, some zero, one subnormal)."""
+    _, nbytes, _, _ = K_FORMATS[fmt]
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, 256, (rows, cols // 256, nbytes), dtype=np.uint8)
+    halves = rng.uniform(-0.02, 0.02, (rows, cols // 256, 2)).astype(np.float16)
+    halves[0, 0, 0] = 0
+    halves[-1, -1, -1] = np.float16(3e-7)  # subnormal
+    if fmt == "Q4_K":
+        raw[:, :, 0:4] = halves.view(np.uint8).reshape(rows, -1, 4)
+    else:
+        raw[:, :, 208:210] = halves[:, :, :1].view(np.uint8).reshape(rows, -1, 2)
+    return raw
+
+
+@pytest.mark.parametrize("fmt", sorted(K_FORMATS))
+def test_k_quants_decode_matches_dequantize(fmt):
+    """Q4_K and Q6_K: the exact block-affine form, rounded once to float32, is gguf's own
+    dequantisation bit for bit (its float32 products are exact, and its one rounding is
+    ours)."""
+    rows, cols = 12, 512
+    raw = _k_blocks(fmt, rows, cols, 7)
+    wq = decode(fmt, raw.reshape(-1), rows, cols)
+    ref = gguf.quants.dequantize(raw.reshape(rows, -1), QT[fmt])
+    np.testing.assert_array_equal(wq.dequantize(), ref)
+    _, _, bits, block = K_FORMATS[fmt]
+    assert (wq.bits, wq.block, wq.source) == (bits, block, fmt)
+    assert wq.codes.min() == -(1 << (bits - 1)) and wq.codes.max() == (1 << (bits - 1)) - 1
+    # Exact in the wider sense too: D*c + M in float64 is the value before any rounding.
+    c = wq.codes.astype(np.int64).reshape(rows, -1, block)
+    v = np.ldexp((c * wq.scale[:, :, None] + wq.offset[:, :, None]).astype(np.float64), wq.exp)
+    np.testing.assert_array_equal(v.reshape(rows, cols).astype(np.float32), ref)
+
+
+def test_k_quants_reject_bad_sizes():
+    with pytest.raises(ValueError, match="not a multiple of 256"):
+        decode("Q4_K", np.zeros(144, np.uint8), 1, 128)
+    with pytest.raises(ValueError, match="needs 210 bytes"):
+        decode("Q6_K", np.zeros(200, np.uint8), 1, 256)
+    with pytest.raises(ValueError, match="supported: F32, F16, .*Q4_K, Q6_K"):
+        decode("Q5_K", np.zeros(176, np.uint8), 1, 256)

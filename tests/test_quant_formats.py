@@ -21,6 +21,7 @@ from golden.blockquant import (
     quantize_mxfp4,
     quantize_per_group,
     quantize_ternary,
+    stack,
 )
 
 GROUP_BITS = (2, 3, 4, 8)
@@ -296,7 +297,18 @@ LANE_CASES = {
     "int8g": lambda: quantize_per_group(_floats(32, 96, 10), 8),
     "ternary": lambda: quantize_ternary(_floats(32, 96, 11)).reblock(32),
     "mxfp4": _mxfp4_hard,
+    # llama.cpp k-quants from random super-blocks: Q4_K (blocks of 32 with mins), Q6_K
+    # (blocks of 16, 6-bit codes), and the two stacked as a Q4_K_M layer's q|k|v pass is.
+    "q4_k": lambda: _k_quant("Q4_K", 1),
+    "q6_k": lambda: _k_quant("Q6_K", 2),
+    "q4_k+q6_k": lambda: stack([_k_quant("Q4_K", 3).reblock(16), _k_quant("Q6_K", 4)]),
 }
+
+
+def _k_quant(fmt, seed, rows=32, cols=256):
+    from tests.test_blockquant import _k_blocks
+
+    return decode(fmt, _k_blocks(fmt, rows, cols, seed).reshape(-1), rows, cols)
 
 
 @pytest.mark.parametrize("fmt", sorted(LANE_CASES))
@@ -442,4 +454,78 @@ def test_layer_bit_exact(tmp_path, ckpt, quant):
     assert set(man["weight_error"]["formats"].values()) == {quant.upper()
                                                             if quant == "mxfp4" else quant}
     res = run_layer(out, simulator="icarus")
+    assert res.ok, res.summary()
+
+
+# --- llama.cpp k-quants (Q4_K, Q6_K) ---------------------------------------------------------
+
+def _write_k_gguf(path, seed=5):
+    """A one-layer llama GGUF (dim 256, the k-quants' super-block) laid out as llama.cpp's
+    Q4_K_M mixes them: Q4_K projections, Q6_K for attn_v and ffn_down (blocks of 16 beside
+    blocks of 32 in one layer), a Q6_K LM head, a Q8_0 embedding, F32 norms."""
+    import gguf
+    from gguf import GGMLQuantizationType as QT
+
+    from tests.test_blockquant import _k_blocks
+
+    dim, ffn, heads, kv, vocab = 256, 512, 4, 2, 256
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(str(path), "llama")
+    for k, v in {"embedding_length": dim, "block_count": 1, "feed_forward_length": ffn,
+                 "attention.head_count": heads, "attention.head_count_kv": kv,
+                 "context_length": 16, "vocab_size": vocab, "rope.dimension_count": dim // heads,
+                 "attention.layer_norm_rms_epsilon": 1e-5, "rope.freq_base": 10000.0}.items():
+        (w.add_float32 if isinstance(v, float) else w.add_uint32)("llama." + k, v)
+    emb = (rng.standard_normal((vocab, dim)) * 0.5).astype(np.float32)
+    w.add_tensor("token_embd.weight", encode("Q8_0", emb).reshape(vocab, -1), raw_dtype=QT.Q8_0)
+    kvd = kv * dim // heads
+    shapes = {"attn_q": (dim, dim, "Q4_K"), "attn_k": (kvd, dim, "Q4_K"),
+              "attn_v": (kvd, dim, "Q6_K"), "attn_output": (dim, dim, "Q4_K"),
+              "ffn_gate": (ffn, dim, "Q4_K"), "ffn_up": (ffn, dim, "Q4_K"),
+              "ffn_down": (dim, ffn, "Q6_K")}
+    for g in ("attn_norm", "ffn_norm"):
+        w.add_tensor(f"blk.0.{g}.weight", (1 + 0.2 * rng.standard_normal(dim)).astype(np.float32))
+    for n, (name, (rows, cols, fmt)) in enumerate(shapes.items()):
+        raw = _k_blocks(fmt, rows, cols, seed + n)
+        w.add_tensor(f"blk.0.{name}.weight", raw.reshape(rows, -1), raw_dtype=QT[fmt])
+    w.add_tensor("output_norm.weight", (1 + 0.2 * rng.standard_normal(dim)).astype(np.float32))
+    w.add_tensor("output.weight", _k_blocks("Q6_K", vocab, dim, seed + 9).reshape(vocab, -1),
+                 raw_dtype=QT.Q6_K)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_gguf_k_quants_load(tmp_path):
+    pytest.importorskip("gguf", reason="gguf package not installed (make setup)")
+    from gen.models import load_model
+    from gen.layer import weights_block
+
+    m = load_model(str(_write_k_gguf(tmp_path / "k.gguf")))
+    L = m.layer(0)
+    assert {f: getattr(L, f).source for f in ("wq", "wv", "w_down")} == {
+        "wq": "Q4_K", "wv": "Q6_K", "w_down": "Q6_K"}
+    assert m.lm_head().source == "Q6_K" and weights_block(L) == 16
+    assert weights_block(m.weights()) == 16
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("simulator", ["icarus"])
+def test_gguf_k_quant_layer_bit_exact(tmp_path, simulator):
+    """A Q4_K_M-style layer (Q4_K and Q6_K, blocks of 32 and 16, on 16-column lanes) through
+    ``hardwire layer`` + ``hardwire sim``: real, extreme and stalled tokens, 0 mismatches."""
+    pytest.importorskip("gguf", reason="gguf package not installed (make setup)")
+    from sim.runner import run_layer, simulator_available
+
+    why = simulator_available(simulator)
+    if why:
+        pytest.skip(why)
+    out = tmp_path / "layer"
+    assert main(["layer", "--model", str(_write_k_gguf(tmp_path / "k.gguf")), "--layer", "0",
+                 "--ctx", "4", "--out", str(out)]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert set(man["weight_error"]["formats"].values()) == {"Q4_K", "Q6_K"}
+    res = run_layer(out, simulator=simulator)
     assert res.ok, res.summary()
