@@ -500,8 +500,8 @@ def _write_k_gguf(path, seed=5):
 
 def test_gguf_k_quants_load(tmp_path):
     pytest.importorskip("gguf", reason="gguf package not installed (make setup)")
-    from gen.models import load_model
     from gen.layer import weights_block
+    from gen.models import load_model
 
     m = load_model(str(_write_k_gguf(tmp_path / "k.gguf")))
     L = m.layer(0)
@@ -529,3 +529,21 @@ def test_gguf_k_quant_layer_bit_exact(tmp_path, simulator):
     assert set(man["weight_error"]["formats"].values()) == {"Q4_K", "Q6_K"}
     res = run_layer(out, simulator=simulator)
     assert res.ok, res.summary()
+
+
+@pytest.mark.slow
+def test_gguf_k_quant_chip_bit_exact(tmp_path):
+    """The same GGUF as a whole chip (its LM head Q6_K on 16-column lanes): every position's
+    next id and logit equal the integer golden's, at full rate and with stalls."""
+    pytest.importorskip("gguf", reason="gguf package not installed (make setup)")
+    from sim.runner import run_chip, simulator_available
+
+    why = simulator_available("icarus")
+    if why:
+        pytest.skip(why)
+    out = tmp_path / "chip"
+    assert main(["chip", "--model", str(_write_k_gguf(tmp_path / "k.gguf")), "--ctx", "4",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["beat"] == 16
+    res = run_chip(out, simulator="icarus", stall_tokens=2)
+    assert res.failed == 0 and res.tests == 3, res.summary()
