@@ -168,6 +168,19 @@ def _to_common(m: np.ndarray, e: np.ndarray, exp: int) -> np.ndarray:
     return m << shift
 
 
+def _raw_blocks(fmt: str, raw: np.ndarray, rows: int, cols: int, block: int,
+                nbytes: int) -> np.ndarray:
+    """Raw bytes as ``[rows, cols / block, nbytes]``, checking the sizes."""
+    if cols % block:
+        raise ValueError(f"{fmt} tensor has {cols} columns, not a multiple of {block}")
+    nb = cols // block
+    raw = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
+    if raw.size != rows * nb * nbytes:
+        raise ValueError(f"{fmt} tensor of {rows}x{cols} needs {rows * nb * nbytes} bytes, "
+                         f"has {raw.size}")
+    return raw.reshape(rows, nb, nbytes)
+
+
 def decode(fmt: str, raw: np.ndarray, rows: int, cols: int) -> BlockAffine:
     """Decode raw GGUF bytes (``uint8``, ``rows * cols / block * bytes`` of them) exactly."""
     if fmt in K_FORMATS:
@@ -176,14 +189,7 @@ def decode(fmt: str, raw: np.ndarray, rows: int, cols: int) -> BlockAffine:
         raise ValueError(f"unsupported tensor type {fmt}; supported: F32, F16, "
                          + ", ".join([*FORMATS, *K_FORMATS]))
     block, nbytes, bits = FORMATS[fmt]
-    if cols % block:
-        raise ValueError(f"{fmt} tensor has {cols} columns, not a multiple of {block}")
-    nb = cols // block
-    raw = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
-    if raw.size != rows * nb * nbytes:
-        raise ValueError(f"{fmt} tensor of {rows}x{cols} needs {rows * nb * nbytes} bytes, "
-                         f"has {raw.size}")
-    blocks = raw.reshape(rows, nb, nbytes)
+    blocks = _raw_blocks(fmt, raw, rows, cols, block, nbytes)
     if fmt == "MXFP4":
         return _decode_mxfp4(blocks[:, :, 0], blocks[:, :, 1:])
     d = blocks[:, :, 0:2].copy().view(np.float16)[:, :, 0]
@@ -224,14 +230,8 @@ def _decode_k(fmt: str, raw: np.ndarray, rows: int, cols: int) -> BlockAffine:
       ``w = d*sc * (q - 32)``: ``c = q - 32`` (6-bit signed), ``D = d*sc``, ``M = 0``.
     """
     sblock, nbytes, bits, block = K_FORMATS[fmt]
-    if cols % sblock:
-        raise ValueError(f"{fmt} tensor has {cols} columns, not a multiple of {sblock}")
-    ns = cols // sblock
-    raw = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)
-    if raw.size != rows * ns * nbytes:
-        raise ValueError(f"{fmt} tensor of {rows}x{cols} needs {rows * ns * nbytes} bytes, "
-                         f"has {raw.size}")
-    b = raw.reshape(rows, ns, nbytes)
+    b = _raw_blocks(fmt, raw, rows, cols, sblock, nbytes)
+    ns = b.shape[1]
     if fmt == "Q4_K":
         dm, de = f16_exact_parts(b[:, :, 0:2].copy().view(np.float16)[:, :, 0])
         mm, me = f16_exact_parts(b[:, :, 2:4].copy().view(np.float16)[:, :, 0])
