@@ -28,7 +28,6 @@ busy : Out(1)
     of the layer changes, so a chip may stop its clock (:class:`hdl.chip.Chip`).
 """
 
-
 from amaranth.hdl import Module, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
