@@ -33,7 +33,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.blockquant import interleave_rows, lane_block, stack
-from golden.llama import LayerWeights, LlamaConfig
+from golden.llama import PROJECTIONS, LayerWeights, LlamaConfig
 from golden.llama_int import IntFormat, IntLayer
 
 from .attention import AttentionUnit
@@ -66,9 +66,8 @@ class DecoderLayer(wiring.Component):
         # Lanes read one block of every pass per word, at most 32 columns: per-channel
         # tensors (one block per row), and tensors of a larger block than another's (Q4_K's 32
         # beside Q6_K's 16), are split into such blocks exactly.
-        names = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
-        lb = lane_block(*(getattr(w, n) for n in names))
-        blk = {n: getattr(w, n).reblock(lb) for n in names}
+        lb = lane_block(*(getattr(w, n) for n in PROJECTIONS))
+        blk = {n: getattr(w, n).reblock(lb) for n in PROJECTIONS}
         self.passes = [stack([blk["wq"], blk["wk"], blk["wv"]]), blk["wo"],
                        interleave_rows(blk["w_gate"], blk["w_up"], beat), blk["w_down"]]
         self.engine = LaneArray(self.passes, abits=fmt.abits, lanes=lanes, beat=beat, fmt=fmt,

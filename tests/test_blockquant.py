@@ -81,13 +81,13 @@ def test_per_channel(bits):
 
 def _k_blocks(fmt, rows, cols, seed):
     """Random k-quant super-blocks: every code, scale and min byte drawn at random, the float16
-    scales finite (small, of both signs, some zero, one subnormal)."""
+    scales finite (small, of both signs, one ``d`` zero, one ``d`` subnormal)."""
     _, nbytes, _, _ = K_FORMATS[fmt]
     rng = np.random.default_rng(seed)
     raw = rng.integers(0, 256, (rows, cols // 256, nbytes), dtype=np.uint8)
     halves = rng.uniform(-0.02, 0.02, (rows, cols // 256, 2)).astype(np.float16)
     halves[0, 0, 0] = 0
-    halves[-1, -1, -1] = np.float16(3e-7)  # subnormal
+    halves[-1, -1, 0] = np.float16(3e-7)  # subnormal
     if fmt == "Q4_K":
         raw[:, :, 0:4] = halves.view(np.uint8).reshape(rows, -1, 4)
     else:

@@ -51,25 +51,35 @@ def _raw(w) -> np.ndarray:
     return np.concatenate([*parts, body], axis=2).reshape(rows, -1)
 
 
+def llama_keys(cfg) -> dict:
+    """The ``llama.*`` metadata of a config, without the prefix."""
+    return {"embedding_length": cfg.dim, "block_count": cfg.n_layers,
+            "feed_forward_length": cfg.ffn, "attention.head_count": cfg.n_heads,
+            "attention.head_count_kv": cfg.n_kv_heads, "context_length": cfg.max_ctx,
+            "vocab_size": cfg.vocab, "rope.dimension_count": cfg.head_dim,
+            "attention.layer_norm_rms_epsilon": cfg.eps, "rope.freq_base": cfg.theta}
+
+
+def add_llama_keys(w, keys: dict) -> None:
+    """Write ``keys`` (:func:`llama_keys`) to a GGUFWriter: floats as float32, lists as
+    arrays, ints as uint32; ``None`` drops a key."""
+    for k, v in keys.items():
+        if isinstance(v, list):
+            w.add_array("llama." + k, v)
+        elif v is not None:
+            (w.add_float32 if isinstance(v, float) else w.add_uint32)("llama." + k, v)
+
+
 def write_gguf(path, model, arch="llama", meta=None, override=None, permute=True):
     """``model`` as a llama.cpp GGUF: Q8_0 embedding, F32 norms, Q4_1 projections with the
     Q/K rows permuted as llama.cpp's converter does. ``meta`` overrides (or, with None,
     drops) llama.* keys; ``override`` maps a tensor name to ``(raw uint8 [rows, bytes],
     type)``."""
     cfg = model.cfg
-    keys = {"embedding_length": cfg.dim, "block_count": cfg.n_layers,
-            "feed_forward_length": cfg.ffn, "attention.head_count": cfg.n_heads,
-            "attention.head_count_kv": cfg.n_kv_heads, "context_length": cfg.max_ctx,
-            "vocab_size": cfg.vocab, "rope.dimension_count": cfg.head_dim,
-            "attention.layer_norm_rms_epsilon": cfg.eps, "rope.freq_base": cfg.theta}
-    keys.update(meta or {})
+    keys = llama_keys(cfg) | (meta or {})
     override = override or {}
     w = gguf.GGUFWriter(str(path), arch)
-    for k, v in keys.items():
-        if isinstance(v, list):
-            w.add_array("llama." + k, v)
-        elif v is not None:
-            (w.add_float32 if isinstance(v, float) else w.add_uint32)("llama." + k, v)
+    add_llama_keys(w, keys)
 
     def add(name, arr, kind=None):
         if name in override:

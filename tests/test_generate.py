@@ -27,7 +27,7 @@ from golden.llama_int import (
 )
 
 from .conftest import hardwire
-from .test_forward import PROJ, Q, _hf_checkpoint, _raw
+from .test_forward import PROJ, Q, _hf_checkpoint, _raw, add_llama_keys, llama_keys
 
 FRANCE = "The capital of France is"
 
@@ -258,13 +258,7 @@ def write_model_gguf(path, model, output=None, tok_model="gpt2", final_norm=True
 
     cfg = model.cfg
     w = gguf.GGUFWriter(str(path), "llama")
-    for k, v in {"embedding_length": cfg.dim, "block_count": cfg.n_layers,
-                 "feed_forward_length": cfg.ffn, "attention.head_count": cfg.n_heads,
-                 "attention.head_count_kv": cfg.n_kv_heads, "context_length": cfg.max_ctx,
-                 "vocab_size": cfg.vocab, "rope.dimension_count": cfg.head_dim}.items():
-        w.add_uint32("llama." + k, v)
-    w.add_float32("llama.attention.layer_norm_rms_epsilon", cfg.eps)
-    w.add_float32("llama.rope.freq_base", cfg.theta)
+    add_llama_keys(w, llama_keys(cfg))
     w.add_tokenizer_model(tok_model)
     w.add_tokenizer_pre("smollm")
     spell = bytes_to_unicode()

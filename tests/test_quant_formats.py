@@ -466,16 +466,16 @@ def _write_k_gguf(path, seed=5):
     import gguf
     from gguf import GGMLQuantizationType as QT
 
+    from golden.llama import LlamaConfig
     from tests.test_blockquant import _k_blocks
+    from tests.test_forward import add_llama_keys, llama_keys
 
     dim, ffn, heads, kv, vocab = 256, 512, 4, 2, 256
+    cfg = LlamaConfig(dim=dim, n_heads=heads, n_kv_heads=kv, ffn=ffn, eps=1e-5,
+                      theta=10000.0, n_layers=1, max_ctx=16, vocab=vocab)
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), "llama")
-    for k, v in {"embedding_length": dim, "block_count": 1, "feed_forward_length": ffn,
-                 "attention.head_count": heads, "attention.head_count_kv": kv,
-                 "context_length": 16, "vocab_size": vocab, "rope.dimension_count": dim // heads,
-                 "attention.layer_norm_rms_epsilon": 1e-5, "rope.freq_base": 10000.0}.items():
-        (w.add_float32 if isinstance(v, float) else w.add_uint32)("llama." + k, v)
+    add_llama_keys(w, llama_keys(cfg))
     emb = (rng.standard_normal((vocab, dim)) * 0.5).astype(np.float32)
     w.add_tensor("token_embd.weight", encode("Q8_0", emb).reshape(vocab, -1), raw_dtype=QT.Q8_0)
     kvd = kv * dim // heads
