@@ -28,6 +28,9 @@ __all__ = ["generate_chip", "chip_digest", "chip_cycle_report", "TOP", "golden_s
 
 TOP = "hardwire_chip"
 
+#: ``--lane``: how a lane reads a weight block (:class:`hdl.block_matvec.LaneArray`)
+LANE_KINDS = ("serial", "parallel")
+
 
 def chip_digest(m, **params) -> str:
     """A digest of every weight of model ``m`` and the generation parameters: the name of a
@@ -76,12 +79,15 @@ def check_lanes(cfg, lanes: int, head_lanes: int) -> None:
 def generate_chip(model, out: Path, *, lanes: int | None = None,
                   head_lanes: int | None = None, ctx: int | None = None,
                   beat: int | None = None, seed: int = 0, quant: str = "q4_1",
-                  rom_images: str = "auto", gate_clocks: bool = True, log=print,
+                  rom_images: str = "auto", gate_clocks: bool = True, lane: str = "serial",
+                  log=print,
                   progress=None) -> dict:
     """Write the design directory and return its manifest. ``progress(total)`` may return a
     bar (``update``, ``close``) for the layers' construction. ``gate_clocks``: each layer and
     the head stage on its own gated clock (:class:`hdl.chip.Chip`; for ASICs), or every
-    register on ``clk`` (for FPGAs, whose clock nets cannot be gated by logic cleanly)."""
+    register on ``clk`` (for FPGAs, whose clock nets cannot be gated by logic cleanly).
+    ``lane``: ``serial`` (one bit plane of a block per cycle) or ``parallel`` (a block's whole
+    codes per cycle, a multiplier per column)."""
     from hdl.chip import Chip
     from hdl.mask_rom import ROM_PRIMITIVE, ROM_PRIMITIVE_NAME
 
@@ -99,6 +105,8 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     head_lanes = head_lanes or math.gcd(lanes, cfg.vocab)
     check_lanes(cfg, lanes, head_lanes)
     beat = beat or math.gcd(default_beat(cfg, lanes, weights_block(w)), head_lanes)
+    if lane not in LANE_KINDS:
+        raise UserError(f"--lane must be {' or '.join(LANE_KINDS)}, not {lane!r}")
     if rom_images not in ("auto", "inline", "files"):
         raise UserError(f"--rom-images must be auto, inline or files, not {rom_images!r}")
     weight_bits = sum(t.codes.size * t.bits for t in [w.embedding, w.lm_head] + [
@@ -109,7 +117,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     fmt = IntFormat()
     try:
         top = Chip(cfg, w, ctx=ctx, lanes=lanes, head_lanes=head_lanes, beat=beat, fmt=fmt,
-                   rom_images=files, gate_clocks=gate_clocks,
+                   rom_images=files, gate_clocks=gate_clocks, parallel=lane == "parallel",
                    progress=(lambda: bar.update(1)) if bar else None)
     except ValueError as e:
         raise UserError(f"cannot build the chip of {m.name}: {e}") from None
@@ -153,7 +161,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
         "config": asdict(cfg) | {"head_dim": cfg.head_dim},
         "format_int": asdict(fmt),
         "ctx": ctx, "lanes": lanes, "head_lanes": head_lanes, "beat": beat,
-        "clock_gating": gate_clocks,
+        "clock_gating": gate_clocks, "lane": lane,
         "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
         "rom_bits_by_part": {"embedding": top.embed.rom_bits,
                              "layers": sum(layer.rom_bits for layer in top.layers),
@@ -162,8 +170,10 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
                            for p in layer.passes) + w.lm_head.codes.size),
         "cycles": {
             "ideal_at_last_pos": top.ideal_cycles(ctx - 1),
-            "ideal_note": ("per lane array: all weight bits / (lanes * block bits per cycle); "
-                           "plus each layer's attention (2 * (pos+1) * n_heads)"),
+            "ideal_note": (("per lane array: all weights / (lanes * block weights per cycle)"
+                            if lane == "parallel" else
+                            "per lane array: all weight bits / (lanes * block bits per cycle)")
+                           + "; plus each layer's attention (2 * (pos+1) * n_heads)"),
             "units_at_last_pos": unit_cycles,
             "units_sum_at_last_pos": sum(unit_cycles.values()),
         },
@@ -180,7 +190,8 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     t_end = time.perf_counter()
     if log:
         log(f"chip of {m.name}: {cfg.n_layers} layers, {manifest['weights']} weights, "
-            f"{lanes} lanes per layer, {head_lanes} for the LM head, beat {beat}, ctx {ctx}; "
+            f"{lanes} {lane} lanes per layer, {head_lanes} for the LM head, beat {beat}, "
+            f"ctx {ctx}; "
             f"ROM {top.rom_bits} bits, RAM {top.ram_bits} bits -> {out} (build "
             f"{t_build - t0:.1f} s, Verilog {t_verilog - t_build:.1f} s, golden "
             f"{t_golden - t_verilog:.1f} s, write {t_end - t_golden:.1f} s)")

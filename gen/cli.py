@@ -146,6 +146,11 @@ def _parser():
     chp.add_argument("--beat", type=_at_least_one,
                      help="vector elements per cycle between units (default: the widest that "
                           "fits)")
+    chp.add_argument("--lane", default="serial", choices=("serial", "parallel"),
+                     help="serial: each lane reads one bit plane of a weight block per cycle "
+                          "(an adder tree); parallel: a block's whole codes per cycle (a "
+                          "multiplier per column), bits times fewer cycles for more area "
+                          "(default serial)")
     chp.add_argument("--quant", default="q4_1", metavar="Q", help=quant_help)
     chp.add_argument("--rom-images", default="auto", choices=("auto", "inline", "files"),
                      help="ROM contents as $readmemh files or inside the Verilog (auto: files "
@@ -323,6 +328,9 @@ def _parser():
     gn.add_argument("--quant", metavar="Q", help=quant_help)
     gn.add_argument("--lanes", type=_at_least_one, metavar="P", help="rtl: lanes per decoder "
                     "layer of the generated chip (default as for 'hardwire chip')")
+    gn.add_argument("--lane", choices=("serial", "parallel"), help="rtl: the lanes of the "
+                    "generated chip, as for 'hardwire chip' (default parallel: several times "
+                    "faster to simulate)")
     gn.add_argument("--chip", type=Path, metavar="DIR", help="rtl: use this design written by "
                     "'hardwire chip' (same model, enough --ctx) instead of build/chip/")
     gn.add_argument("--compare", metavar="BACKEND", choices=tuple(GEN_BACKENDS),
@@ -415,7 +423,7 @@ def _cmd_chip(a):
 
     generate_chip(a.model, a.out, lanes=a.lanes, head_lanes=a.head_lanes, ctx=a.ctx,
                   beat=a.beat, seed=a.seed, quant=a.quant, rom_images=a.rom_images,
-                  gate_clocks=not a.no_clock_gating,
+                  gate_clocks=not a.no_clock_gating, lane=a.lane,
                   progress=lambda n: tty_progress(n, "chip: layers", "layer"))
     return 0
 
@@ -485,13 +493,15 @@ def _cmd_generate(a):
     res = generate(a.model, a.tokens, a.backend, prompt=a.prompt, prompt_ids=ids, ctx=a.ctx,
                    quant=a.quant, on_text=None if a.json else show, echo=True, lanes=a.lanes,
                    progress=lambda desc, n: tty_progress(n, desc, "file"),
-                   chip=a.chip if a.backend == "rtl" else None)
+                   chip=a.chip if a.backend == "rtl" else None,
+                   lane=a.lane if a.backend == "rtl" else None)
     other = None
     if a.compare:
         other = generate(a.model, a.tokens, a.compare, prompt_ids=res.prompt_ids, ctx=a.ctx,
                          quant=a.quant, lanes=a.lanes if a.compare == "rtl" else None,
                          progress=lambda desc, n: tty_progress(n, desc, "file"),
-                         chip=a.chip if a.compare == "rtl" else None)
+                         chip=a.chip if a.compare == "rtl" else None,
+                         lane=a.lane if a.compare == "rtl" else None)
     same = other is None or other.ids == res.ids
     if a.json:
         out = res.as_json()

@@ -54,11 +54,13 @@ def golden_stepper(m, ctx: int) -> Step:
 
 
 def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
-                design=None) -> Step:
+                design=None, lane: str | None = None) -> Step:
     """The generated chip (:mod:`gen.chip`) in Verilator (:class:`sim.fast.ChipProcess`).
 
     The design is generated once per model, KV-cache size (``ctx`` rounded up to a power of
-    two, at least 16, at most the model's) and lane count: ``build/chip/`` keeps it
+    two, at least 16, at most the model's), lane count and ``lane`` kind (default
+    ``parallel``: a block's whole codes per cycle, several times faster to simulate than
+    ``serial``; see :func:`gen.chip.generate_chip`): ``build/chip/`` keeps it
     under a digest of every weight, so a changed model file never reuses a stale design.
     ``progress(desc, total)`` returns a bar for the generation and the Verilator build. The
     chip returns only the next id and its logit, so ``logits`` is ``{id: logit}`` (int,
@@ -87,6 +89,9 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
                             f"needs {ctx}: lower --tokens or generate it with a larger --ctx")
         if lanes is not None and man["lanes"] != lanes:
             raise UserError(f"--chip {d} has {man['lanes']} lanes, not --lanes {lanes}")
+        if lane is not None and man.get("lane", "serial") != lane:
+            raise UserError(f"--chip {d} has {man.get('lane', 'serial')} lanes, not "
+                            f"--lane {lane}")
         proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
                            if progress else None)
         atexit.register(proc.close)
@@ -94,11 +99,12 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
     # A power of two (at least 16) of KV-cache positions, so that prompts of other lengths
     # reuse the design; the results do not depend on the cache size.
     ctx = min(m.cfg.max_ctx, max(16, 1 << (ctx - 1).bit_length()))
+    lane = lane or "parallel"
     stem = "".join(c if c.isalnum() else "_" for c in m.name)
-    d = Path("build") / "chip" / f"{stem}_ctx{ctx}_lanes{lanes or 'auto'}_" \
-        f"{chip_digest(m, ctx=ctx, lanes=lanes)}"
+    d = Path("build") / "chip" / f"{stem}_ctx{ctx}_lanes{lanes or 'auto'}_{lane}_" \
+        f"{chip_digest(m, ctx=ctx, lanes=lanes, lane=lane)}"
     if not (d / "manifest.json").exists():
-        generate_chip(m, d, ctx=ctx, lanes=lanes, log=None,
+        generate_chip(m, d, ctx=ctx, lanes=lanes, lane=lane, log=None,
                       progress=(lambda n: progress("chip: layers", n)) if progress else None)
     proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
                        if progress else None)
@@ -161,15 +167,15 @@ def generate(model: str, tokens: int, backend: str = "float", prompt: str | None
              prompt_ids: list[int] | None = None, ctx: int | None = None,
              quant: str | None = None, on_text=None, on_step=None,
              echo: bool = False, lanes: int | None = None, progress=None,
-             chip=None) -> GenerateResult:
+             chip=None, lane: str | None = None) -> GenerateResult:
     """Generate ``tokens`` tokens greedily after ``prompt`` (text) or ``prompt_ids``.
 
     ``ctx`` (the KV cache length) defaults to prompt + tokens and may not exceed the model's.
     ``on_text(str)`` receives the generated text as it becomes printable (whole UTF-8
     characters), after the prompt's text when ``echo`` (once the model is ready, so that an
     error comes before any text); ``on_step(pos, token, logits, next_id)`` sees every decode
-    step. ``lanes`` and ``progress(desc, total)`` (a bar for the RTL build) are for the
-    ``rtl`` backend."""
+    step. ``lanes``, ``lane`` (:func:`rtl_stepper`) and ``progress(desc, total)`` (a bar for
+    the RTL build) are for the ``rtl`` backend."""
     from .models import load_model
 
     if backend not in BACKENDS:
@@ -213,10 +219,10 @@ def generate(model: str, tokens: int, backend: str = "float", prompt: str | None
                         "raise --ctx or lower --tokens")
 
     if backend == "rtl":
-        step = rtl_stepper(m, ctx, lanes=lanes, progress=progress, design=chip)
+        step = rtl_stepper(m, ctx, lanes=lanes, progress=progress, design=chip, lane=lane)
     else:
-        if lanes is not None or chip is not None:
-            raise UserError("--lanes and --chip apply to the rtl backend only")
+        if lanes is not None or chip is not None or lane is not None:
+            raise UserError("--lanes, --lane and --chip apply to the rtl backend only")
         step = BACKENDS[backend](m, ctx)
     if echo and on_text is not None:
         on_text(prompt if prompt is not None else tok.decode(ids))

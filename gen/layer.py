@@ -107,11 +107,9 @@ def _rename(text: str, renames: dict) -> str:
 def lane_jobs(top) -> list:
     """``(lane component, module name)`` for each distinct lane module of ``top``'s lane
     arrays (``top.engine``, or ``top.engines()``), in name order."""
-    from hdl.block_matvec import BlockLane
-
     engines = top.engines() if hasattr(top, "engines") else [top.engine]
     lanes = {e.lane_name: e for e in engines}
-    return [(BlockLane(**lanes[n].lane_args()), n) for n in sorted(lanes)]
+    return [(lanes[n].lane(), n) for n in sorted(lanes)]
 
 
 def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,

@@ -871,7 +871,9 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
                         "register), placed and routed with nextpnr; the whole chip is not "
                         "placed, and its Fmax is at most this"}
         times.setdefault("nextpnr (earlier run)", res.get("seconds", {}).get("pnr"))
-    elif pnr_target == "ecp5" and not dsp and CALIBRATION_FMAX["mhz"]:
+    elif pnr_target == "ecp5" and not dsp and CALIBRATION_FMAX["mhz"] and \
+            module_kind(fmod, m["top"], m["kind"]) == "BlockLane":
+        # built in for bit-serial lanes only: a parallel lane's multipliers are another path
         c = CALIBRATION_FMAX
         fmax = {"mhz": c["mhz"], "module": fmod,
                 "role": next(p.role for p in plan if p.name == fmod),
@@ -980,9 +982,13 @@ def _table(d: dict, design: Path, times: dict) -> str:
                f"{c['ideal']:,.0f}" + (f", measured {meas['last']:,} (first position "
                                        f"{meas['first']:,}; {meas['source']})" if meas
                                        else ", not measured (hardwire sim DIR)"))
-    if f["mhz"]:
+    if f["mhz"] and f["method"].startswith("calibrated"):
+        out.append(f"  Fmax {f['mhz']:.1f} MHz: built in ({CALIBRATION_FMAX['module']} placed "
+                   f"alone on {f['device']}); {f['module']} itself is not placed")
+    if f["mhz"] and not f["method"].startswith("calibrated"):
         out.append(f"  Fmax {f['mhz']:.1f} MHz: {f['module']} ({f['role']}) placed alone on "
                    f"{f['device']}; the whole {d['kind']} is not placed")
+    if f["mhz"]:
         out.append(f"  tokens/s at Fmax: formula {_n(tp['units_formula'])}, ideal "
                    f"{_n(tp['ideal'])}" + (f", measured {_n(tp['measured_last'])}"
                                            if tp["measured_last"] else ""))

@@ -1020,9 +1020,9 @@ _ROLE_ORDER = ("unit", "module", "lane", "lane array", "layer", "glue")
 def _role(name: str, top: str) -> str:
     if name == top:
         return "glue"
-    # A chip's lanes are hw_BlockLane_<digest> (one module per distinct lane), a layer's
-    # <prefix>_lane; a chip's decoder layers are l<i>_layer.
-    if name.endswith("_lane") or name.startswith("hw_BlockLane_"):
+    # A chip's lanes are hw_BlockLane_<digest> or hw_ParallelLane_<digest> (one module per
+    # distinct lane), a layer's <prefix>_lane; a chip's decoder layers are l<i>_layer.
+    if name.endswith("_lane") or name.startswith(("hw_BlockLane_", "hw_ParallelLane_")):
         return "lane"
     if name.startswith("hw_"):
         return "unit"

@@ -11,6 +11,11 @@ and is added to the row's accumulator.
 
 ``cycles_per_vector = rows_per_lane * nblocks * bits``: the ideal
 ``rows * cols * bits / (lanes * block)`` whenever ``lanes`` divides ``rows``.
+
+A *parallel* layout (``parallel=True``) reads every plane of a block at once: a lane takes the
+block's whole two's complement codes in one cycle and forms ``P`` with a multiplier per column,
+so ``cycles_per_vector = rows_per_lane * nblocks`` at ``bits`` times the ROM word. The words
+are split over several ROMs of at most :data:`ROM_WIDTH` bits (:func:`parallel_code_images`).
 """
 
 from dataclasses import dataclass
@@ -21,7 +26,11 @@ from golden.blockquant import BlockAffine
 from golden.linear import dot_bounds
 from golden.numerics import signed_range
 
-__all__ = ["BlockFoldedLayout", "code_images", "scale_images", "bounds", "evaluate"]
+__all__ = ["BlockFoldedLayout", "ROM_WIDTH", "code_images", "parallel_code_images", "piece_cols",
+           "scale_images", "bounds", "evaluate"]
+
+#: The widest ROM word (a lane's parallel code word is split into pieces of at most this).
+ROM_WIDTH = 64
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,7 @@ class BlockFoldedLayout:
     bits: int
     block: int
     lanes: int
+    parallel: bool = False
 
     def __post_init__(self):
         if self.cols % self.block:
@@ -41,8 +51,8 @@ class BlockFoldedLayout:
             raise ValueError(f"lanes ({self.lanes}) must divide rows ({self.rows})")
 
     @classmethod
-    def of(cls, w: BlockAffine, lanes: int) -> "BlockFoldedLayout":
-        return cls(w.shape[0], w.shape[1], w.bits, w.block, lanes)
+    def of(cls, w: BlockAffine, lanes: int, parallel: bool = False) -> "BlockFoldedLayout":
+        return cls(w.shape[0], w.shape[1], w.bits, w.block, lanes, parallel)
 
     @property
     def rows_per_lane(self) -> int:
@@ -53,8 +63,13 @@ class BlockFoldedLayout:
         return self.cols // self.block
 
     @property
+    def cycles_per_block(self) -> int:
+        """ROM words (cycles) per block of a row: one per plane, or one in a parallel layout."""
+        return 1 if self.parallel else self.bits
+
+    @property
     def depth(self) -> int:
-        return self.rows_per_lane * self.nblocks * self.bits
+        return self.rows_per_lane * self.nblocks * self.cycles_per_block
 
     @property
     def cycles_per_vector(self) -> int:
@@ -62,7 +77,7 @@ class BlockFoldedLayout:
 
     @property
     def ideal_cycles(self) -> float:
-        return self.rows * self.cols * self.bits / (self.lanes * self.block)
+        return self.rows * self.cols * self.cycles_per_block / (self.lanes * self.block)
 
 
 def _lane_major(a: np.ndarray, L: BlockFoldedLayout) -> np.ndarray:
@@ -73,12 +88,39 @@ def _lane_major(a: np.ndarray, L: BlockFoldedLayout) -> np.ndarray:
 def code_images(w: BlockAffine, L: BlockFoldedLayout) -> np.ndarray:
     """``uint64 [lanes, depth]``: bit ``k`` of a word is the plane bit of column
     ``b * block + k``; plane ``t`` is bit ``bits - 1 - t`` of the two's complement code."""
+    if L.parallel:
+        raise ValueError("a parallel layout's codes are parallel_code_images")
     c = w.codes.astype(np.int64).reshape(L.rows, L.nblocks, L.block)
     u = (c & ((1 << L.bits) - 1)).astype(np.uint64)
     shifts = np.arange(L.bits - 1, -1, -1, dtype=np.uint64)  # plane t -> bit bits-1-t
     planes = (u[:, :, None, :] >> shifts[None, None, :, None]) & np.uint64(1)
     words = (planes << np.arange(L.block, dtype=np.uint64)).sum(axis=-1, dtype=np.uint64)
     return _lane_major(words, L).reshape(L.lanes, L.depth)
+
+
+def piece_cols(block: int, elem_bits: int) -> int:
+    """Columns per ROM of a parallel lane: the most that divide ``block`` and fit
+    :data:`ROM_WIDTH` bits at ``elem_bits`` each."""
+    if not 1 <= elem_bits <= ROM_WIDTH:
+        raise ValueError(f"a code of {elem_bits} bits does not fit a {ROM_WIDTH}-bit ROM")
+    return max(c for c in range(1, block + 1) if block % c == 0 and c * elem_bits <= ROM_WIDTH)
+
+
+def parallel_code_images(w: BlockAffine, L: BlockFoldedLayout, elem_bits: int) -> np.ndarray:
+    """``uint64 [pieces, lanes, depth]`` of a parallel layout: word ``i * nblocks + b`` holds
+    block ``b`` of local row ``i``; piece ``j`` holds its columns ``j * n .. j * n + n - 1``
+    (``n = piece_cols(block, elem_bits)``), column ``j * n + k`` as the ``elem_bits``-bit two's
+    complement code in bits ``k * elem_bits ...`` of the word."""
+    if not L.parallel:
+        raise ValueError("a bit-serial layout's codes are code_images")
+    if elem_bits < L.bits:
+        raise ValueError(f"{L.bits}-bit codes do not fit {elem_bits} bits")
+    n = piece_cols(L.block, elem_bits)
+    c = w.codes.astype(np.int64).reshape(L.rows, L.nblocks, L.block // n, n)
+    u = (c & ((1 << elem_bits) - 1)).astype(np.uint64)
+    shifts = (np.arange(n, dtype=np.uint64) * np.uint64(elem_bits))
+    words = (u << shifts).sum(axis=-1, dtype=np.uint64)  # [rows, nblocks, pieces]
+    return np.moveaxis(_lane_major(words, L).reshape(L.lanes, L.depth, -1), -1, 0)
 
 
 def scale_images(w: BlockAffine, L: BlockFoldedLayout) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +134,8 @@ def bounds(w: BlockAffine, abits: int) -> dict:
     """Exact ranges of every quantity the engine holds, over all ``abits`` activations:
 
     ``tree`` one cycle's selected sum, ``horner`` every Horner value, ``code`` a finished block
-    sum ``P``, ``act_sum`` a block sum ``S``, ``term`` ``D*P + M*S``, ``acc`` every prefix of
+    sum ``P``, ``product`` one column's code times activation (a parallel lane's terms),
+    ``act_sum`` a block sum ``S``, ``term`` ``D*P + M*S``, ``acc`` every prefix of
     the row sum (the finished row included). Each is ``(lo, hi)`` of Python ints."""
     lo, hi = signed_range(abits)
     rows, cols = w.shape
@@ -108,6 +151,9 @@ def bounds(w: BlockAffine, abits: int) -> dict:
     out["horner"] = (h_lo, h_hi)
     out["code"] = tuple(int(v) for v in (dot_bounds(c, lo, hi)[0].min(),
                                          dot_bounds(c, lo, hi)[1].max()))
+    # one column's product code * activation, for a parallel lane's adder tree
+    corners = [int(cv) * a for cv in (int(c.min()), int(c.max())) for a in (lo, hi)]
+    out["product"] = (min(0, *corners), max(0, *corners))
     coef = c * w.scale[:, :, None] + w.offset[:, :, None]  # per-column coefficient
     tl, th = dot_bounds(coef, lo, hi)  # [rows, nb]: the term of each block
     out["term"] = (int(tl.min()), int(th.max()))
@@ -116,13 +162,27 @@ def bounds(w: BlockAffine, abits: int) -> dict:
     return out
 
 
-def evaluate(w: BlockAffine, a: np.ndarray, lanes: int) -> np.ndarray:
-    """The engine's schedule step by step (Horner over planes, then ``D*P + M*S``),
-    vectorised over rows; equals :func:`golden.blockquant.block_matvec`."""
-    L = BlockFoldedLayout.of(w, lanes)
+def evaluate(w: BlockAffine, a: np.ndarray, lanes: int, parallel: bool = False,
+             elem_bits: int | None = None) -> np.ndarray:
+    """The engine's schedule step by step from its ROM images (Horner over planes, or a
+    parallel lane's products, then ``D*P + M*S``), vectorised over rows; equals
+    :func:`golden.blockquant.block_matvec`."""
+    L = BlockFoldedLayout.of(w, lanes, parallel)
     a = np.asarray(a, np.int64).reshape(L.nblocks, L.block)
-    words = code_images(w, L).reshape(L.lanes, L.rows_per_lane, L.nblocks, L.bits)
     d, m = (x.reshape(L.lanes, L.rows_per_lane, L.nblocks) for x in scale_images(w, L))
+    if parallel:
+        eb = elem_bits or L.bits
+        n = piece_cols(L.block, eb)
+        pieces = parallel_code_images(w, L, eb)  # [pieces, lanes, depth]
+        fields = (pieces[..., None] >> (np.arange(n, dtype=np.uint64) * np.uint64(eb))) \
+            & np.uint64((1 << eb) - 1)
+        codes = fields.astype(np.int64)
+        codes = codes - ((codes >> (eb - 1)) << eb)  # two's complement
+        codes = np.moveaxis(codes, 0, 2).reshape(L.lanes, L.rows_per_lane, L.nblocks, L.block)
+        p = (codes * a[None, None]).sum(axis=-1)
+        acc = (d * p + m * a.sum(axis=1)).sum(axis=-1)
+        return acc.T.reshape(L.rows)
+    words = code_images(w, L).reshape(L.lanes, L.rows_per_lane, L.nblocks, L.bits)
     bitsel = ((words[..., None] >> np.arange(L.block, dtype=np.uint64)) & np.uint64(1))
     trees = (bitsel.astype(np.int64) * a[None, None, :, None, :]).sum(axis=-1)
     p = -trees[..., 0]

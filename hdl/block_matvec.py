@@ -29,7 +29,7 @@ from .folded_lane import _adder_tree
 from .mask_rom import MaskRom, hex_image
 from .vector import beat_layout
 
-__all__ = ["BlockLane", "BlockMatVec", "LaneArray", "Rescaler"]
+__all__ = ["BlockLane", "BlockMatVec", "LaneArray", "ParallelLane", "Rescaler"]
 
 
 class RomSpec:
@@ -93,6 +93,48 @@ class BlockLane(wiring.Component):
         return m
 
 
+class ParallelLane(wiring.Component):
+    """One lane of a parallel layout: a block's whole codes per cycle, a multiplier per
+    column for ``P``, then ``D*P + M*S`` into the row accumulator. ``result`` is the finished
+    row, combinationally, in the cycle of the last block (``update`` high)."""
+
+    def __init__(self, *, block: int, abits: int, elem_bits: int, b: dict, d_bits: int,
+                 m_bits: int, s_bits: int):
+        self._block, self._abits, self._eb, self._b = block, abits, elem_bits, b
+        self._has_m = m_bits > 0
+        self._acc_w = _width(*b["acc"])
+        ports = {"codes": In(block * elem_bits), "chunk": In(block * abits),
+                 "d": In(signed(d_bits)), "first_block": In(1), "update": In(1),
+                 "result": Out(signed(self._acc_w))}
+        if self._has_m:
+            ports |= {"m": In(signed(m_bits)), "act_sum": In(signed(s_bits))}
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        A, C, b = self._abits, self._eb, self._b
+        plo, phi = b["product"]
+        products = []
+        for k in range(self._block):
+            pr = Signal(signed(_width(plo, phi)), name=f"prod{k}")
+            m.d.comb += pr.eq(self.chunk[k * A:(k + 1) * A].as_signed()
+                              * self.codes[k * C:(k + 1) * C].as_signed())
+            products.append(pr)
+        code = Signal(signed(_width(*b["code"])))
+        m.d.comb += code.eq(_adder_tree(m, products, plo, phi))
+        term = Signal(signed(_width(*b["term"])))
+        if self._has_m:
+            m.d.comb += term.eq(self.d * code + self.m * self.act_sum)
+        else:
+            m.d.comb += term.eq(self.d * code)
+        acc, acc_next = Signal(signed(self._acc_w)), Signal(signed(self._acc_w))
+        m.d.comb += acc_next.eq(Mux(self.first_block, term, acc + term))
+        with m.If(self.update):
+            m.d.sync += acc.eq(acc_next)
+        m.d.comb += self.result.eq(acc_next)
+        return m
+
+
 class Rescaler(wiring.Component):
     """:func:`golden.llama_int.rescale` of one value by a run-time shift: ``v * 2**-s``
     rounded half away from zero when ``s > 0``, exact when ``s <= 0``, saturated to
@@ -150,14 +192,18 @@ class LaneArray(wiring.Component):
     y : Out(stream)
         Result beats, ``beat_layout(beat, fx_bits)``; ``rows_k / beat`` beats for pass ``k``.
 
+    ``parallel`` lanes (:class:`ParallelLane`) take a block's whole codes per cycle instead of
+    one bit plane (:class:`BlockLane`): ``bits`` times fewer cycles, a multiplier per column.
+
     Timing per pass: the input loads in ``cols / beat`` cycles; then ``rows/lanes * nblocks *
-    bits`` cycles of ROM reads (:attr:`pass_cycles`); every batch of ``lanes`` rows leaves in
-    ``lanes / beat`` beats while the next batch computes. A pass's input can load once the
-    previous pass has issued its last ROM read.
+    bits`` cycles of ROM reads (``rows/lanes * nblocks`` when parallel; :attr:`pass_cycles`);
+    every batch of ``lanes`` rows leaves in ``lanes / beat`` beats while the next batch
+    computes. A pass's input can load once the previous pass has issued its last ROM read.
     """
 
     def __init__(self, passes: list[BlockAffine], *, abits: int, lanes: int, beat: int,
-                 fmt: IntFormat, rom_images: bool = False, prefix: str = "mv"):
+                 fmt: IntFormat, rom_images: bool = False, prefix: str = "mv",
+                 parallel: bool = False):
         if not passes:
             raise ValueError("at least one pass is needed")
         block = passes[0].block
@@ -169,11 +215,13 @@ class LaneArray(wiring.Component):
             if w.block != block:
                 raise ValueError("every pass needs the same block size")
         self.passes, self.fmt, self.abits, self.beat = passes, fmt, abits, beat
-        self.layouts = [gbf.BlockFoldedLayout.of(w, lanes) for w in passes]
+        self.parallel = parallel
+        self.layouts = [gbf.BlockFoldedLayout.of(w, lanes, parallel) for w in passes]
         for L in self.layouts:
-            if lanes // beat > L.nblocks * L.bits:
+            if lanes // beat > L.nblocks * L.cycles_per_block:
                 raise ValueError(f"{lanes} lanes finish rows faster than {beat}-element beats "
-                                 f"can leave ({lanes // beat} > {L.nblocks * L.bits} cycles)")
+                                 f"can leave ({lanes // beat} > "
+                                 f"{L.nblocks * L.cycles_per_block} cycles)")
         self.lanes, self.block = lanes, block
         bs = [gbf.bounds(w, abits) for w in passes]
         self.bounds = {k: (min(b[k][0] for b in bs), max(b[k][1] for b in bs)) for k in bs[0]}
@@ -186,8 +234,8 @@ class LaneArray(wiring.Component):
             if self._has_m else 0
         self._s_bits = _width(*self.bounds["act_sum"])
         self.lane_name = f"{prefix}_lane"
-        codes = np.concatenate([gbf.code_images(w, L) for w, L in
-                                zip(passes, self.layouts, strict=True)], axis=1)
+        #: a parallel lane's code width: the widest pass's (narrower codes sign-extend)
+        self.elem_bits = max(w.bits for w in passes)
         scales = [gbf.scale_images(w, L) for w, L in zip(passes, self.layouts, strict=True)]
         d_img = np.concatenate([d for d, _ in scales], axis=1)
         m_img = np.concatenate([mm for _, mm in scales], axis=1)
@@ -196,11 +244,29 @@ class LaneArray(wiring.Component):
             [0] + [L.rows_per_lane * L.nblocks for L in self.layouts])[:-1].tolist()
 
         def rom(words, width, kind, p):
-            words = np.asarray(words).astype(np.int64) & ((1 << width) - 1)
+            words = np.asarray(words)
+            if words.dtype != np.uint64:  # signed constants: their two's complement
+                words = words.astype(np.int64).view(np.uint64)
+            if width < 64:
+                words = words & np.uint64((1 << width) - 1)
             image = f"{prefix}_{kind}{p:03d}.hex" if rom_images else None
-            return RomSpec(words.astype(np.uint64), width, image)
+            return RomSpec(words, width, image)
 
-        self.code_roms = [rom(codes[p].view(np.int64), block, "code", p) for p in range(lanes)]
+        if parallel:
+            self.piece_cols = gbf.piece_cols(block, self.elem_bits)
+            pieces = np.concatenate([gbf.parallel_code_images(w, L, self.elem_bits) for w, L in
+                                     zip(passes, self.layouts, strict=True)], axis=2)
+            width = self.piece_cols * self.elem_bits
+            #: per lane, its code ROMs (one per piece of the word, low columns first)
+            self.lane_code_roms = [
+                [rom(pieces[j, p], width, f"code{j}_", p)
+                 for j in range(len(pieces))] for p in range(lanes)]
+        else:
+            codes = np.concatenate([gbf.code_images(w, L) for w, L in
+                                    zip(passes, self.layouts, strict=True)], axis=1)
+            self.lane_code_roms = [[rom(codes[p], block, "code", p)]
+                                   for p in range(lanes)]
+        self.code_roms = [r for rs in self.lane_code_roms for r in rs]
         self.d_roms = [rom(d_img[p], self._d_bits, "d", p) for p in range(lanes)]
         self.m_roms = [rom(m_img[p], self._m_bits, "m", p) for p in range(lanes)] \
             if self._has_m else []
@@ -225,18 +291,25 @@ class LaneArray(wiring.Component):
 
     @property
     def rom_bits(self) -> int:
-        words = sum(L.rows_per_lane * L.nblocks for L in self.layouts)
-        return self.lanes * (sum(L.depth for L in self.layouts) * self.block
-                             + words * (self._d_bits + self._m_bits))
+        return sum(len(r.words) * r.width for r in self.roms())
 
     def lane_args(self) -> dict:
-        return dict(block=self.block, abits=self.abits, b=self.bounds,
+        args = dict(block=self.block, abits=self.abits, b=self.bounds,
                     d_bits=self._d_bits, m_bits=self._m_bits, s_bits=self._s_bits)
+        return args | ({"elem_bits": self.elem_bits} if self.parallel else {})
+
+    @property
+    def lane_kind(self) -> str:
+        return "ParallelLane" if self.parallel else "BlockLane"
+
+    def lane(self) -> wiring.Component:
+        """The lane circuit (every lane of the array is this module)."""
+        return (ParallelLane if self.parallel else BlockLane)(**self.lane_args())
 
     def lane_verilog(self) -> str:
         from amaranth.back import verilog
 
-        return verilog.convert(BlockLane(**self.lane_args()), name=self.lane_name,
+        return verilog.convert(self.lane(), name=self.lane_name,
                                emit_src=False, strip_internal_attrs=True)
 
     def roms(self):
@@ -297,12 +370,12 @@ class LaneArray(wiring.Component):
         addr = Signal(range(max(depth_all, 2)))
         saddr = Signal(range(max(sum(L.rows_per_lane * L.nblocks for L in Ls), 2)))
         bb = Signal(range(max(max_nb, 2)))
-        t = Signal(range(max(max(L.bits for L in Ls), 2)))
+        t = Signal(range(max(max(L.cycles_per_block for L in Ls), 2)))
         e_cur = Signal(signed(E))
         end = pick(pass_run, [b + L.depth - 1 for b, L in zip(self.code_base, Ls, strict=True)],
                    "end")
         nb_last = pick(pass_run, [L.nblocks - 1 for L in Ls], "nb_last")
-        t_last = pick(pass_run, [L.bits - 1 for L in Ls], "t_last")
+        t_last = pick(pass_run, [L.cycles_per_block - 1 for L in Ls], "t_last")
         issue_last = addr == end
 
         v1 = Signal()
@@ -350,16 +423,21 @@ class LaneArray(wiring.Component):
                 m, [chunk1[k * A:(k + 1) * A].as_signed() for k in range(K)], lo, hi))
         results = []
         for p in range(P):
-            crom, drom = self.code_roms[p].build(), self.d_roms[p].build()
-            m.submodules[f"code{p}"] = crom
+            croms = [spec.build() for spec in self.lane_code_roms[p]]
+            drom = self.d_roms[p].build()
+            for j, crom in enumerate(croms):
+                m.submodules[f"code{p}" if len(croms) == 1 else f"code{p}_{j}"] = crom
+                m.d.comb += [crom.addr.eq(addr), crom.en.eq(adv)]
             m.submodules[f"d{p}"] = drom
-            m.d.comb += [crom.addr.eq(addr), crom.en.eq(adv), drom.addr.eq(saddr),
-                         drom.en.eq(adv)]
+            m.d.comb += [drom.addr.eq(saddr), drom.en.eq(adv)]
             res = Signal(signed(self.acc_bits), name=f"row{p}")
             ports = dict(i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
-                         i_bits=crom.data, i_chunk=chunk1, i_d=drom.data, i_sign_plane=sign1,
-                         i_last_plane=lastp1, i_first_block=firstb1, i_update=update,
-                         o_result=res)
+                         i_chunk=chunk1, i_d=drom.data, i_first_block=firstb1,
+                         i_update=update, o_result=res)
+            if self.parallel:
+                ports |= dict(i_codes=Cat(*(c.data for c in croms)))
+            else:
+                ports |= dict(i_bits=croms[0].data, i_sign_plane=sign1, i_last_plane=lastp1)
             if self._has_m:
                 mrom = self.m_roms[p].build()
                 m.submodules[f"m{p}"] = mrom

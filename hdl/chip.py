@@ -296,8 +296,9 @@ class Chip(wiring.Component):
 
     Parameters: the model (``cfg``, quantised :class:`golden.llama.ModelWeights`), ``ctx`` (KV
     cache positions per layer), ``lanes`` per decoder layer, ``head_lanes`` for the LM head,
-    ``beat``. Units are emitted as separate modules (:attr:`modules`), each decoder layer as
-    ``l<i>_layer`` with its own units.
+    ``beat``, and ``parallel`` lanes (a block's whole codes per cycle; see
+    :class:`hdl.block_matvec.LaneArray`) instead of bit-serial ones. Units are emitted as
+    separate modules (:attr:`modules`), each decoder layer as ``l<i>_layer`` with its own units.
 
     With ``gate_clocks``, each decoder layer and the head stage get their own gated clock
     (:meth:`_stage`): only the stage the token is in is clocked, as an ASIC would gate
@@ -310,7 +311,8 @@ class Chip(wiring.Component):
 
     def __init__(self, cfg: LlamaConfig, w: ModelWeights, *, ctx: int, lanes: int,
                  head_lanes: int, beat: int, fmt: IntFormat | None = None,
-                 rom_images: bool = False, gate_clocks: bool = True, progress=None):
+                 rom_images: bool = False, gate_clocks: bool = True, progress=None,
+                 parallel: bool = False):
         fmt = fmt or IntFormat()
         self.gate_clocks = gate_clocks
         self.cfg, self.fmt, self.ctx, self.beat = cfg, fmt, ctx, beat
@@ -321,9 +323,10 @@ class Chip(wiring.Component):
         self.layers = []
         for i, lw in enumerate(w.layers):
             layer = DecoderLayer(cfg, lw, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt,
-                                 rom_images=rom_images, prefix=f"l{i}")
+                                 rom_images=rom_images, prefix=f"l{i}", parallel=parallel)
             # Identical lanes (same widths and bounds) are one module across the layers.
-            layer.engine.lane_name = module_key("BlockLane", layer.engine.lane_args())
+            layer.engine.lane_name = module_key(layer.engine.lane_kind,
+                                                 layer.engine.lane_args())
             self.layers.append(layer)
             self.modules.update(layer.modules)
             self.modules[f"l{i}_layer"] = layer
@@ -338,8 +341,9 @@ class Chip(wiring.Component):
         head = w.lm_head.reblock(lane_block(w.lm_head))
         self.norm = RmsNormUnit(cfg.dim, beat, head_fmt, G.g_final, G.gf_final, G.eps_term)
         self.head = LaneArray([head], abits=G.head_abits, lanes=head_lanes, beat=beat,
-                              fmt=head_fmt, rom_images=rom_images, prefix="head")
-        self.head.lane_name = module_key("BlockLane", self.head.lane_args())
+                              fmt=head_fmt, rom_images=rom_images, prefix="head",
+                              parallel=parallel)
+        self.head.lane_name = module_key(self.head.lane_kind, self.head.lane_args())
         self.argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits)
         for name, comp in (("embedding", self.embed), ("final_norm", self.norm),
                            ("head_engine", self.head), ("argmax", self.argmax)):

@@ -55,8 +55,8 @@ def _cases(name, ins, outs):
     return {"name": name, "in": [f"{v:x}" for v in ins], "out": [f"{v:x}" for v in outs]}
 
 
-def _write(tmp_path, w, lanes, beat, abits, vectors):
-    dut = BlockMatVec(w, abits=abits, lanes=lanes, beat=beat, fmt=FMT)
+def _write(tmp_path, w, lanes, beat, abits, vectors, parallel=False):
+    dut = BlockMatVec(w, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=parallel)
     ins, outs = [], []
     for a, e in vectors:
         ins += beats(a, beat, abits, exp=e, exp_bits=FMT.exp_bits)
@@ -77,6 +77,11 @@ def test_schedule_equals_block_matvec():
         for _ in range(3):
             a = rng.integers(-2048, 2048, 96)
             np.testing.assert_array_equal(evaluate(w, a, 8), block_matvec(w, a))
+            # parallel ROM words, at the codes' own width and sign-extended to wider ones
+            for eb in (None, 6, 8, 13):
+                if eb is None or eb >= w.bits:
+                    np.testing.assert_array_equal(evaluate(w, a, 8, True, eb),
+                                                  block_matvec(w, a))
         b = bounds(w, 12)
         lo, hi = -2048, 2047
         coef_hits = block_matvec(w, np.full(96, lo)), block_matvec(w, np.full(96, hi))
@@ -94,24 +99,39 @@ CONFIGS = [
     ("Q4_1", 32, 64, 32, 16, 16, "verilator"),
     pytest.param("smollm2_wk", 192, 576, 64, 32, 12, "verilator", marks=pytest.mark.slow),
 ]
+#: parallel lanes (a block's whole codes per cycle): the same formats, fewer cases
+PARALLEL_CONFIGS = [
+    ("tiny_wq", 64, 64, 16, 16, 12, "icarus"),
+    ("Q8_0", 32, 64, 8, 8, 12, "icarus"),
+    ("Q4_1", 32, 64, 32, 16, 16, "verilator"),
+]
 
 
-@pytest.mark.parametrize("kind,rows,cols,lanes,beat,abits,simulator", CONFIGS,
+@pytest.mark.parametrize("kind,rows,cols,lanes,beat,abits,simulator,parallel",
+                         [(*getattr(c, "values", c), False) if not hasattr(c, "marks")
+                          else pytest.param(*c.values, False, marks=c.marks) for c in CONFIGS]
+                         + [(*c, True) for c in PARALLEL_CONFIGS],
                          ids=[f"{v[0]}-{v[1]}x{v[2]}-P{v[3]}-{v[6]}"
-                              for v in (getattr(c, "values", c) for c in CONFIGS)])
-def test_block_matvec_bit_exact(tmp_path, kind, rows, cols, lanes, beat, abits, simulator):
+                              for v in (getattr(c, "values", c) for c in CONFIGS)]
+                         + [f"{v[0]}-{v[1]}x{v[2]}-P{v[3]}-{v[6]}-parallel"
+                            for v in PARALLEL_CONFIGS])
+def test_block_matvec_bit_exact(tmp_path, kind, rows, cols, lanes, beat, abits, simulator,
+                                parallel):
     why = simulator_available(simulator)
     if why:
         pytest.skip(why)
     w = _weights(kind, rows, cols, 7)
     rng = np.random.default_rng(3)
-    d, dut = _write(tmp_path, w, lanes, beat, abits, _vectors(w, abits, rng))
+    d, dut = _write(tmp_path, w, lanes, beat, abits, _vectors(w, abits, rng), parallel)
     res = run_stream(d, simulator=simulator)
     assert res.ok, res.summary()
     assert dut.cycles_per_vector == dut.layout.ideal_cycles
+    per_block = 1 if parallel else w.bits
+    assert dut.cycles_per_vector == rows * cols * per_block // (lanes * w.block)
 
 
-def test_lane_array_runs_a_layers_four_passes(tmp_path):
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel):
     """q|k|v, o, gate/up interleaved by beat, down: one lane array, passes in a cycle."""
     from golden.blockquant import interleave_rows, stack
     from hdl.block_matvec import LaneArray
@@ -123,7 +143,7 @@ def test_lane_array_runs_a_layers_four_passes(tmp_path):
     beat, lanes, abits = 16, 16, 12
     passes = [stack([lw.wq, lw.wk, lw.wv]), lw.wo, interleave_rows(lw.w_gate, lw.w_up, beat),
               lw.w_down]
-    dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT)
+    dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=parallel)
     rng = np.random.default_rng(5)
     ins, outs = [], []
     for _token in range(3):
@@ -139,7 +159,7 @@ def test_lane_array_runs_a_layers_four_passes(tmp_path):
     res = run_stream(d, simulator="icarus")
     assert res.ok, res.summary()
     assert dut.cycles_per_vector == dut.ideal_cycles == sum(
-        w.shape[0] * w.shape[1] * w.bits for w in passes) / (lanes * 32)
+        w.shape[0] * w.shape[1] * (1 if parallel else w.bits) for w in passes) / (lanes * 32)
 
 
 def test_per_channel_weights_run_as_lane_blocks(tmp_path):

@@ -161,6 +161,39 @@ def test_tiny_chip_bit_exact_verilator(tiny_chip):
     test_tiny_chip_bit_exact(tiny_chip, "verilator")
 
 
+@pytest.fixture(scope="module")
+def tiny_chip_parallel(tmp_path_factory):
+    """The tiny chip with parallel lanes (``--lane parallel``)."""
+    from gen.chip import generate_chip
+
+    d = tmp_path_factory.mktemp("chip") / "tiny_parallel"
+    generate_chip("tiny", d, ctx=8, lane="parallel", log=None)
+    return d
+
+
+def test_tiny_chip_parallel_lanes(tiny_chip, tiny_chip_parallel):
+    """Parallel lanes: the same tokens as golden (full rate and stalls), in fewer cycles per
+    token; the lane arrays take a block's codes per cycle instead of a bit plane, over
+    ``bits`` times wider ROMs (the same ROM bits)."""
+    import json
+
+    from sim.runner import run_chip
+
+    _need("icarus")
+    ms, mp = (json.loads((d / "manifest.json").read_text())
+              for d in (tiny_chip, tiny_chip_parallel))
+    assert (ms["lane"], mp["lane"]) == ("serial", "parallel")
+    assert mp["rom_bits"] == ms["rom_bits"]
+    cs, cp = (m["cycles"]["units_at_last_pos"] for m in (ms, mp))
+    assert cp["LM head"] * 8 == cs["LM head"]  # Q8_0: one cycle per block instead of eight
+    assert cp["layer 0"] < cs["layer 0"]
+    assert mp["vectors"] == ms["vectors"]
+    res = run_chip(tiny_chip_parallel, simulator="icarus", stall_tokens=3)
+    print(res.summary())
+    assert res.tests == 3 and res.failed == 0, res.summary()
+    assert [c[1] for c in res.cases] == ["PASS", "PASS", "SKIP"]
+
+
 def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
     """``hardwire generate --backend rtl`` (the chip in a plain Verilator build) gives the
     integer golden's tokens."""
@@ -183,6 +216,18 @@ def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
     assert main(["generate", "--model", "tiny", "--prompt-ids", "7", "--tokens", "2",
                  "--backend", "rtl"]) == 0
     assert (d / "sim_build" / "fast" / "Vchip").stat().st_mtime == stamp
+    assert json.loads((d / "manifest.json").read_text())["lane"] == "parallel"  # the default
+    capsys.readouterr()
+    # bit-serial lanes on request: a design of its own, the same tokens
+    assert main(["generate", "--model", "tiny", "--prompt", "Hi!", "--tokens", "9",
+                 "--backend", "rtl", "--lane", "serial", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == out["golden"]
+    assert len(list((tmp_path / "build" / "chip").iterdir())) == 2
+    # a design of the other kind is refused in one line
+    assert main(["generate", "--model", "tiny", "--prompt-ids", "7", "--tokens", "2",
+                 "--backend", "rtl", "--chip", str(d), "--lane", "serial"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has parallel lanes, not --lane serial" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, words", [

@@ -327,6 +327,56 @@ def test_lanes_bit_exact(tmp_path, fmt):
     assert dut.cycles_per_vector == dut.layout.ideal_cycles
 
 
+@pytest.mark.parametrize("fmt", ["int2g", "int3g", "int8g", "ternary", "mxfp4"])
+def test_parallel_lanes_bit_exact(tmp_path, fmt):
+    """Parallel lanes (a block's whole codes per cycle): 2-bit codes fill one 64-bit ROM
+    word, 3-bit codes leave a 48-bit one, 8-bit codes take four ROMs per lane."""
+    from sim.runner import run_stream, simulator_available
+    from tests.test_block_matvec import _vectors, _write
+
+    why = simulator_available("icarus")
+    if why:
+        pytest.skip(why)
+    w = LANE_CASES[fmt]()
+    d, dut = _write(tmp_path, w, 16, 16, 12, _vectors(w, 12, np.random.default_rng(13),
+                                                       n_random=4), parallel=True)
+    res = run_stream(d, simulator="icarus")
+    assert res.ok, res.summary()
+    assert dut.cycles_per_vector == dut.layout.ideal_cycles == 32 * 96 // (16 * 32)
+
+
+def test_parallel_lanes_widen_narrower_passes(tmp_path):
+    """A Q4_K pass beside a Q6_K pass on one parallel lane array: the ROM words hold 6-bit
+    codes, the Q4_K codes sign-extended into them."""
+    from golden.llama_int import project
+    from hdl.block_matvec import LaneArray
+    from sim.runner import run_stream, simulator_available, write_unit
+    from sim.streams import beats
+    from tests.test_block_matvec import FMT, _cases, _vectors
+
+    why = simulator_available("icarus")
+    if why:
+        pytest.skip(why)
+    passes = [_k_quant("Q4_K", 5).reblock(16), _k_quant("Q6_K", 6)]
+    beat, lanes, abits = 16, 16, 12
+    dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=True)
+    assert dut.elem_bits == 6 and passes[0].bits == 4
+    rng = np.random.default_rng(7)
+    ins, outs = [], []
+    vectors = [_vectors(w, abits, rng, n_random=2) for w in passes]
+    for k in range(min(map(len, vectors))):  # the passes alternate, as in a layer
+        for w, vs in zip(passes, vectors, strict=True):
+            a, e = vs[k]
+            ins += beats(a, beat, abits, exp=e, exp_bits=FMT.exp_bits)
+            outs += beats(project(w, a, e, FMT), beat, FMT.fx_bits)
+    fields = [(f"row {j}", j * FMT.fx_bits, FMT.fx_bits, True) for j in range(beat)]
+    d = write_unit(dut, "lane_array", tmp_path / "dut",
+                   {"fields": fields, "cases": [_cases("q4_k, q6_k", ins, outs)]},
+                   extra_verilog=dut.lane_verilog())
+    res = run_stream(d, simulator="icarus")
+    assert res.ok, res.summary()
+
+
 # --- checkpoints: --quant, weight errors, whole layers -----------------------------------------
 
 DIM, HEADS, KV, FFN = 64, 4, 2, 128

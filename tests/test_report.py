@@ -246,5 +246,20 @@ def test_layer_design(tmp_path, capsys):
     assert c["units_formula"] == sum(m["cycles"]["units_at_last_pos"].values())
     assert r["speed"]["fmax"]["module"] == "layer_lane"
     assert r["weight_error"]["formats"]["layers"] == ["Q4_1"]
-    assert "the whole layer is not placed" in table
+    assert "built in (" in table and "layer_lane itself is not placed" in table
     _one_line_error(capsys, d, "--sweep", match="--sweep needs a chip design")
+
+
+def test_parallel_lanes_are_not_estimated(tmp_path):
+    """The built-in figures are of bit-serial lanes: a chip of parallel lanes gets no area
+    estimate for them and no built-in Fmax, and the report says so."""
+    from gen.chip import generate_chip
+
+    d = tmp_path / "chip"
+    generate_chip("tiny", d, ctx=4, lane="parallel", log=None)
+    r, table = make_report(d, log=None)
+    lanes = [row for row in r["area"]["modules"] if row["kind"] == "ParallelLane"]
+    assert len(lanes) == 3 and all(row["total"] is None for row in lanes), lanes
+    assert lanes[0]["method"].startswith("none: not synthesised")
+    assert r["speed"]["fmax"]["mhz"] is None
+    assert "not estimated: hw_ParallelLane_" in table and "Fmax: -" in table
