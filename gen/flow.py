@@ -483,10 +483,18 @@ def _instance_paths(netlist: Mapping, top: str, kinds: set[str]) -> dict[str, li
 
 
 def _clock_gates(netlist: Mapping, top: str) -> list[dict]:
-    """The gated clocks of a chip's top module (``<stage>_gclk = clk & <stage>_en_q``, the
-    enable caught on the falling edge): the nets, the enable flop, and the instances each
-    clocks."""
-    mod = netlist["modules"][top]
+    """The gated clocks of a chip (``<stage>_gclk = clk & <stage>_en_q``, the enable caught
+    on the falling edge): the stages' in the top module, then the lanes' inside each lane
+    array module (named ``<module>.<stage>``): the nets, the enable flop, and the instances
+    each clocks."""
+    mods = netlist["modules"]
+    out = []
+    for mname in [top] + sorted(n for n in mods if n != top):
+        out += _module_clock_gates(mods[mname], "" if mname == top else f"{mname}.")
+    return out
+
+
+def _module_clock_gates(mod: Mapping, prefix: str) -> list[dict]:
     nets = mod.get("netnames", {})
     out = []
     for name, net in sorted(nets.items()):
@@ -503,7 +511,8 @@ def _clock_gates(netlist: Mapping, top: str) -> list[dict]:
         edge = None
         if flop is not None and "CLK_POLARITY" in flop.get("parameters", {}):
             edge = "rising" if int(str(flop["parameters"]["CLK_POLARITY"]), 2) else "falling"
-        out.append({"stage": stage, "gated_clock": name, "enable_latch": f"{stage}_en_q",
+        out.append({"stage": prefix + stage, "gated_clock": prefix + name,
+                    "enable_latch": f"{prefix}{stage}_en_q",
                     "enable_flop_edge": edge, "clocks_instances": clocked,
                     "icg": ("replace the negative-edge enable flop and the AND with the "
                             "PDK's integrated clock-gating cell (latch + AND, e.g. "
@@ -758,9 +767,9 @@ def _macros_md(top: str, rows: list[dict], gating: list[dict], stats: dict,
               f"{sum(len(r['instances']) for r in rows)} instances.", ""]
     lines += ["## Clock gating", ""]
     if gating:
-        lines.append("Each stage runs on a gated clock: an enable caught on the falling edge "
-                     "of `clk`, ANDed with `clk`. That is where integrated clock-gating cells "
-                     "go:")
+        lines.append("Each stage runs on a gated clock, and each lane array's lanes on one "
+                     "gated again inside it: an enable caught on the falling edge of the "
+                     "clock, ANDed with it. That is where integrated clock-gating cells go:")
         lines.append("")
         for g in gating:
             lines.append(f"- `{g['gated_clock']}` (enable `{g['enable_latch']}`) clocks "

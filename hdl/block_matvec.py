@@ -7,8 +7,10 @@ the schedule and ROM contents of :mod:`golden.block_folded`.
 import numpy as np
 from amaranth.hdl import (
     Cat,
+    ClockDomain,
     ClockSignal,
     Const,
+    DomainRenamer,
     Instance,
     Module,
     Mux,
@@ -195,6 +197,11 @@ class LaneArray(wiring.Component):
     ``parallel`` lanes (:class:`ParallelLane`) take a block's whole codes per cycle instead of
     one bit plane (:class:`BlockLane`): ``bits`` times fewer cycles, a multiplier per column.
 
+    With ``gate_lanes``, the lanes, their ROMs and the activation read run on a clock that
+    ticks only while the array issues ROM reads or finishes them (as a clock-gating cell would
+    gate it): an ASIC saves their power while the layer's vector units work, and Verilator skips
+    their logic then. Off for FPGAs (see :class:`hdl.chip.Chip`).
+
     Timing per pass: the input loads in ``cols / beat`` cycles; then ``rows/lanes * nblocks *
     bits`` cycles of ROM reads (``rows/lanes * nblocks`` when parallel; :attr:`pass_cycles`);
     every batch of ``lanes`` rows leaves in ``lanes / beat`` beats while the next batch
@@ -203,7 +210,7 @@ class LaneArray(wiring.Component):
 
     def __init__(self, passes: list[BlockAffine], *, abits: int, lanes: int, beat: int,
                  fmt: IntFormat, rom_images: bool = False, prefix: str = "mv",
-                 parallel: bool = False):
+                 parallel: bool = False, gate_lanes: bool = False):
         if not passes:
             raise ValueError("at least one pass is needed")
         block = passes[0].block
@@ -215,7 +222,7 @@ class LaneArray(wiring.Component):
             if w.block != block:
                 raise ValueError("every pass needs the same block size")
         self.passes, self.fmt, self.abits, self.beat = passes, fmt, abits, beat
-        self.parallel = parallel
+        self.parallel, self.gate_lanes = parallel, gate_lanes
         self.layouts = [gbf.BlockFoldedLayout.of(w, lanes, parallel) for w in passes]
         for L in self.layouts:
             if lanes // beat > L.nblocks * L.cycles_per_block:
@@ -331,13 +338,16 @@ class LaneArray(wiring.Component):
             return sig
 
         pass_bits = max(1, (NP - 1).bit_length())
+        # The lanes' domain: their registers, their ROMs, the activation read and the stage-1
+        # flags, so that the lanes' logic depends on registers of this domain only.
+        ld = "lanes" if self.gate_lanes else "sync"
 
         # -- input: beats assemble into blocks in the activation memory ----------------------
         max_nb = max(L.nblocks for L in Ls)
         per_block = K // B
         m.submodules.xmem = xmem = Memory(shape=K * A, depth=max(max_nb, 2), init=[])
         wr = xmem.write_port()
-        rd = xmem.read_port(domain="sync")
+        rd = xmem.read_port(domain=ld)
         pass_in = Signal(pass_bits)
         nin = pick(pass_in, [L.cols // B for L in Ls], "nin")
         cnt_in = Signal(range(max(L.cols // B for L in Ls) + 1))
@@ -388,9 +398,20 @@ class LaneArray(wiring.Component):
         start = Signal()
         m.d.comb += start.eq(adv & buf_full & ~busy)
         m.d.comb += [rd.addr.eq(bb), rd.en.eq(adv)]
+        if self.gate_lanes:
+            # A clock-gating cell: the enable is caught while the clock is low and ANDed with
+            # it. The lanes' clock ticks at the edges where a ROM read issues (busy) or the
+            # lanes take its word (v1), and through reset. At every other edge the ungated
+            # design would only have re-read the same words and kept v1 low.
+            m.domains.lanes_en = cde = ClockDomain(clk_edge="neg", reset_less=True, local=True)
+            m.domains.lanes = cdl = ClockDomain(local=True)
+            en, gclk = Signal(name="lanes_en_q"), Signal(name="lanes_gclk")
+            m.d.comb += [cde.clk.eq(ClockSignal("sync")), gclk.eq(ClockSignal("sync") & en),
+                         cdl.clk.eq(gclk), cdl.rst.eq(ResetSignal("sync"))]
+            m.d.lanes_en += en.eq(busy | v1 | ResetSignal("sync"))
 
         with m.If(adv):
-            m.d.sync += [
+            m.d[ld] += [
                 v1.eq(busy), sign1.eq(t == 0), lastp1.eq(t == t_last), firstb1.eq(bb == 0),
                 batch1.eq((bb == nb_last) & (t == t_last)), e1.eq(e_cur), pass1.eq(pass_run),
             ]
@@ -426,12 +447,13 @@ class LaneArray(wiring.Component):
             croms = [spec.build() for spec in self.lane_code_roms[p]]
             drom = self.d_roms[p].build()
             for j, crom in enumerate(croms):
-                m.submodules[f"code{p}" if len(croms) == 1 else f"code{p}_{j}"] = crom
+                m.submodules[f"code{p}" if len(croms) == 1 else f"code{p}_{j}"] = \
+                    DomainRenamer(ld)(crom)
                 m.d.comb += [crom.addr.eq(addr), crom.en.eq(adv)]
-            m.submodules[f"d{p}"] = drom
+            m.submodules[f"d{p}"] = DomainRenamer(ld)(drom)
             m.d.comb += [drom.addr.eq(saddr), drom.en.eq(adv)]
             res = Signal(signed(self.acc_bits), name=f"row{p}")
-            ports = dict(i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
+            ports = dict(i_clk=ClockSignal(ld), i_rst=ResetSignal(ld),
                          i_chunk=chunk1, i_d=drom.data, i_first_block=firstb1,
                          i_update=update, o_result=res)
             if self.parallel:
@@ -440,7 +462,7 @@ class LaneArray(wiring.Component):
                 ports |= dict(i_bits=croms[0].data, i_sign_plane=sign1, i_last_plane=lastp1)
             if self._has_m:
                 mrom = self.m_roms[p].build()
-                m.submodules[f"m{p}"] = mrom
+                m.submodules[f"m{p}"] = DomainRenamer(ld)(mrom)
                 m.d.comb += [mrom.addr.eq(saddr), mrom.en.eq(adv)]
                 ports |= dict(i_m=mrom.data, i_act_sum=act_sum)
             m.submodules[f"lane{p}"] = Instance(self.lane_name, **ports)

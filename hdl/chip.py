@@ -302,7 +302,9 @@ class Chip(wiring.Component):
 
     With ``gate_clocks``, each decoder layer and the head stage get their own gated clock
     (:meth:`_stage`): only the stage the token is in is clocked, as an ASIC would gate
-    idle logic, and a simulator evaluates one stage per cycle instead of all of them.
+    idle logic, and a simulator evaluates one stage per cycle instead of all of them. Inside
+    a stage, the lanes of each lane array are gated again, ticking only while they work
+    (``gate_lanes`` of :class:`hdl.block_matvec.LaneArray`).
 
     Ports: ``x`` (:func:`token_layout`: id and position, one payload per token), ``y``
     (``{"id", "logit"}``: the next token and its integer logit, Q.logit_frac). One token is
@@ -323,7 +325,8 @@ class Chip(wiring.Component):
         self.layers = []
         for i, lw in enumerate(w.layers):
             layer = DecoderLayer(cfg, lw, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt,
-                                 rom_images=rom_images, prefix=f"l{i}", parallel=parallel)
+                                 rom_images=rom_images, prefix=f"l{i}", parallel=parallel,
+                                 gate_lanes=gate_clocks)
             # Identical lanes (same widths and bounds) are one module across the layers.
             layer.engine.lane_name = module_key(layer.engine.lane_kind,
                                                  layer.engine.lane_args())
@@ -342,7 +345,7 @@ class Chip(wiring.Component):
         self.norm = RmsNormUnit(cfg.dim, beat, head_fmt, G.g_final, G.gf_final, G.eps_term)
         self.head = LaneArray([head], abits=G.head_abits, lanes=head_lanes, beat=beat,
                               fmt=head_fmt, rom_images=rom_images, prefix="head",
-                              parallel=parallel)
+                              parallel=parallel, gate_lanes=gate_clocks)
         self.head.lane_name = module_key(self.head.lane_kind, self.head.lane_args())
         self.argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits)
         for name, comp in (("embedding", self.embed), ("final_norm", self.norm),

@@ -56,7 +56,7 @@ def _connect(m, src, dst):
 class DecoderLayer(wiring.Component):
     def __init__(self, cfg: LlamaConfig, w: LayerWeights, *, ctx: int, lanes: int, beat: int,
                  fmt: IntFormat | None = None, rom_images: bool = False,
-                 prefix: str = "layer", parallel: bool = False):
+                 prefix: str = "layer", parallel: bool = False, gate_lanes: bool = False):
         fmt = fmt or IntFormat()
         for name, n in (("dim", cfg.dim), ("kv_dim", cfg.kv_dim), ("ffn", cfg.ffn)):
             if n % beat:
@@ -71,7 +71,8 @@ class DecoderLayer(wiring.Component):
         self.passes = [stack([blk["wq"], blk["wk"], blk["wv"]]), blk["wo"],
                        interleave_rows(blk["w_gate"], blk["w_up"], beat), blk["w_down"]]
         self.engine = LaneArray(self.passes, abits=fmt.abits, lanes=lanes, beat=beat, fmt=fmt,
-                                rom_images=rom_images, prefix=prefix, parallel=parallel)
+                                rom_images=rom_images, prefix=prefix, parallel=parallel,
+                                gate_lanes=gate_lanes)
         d, hd, nh, nkv = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
         #: module name -> component, for every unit emitted as its own Verilog module
         self.modules = {}

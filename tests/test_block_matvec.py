@@ -130,9 +130,12 @@ def test_block_matvec_bit_exact(tmp_path, kind, rows, cols, lanes, beat, abits, 
     assert dut.cycles_per_vector == rows * cols * per_block // (lanes * w.block)
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
-def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel):
-    """q|k|v, o, gate/up interleaved by beat, down: one lane array, passes in a cycle."""
+@pytest.mark.parametrize("parallel, gated", [(False, False), (True, False), (False, True),
+                                             (True, True)],
+                         ids=["serial", "parallel", "serial-gated", "parallel-gated"])
+def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel, gated):
+    """q|k|v, o, gate/up interleaved by beat, down: one lane array, passes in a cycle. Gated:
+    the lanes on their own gated clock, as in a chip."""
     from golden.blockquant import interleave_rows, stack
     from hdl.block_matvec import LaneArray
 
@@ -143,7 +146,8 @@ def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel):
     beat, lanes, abits = 16, 16, 12
     passes = [stack([lw.wq, lw.wk, lw.wv]), lw.wo, interleave_rows(lw.w_gate, lw.w_up, beat),
               lw.w_down]
-    dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=parallel)
+    dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=parallel,
+                    gate_lanes=gated)
     rng = np.random.default_rng(5)
     ins, outs = [], []
     for _token in range(3):

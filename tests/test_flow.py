@@ -143,9 +143,11 @@ def test_asic_handoff_of_the_tiny_chip(tiny_chip, tmp_path):
     assert len(rows) == len(dm["rom_images"]) == 10
     paths = {p for r in rows for p in r["instances"]}
     assert {"embedding.inst.rom0.rom", "layer1.inst.engine.inst.code0.rom"} <= paths
-    # Every layer and the head stage on a gated clock: where the ICG cells go.
+    # Every layer and the head stage on a gated clock, and every lane array's lanes again
+    # inside it: where the ICG cells go.
     g = {x["stage"]: x for x in m["asic"]["clock_gating"]}
-    assert set(g) == {"l0", "l1", "head"}
+    assert set(g) == {"l0", "l1", "head", "l0_engine.lanes", "l1_engine.lanes",
+                      "chip_head_engine.lanes"}
     assert g["l0"]["clocks_instances"] == ["layer0"]
     assert set(g["head"]["clocks_instances"]) == {"final_norm", "head", "argmax"}
     assert {x["enable_flop_edge"] for x in g.values()} == {"falling"}
