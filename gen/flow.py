@@ -495,12 +495,16 @@ def _clock_gates(netlist: Mapping, top: str) -> list[dict]:
 
 
 def _module_clock_gates(mod: Mapping, prefix: str) -> list[dict]:
+    """A module's gated clocks; below the top, only those made there (with their enable flop),
+    not a stage's clock passed in through a port."""
     nets = mod.get("netnames", {})
     out = []
     for name, net in sorted(nets.items()):
         if not name.endswith("_gclk"):
             continue
         stage = name.removesuffix("_gclk")
+        if prefix and f"{stage}_en_q" not in nets:
+            continue
         bits = net["bits"]
         clocked = sorted(c.lstrip("\\") for c, cell in mod.get("cells", {}).items()
                          if not cell["type"].startswith("$")  # the AND that makes it
