@@ -488,10 +488,14 @@ def _cmd_generate(a):
     if a.chip is not None and "rtl" not in (a.backend, a.compare):
         raise UserError("--chip names the design of the rtl backend; add --backend rtl or "
                         "--compare rtl")
+    if (a.lanes is not None or a.lane is not None) and "rtl" not in (a.backend, a.compare):
+        raise UserError("--lanes and --lane shape the rtl backend's chip; add --backend rtl or "
+                        "--compare rtl")
     from .forward import tty_progress
 
     res = generate(a.model, a.tokens, a.backend, prompt=a.prompt, prompt_ids=ids, ctx=a.ctx,
-                   quant=a.quant, on_text=None if a.json else show, echo=True, lanes=a.lanes,
+                   quant=a.quant, on_text=None if a.json else show, echo=True,
+                   lanes=a.lanes if a.backend == "rtl" else None,
                    progress=lambda desc, n: tty_progress(n, desc, "file"),
                    chip=a.chip if a.backend == "rtl" else None,
                    lane=a.lane if a.backend == "rtl" else None)
