@@ -78,8 +78,10 @@ OPT = "-O3 -march=native"
 
 
 def sim_threads() -> int:
-    """Verilator threads of the model: ``HARDWIRE_SIM_THREADS``, else 2 where there are two
-    cores (a lane array splits well: a two-layer SmolLM2 chip, 0.78 -> 0.59 s per token)."""
+    """Verilator threads of the model: ``HARDWIRE_SIM_THREADS``, else 1. Two threads spin
+    while they wait for each other. On the whole SmolLM2 chip with parallel lanes (2 cores),
+    two threads ran 0.45-0.7 s per token in good stretches but 1.0-1.4 s in others (median
+    1.11 s over three passes of 16 positions); one thread ran 0.52-1.0 s, median 0.59 s."""
     env = os.environ.get("HARDWIRE_SIM_THREADS", "")
     if env:
         if not env.isdigit() or int(env) < 1:
@@ -87,7 +89,7 @@ def sim_threads() -> int:
 
             raise UserError(f"HARDWIRE_SIM_THREADS must be a positive integer, not {env!r}")
         return int(env)
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
+    return 1
 
 
 def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path, float]:

@@ -271,8 +271,6 @@ def test_derived_layers_are_their_own_conversion():
 def test_sim_threads_from_the_environment(monkeypatch, value, want):
     """``HARDWIRE_SIM_THREADS`` sets the fast model's Verilator threads; anything but a
     positive integer is a one-line error."""
-    import os
-
     from gen.errors import UserError
     from sim.fast import sim_threads
 
@@ -281,6 +279,6 @@ def test_sim_threads_from_the_environment(monkeypatch, value, want):
         with pytest.raises(UserError, match="HARDWIRE_SIM_THREADS must be a positive integer"):
             sim_threads()
     elif want is None:
-        assert sim_threads() == (2 if (os.cpu_count() or 1) >= 2 else 1)
+        assert sim_threads() == 1
     else:
         assert sim_threads() == want
