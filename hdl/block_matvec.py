@@ -52,6 +52,22 @@ def _width(lo, hi) -> int:
     return int(signed_width(int(lo), int(hi)))
 
 
+def _accumulate(m, lane, p, take):
+    """A lane's block term ``D*P + M*S`` into its row accumulator, which takes the sum when
+    ``take`` is high; ``lane.result`` is the sum (the finished row in a row's last cycle)."""
+    b = lane._b
+    term = Signal(signed(_width(*b["term"])))
+    if lane._has_m:
+        m.d.comb += term.eq(lane.d * p + lane.m * lane.act_sum)
+    else:
+        m.d.comb += term.eq(lane.d * p)
+    acc, acc_next = Signal(signed(lane._acc_w)), Signal(signed(lane._acc_w))
+    m.d.comb += acc_next.eq(Mux(lane.first_block, term, acc + term))
+    with m.If(take):
+        m.d.sync += acc.eq(acc_next)
+    m.d.comb += lane.result.eq(acc_next)
+
+
 class BlockLane(wiring.Component):
     """One lane: selected-activation sum, Horner over planes, then ``D*P + M*S`` into the
     row accumulator. ``result`` is the finished row, combinationally, in the cycle of the last
@@ -80,18 +96,9 @@ class BlockLane(wiring.Component):
         hw = _width(*b["horner"])
         p, p_next = Signal(signed(hw)), Signal(signed(hw))
         m.d.comb += p_next.eq(Mux(self.sign_plane, -tree, (p << 1) + tree))
-        term = Signal(signed(_width(*b["term"])))
-        if self._has_m:
-            m.d.comb += term.eq(self.d * p_next + self.m * self.act_sum)
-        else:
-            m.d.comb += term.eq(self.d * p_next)
-        acc, acc_next = Signal(signed(self._acc_w)), Signal(signed(self._acc_w))
-        m.d.comb += acc_next.eq(Mux(self.first_block, term, acc + term))
         with m.If(self.update):
             m.d.sync += p.eq(p_next)
-            with m.If(self.last_plane):
-                m.d.sync += acc.eq(acc_next)
-        m.d.comb += self.result.eq(acc_next)
+        _accumulate(m, self, p_next, self.update & self.last_plane)
         return m
 
 
@@ -124,16 +131,7 @@ class ParallelLane(wiring.Component):
             products.append(pr)
         code = Signal(signed(_width(*b["code"])))
         m.d.comb += code.eq(_adder_tree(m, products, plo, phi))
-        term = Signal(signed(_width(*b["term"])))
-        if self._has_m:
-            m.d.comb += term.eq(self.d * code + self.m * self.act_sum)
-        else:
-            m.d.comb += term.eq(self.d * code)
-        acc, acc_next = Signal(signed(self._acc_w)), Signal(signed(self._acc_w))
-        m.d.comb += acc_next.eq(Mux(self.first_block, term, acc + term))
-        with m.If(self.update):
-            m.d.sync += acc.eq(acc_next)
-        m.d.comb += self.result.eq(acc_next)
+        _accumulate(m, self, code, self.update)
         return m
 
 

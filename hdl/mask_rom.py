@@ -6,6 +6,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from golden.block_folded import ROM_WIDTH
+
 __all__ = ["MaskRom", "ROM_PRIMITIVE", "ROM_PRIMITIVE_NAME", "hex_image"]
 
 ROM_PRIMITIVE_NAME = "hardwire_rom"
@@ -65,8 +67,8 @@ class MaskRom(wiring.Component):
         words = np.asarray(words, dtype=np.uint64)
         if words.ndim != 1 or len(words) < 1:
             raise ValueError(f"ROM contents must be a non-empty 1-D array, not shape {words.shape}")
-        if not 1 <= width <= 64:
-            raise ValueError(f"ROM width must be 1..64 bits, not {width!r}")
+        if not 1 <= width <= ROM_WIDTH:
+            raise ValueError(f"ROM width must be 1..{ROM_WIDTH} bits, not {width!r}")
         if width < 64 and np.any(words >> np.uint64(width)):
             raise ValueError(f"ROM contents do not fit in {width} bits")
         self._words, self._width, self.image = words, width, image

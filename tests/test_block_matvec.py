@@ -70,6 +70,19 @@ def _write(tmp_path, w, lanes, beat, abits, vectors, parallel=False):
     return d, dut
 
 
+def write_passes(tmp_path, dut, steps, name):
+    """A lane array's unit test: ``steps`` of ``(w, a, e)`` in the order the passes run,
+    each expected as ``project(w, a, e)``."""
+    ins, outs = [], []
+    for w, a, e in steps:
+        ins += beats(a, dut.beat, dut.abits, exp=e, exp_bits=FMT.exp_bits)
+        outs += beats(project(w, a, e, FMT), dut.beat, FMT.fx_bits)
+    fields = [(f"row {j}", j * FMT.fx_bits, FMT.fx_bits, True) for j in range(dut.beat)]
+    return write_unit(dut, "lane_array", tmp_path / "dut",
+                      {"fields": fields, "cases": [_cases(name, ins, outs)]},
+                      extra_verilog=dut.lane_verilog())
+
+
 def test_schedule_equals_block_matvec():
     rng = np.random.default_rng(0)
     for kind in ("Q4_0", "Q4_1", "Q8_0"):
@@ -149,17 +162,9 @@ def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel, gated):
     dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=parallel,
                     gate_lanes=gated)
     rng = np.random.default_rng(5)
-    ins, outs = [], []
-    for _token in range(3):
-        for w in passes:
-            a = rng.integers(-(1 << (abits - 1)), 1 << (abits - 1), w.shape[1])
-            e = int(rng.integers(-14, -6))
-            ins += beats(a, beat, abits, exp=e, exp_bits=FMT.exp_bits)
-            outs += beats(project(w, a, e, FMT), beat, FMT.fx_bits)
-    fields = [(f"row {j}", j * FMT.fx_bits, FMT.fx_bits, True) for j in range(beat)]
-    d = write_unit(dut, "lane_array", tmp_path / "dut",
-                   {"fields": fields, "cases": [_cases("3 tokens x 4 passes", ins, outs)]},
-                   extra_verilog=dut.lane_verilog())
+    steps = [(w, rng.integers(-(1 << (abits - 1)), 1 << (abits - 1), w.shape[1]),
+              int(rng.integers(-14, -6))) for _token in range(3) for w in passes]
+    d = write_passes(tmp_path, dut, steps, "3 tokens x 4 passes")
     res = run_stream(d, simulator="icarus")
     assert res.ok, res.summary()
     assert dut.cycles_per_vector == dut.ideal_cycles == sum(

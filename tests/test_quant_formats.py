@@ -348,11 +348,9 @@ def test_parallel_lanes_bit_exact(tmp_path, fmt):
 def test_parallel_lanes_widen_narrower_passes(tmp_path):
     """A Q4_K pass beside a Q6_K pass on one parallel lane array: the ROM words hold 6-bit
     codes, the Q4_K codes sign-extended into them."""
-    from golden.llama_int import project
     from hdl.block_matvec import LaneArray
-    from sim.runner import run_stream, simulator_available, write_unit
-    from sim.streams import beats
-    from tests.test_block_matvec import FMT, _cases, _vectors
+    from sim.runner import run_stream, simulator_available
+    from tests.test_block_matvec import FMT, _vectors, write_passes
 
     why = simulator_available("icarus")
     if why:
@@ -362,17 +360,10 @@ def test_parallel_lanes_widen_narrower_passes(tmp_path):
     dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=True)
     assert dut.elem_bits == 6 and passes[0].bits == 4
     rng = np.random.default_rng(7)
-    ins, outs = [], []
     vectors = [_vectors(w, abits, rng, n_random=2) for w in passes]
-    for k in range(min(map(len, vectors))):  # the passes alternate, as in a layer
-        for w, vs in zip(passes, vectors, strict=True):
-            a, e = vs[k]
-            ins += beats(a, beat, abits, exp=e, exp_bits=FMT.exp_bits)
-            outs += beats(project(w, a, e, FMT), beat, FMT.fx_bits)
-    fields = [(f"row {j}", j * FMT.fx_bits, FMT.fx_bits, True) for j in range(beat)]
-    d = write_unit(dut, "lane_array", tmp_path / "dut",
-                   {"fields": fields, "cases": [_cases("q4_k, q6_k", ins, outs)]},
-                   extra_verilog=dut.lane_verilog())
+    steps = [(w, *vs[k]) for k in range(min(map(len, vectors)))  # alternating, as in a layer
+             for w, vs in zip(passes, vectors, strict=True)]
+    d = write_passes(tmp_path, dut, steps, "q4_k, q6_k")
     res = run_stream(d, simulator="icarus")
     assert res.ok, res.summary()
 
