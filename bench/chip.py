@@ -14,7 +14,6 @@ one. Writes ``build/bench/chip.json`` and prints a table. On SmolLM2 this takes 
 minutes on 2 cores, most of it compiling.
 """
 
-import argparse
 import json
 import resource
 import statistics
@@ -23,17 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path("build/bench")
+from bench import OUT, parser
+from gen.design import Design
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.chip", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--lanes", type=int, default=192)
-    p.add_argument("--head-lanes", type=int, default=192)
+    p = parser("python -m bench.chip", __doc__, lanes=192, head_lanes=192, ctx=16)
     p.add_argument("--lane", default="parallel", choices=("serial", "parallel"))
-    p.add_argument("--ctx", type=int, default=16)
     p.add_argument("--runs", type=int, default=3, help="passes over the golden sequence")
     p.add_argument("--design", type=Path, help="an existing chip design (no generation)")
     a = p.parse_args(argv)
@@ -51,7 +46,7 @@ def main(argv=None):
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     else:
         design = a.design
-    man = json.loads((design / "manifest.json").read_text())
+    man = Design.open(design).manifest
     res = {"design": str(design), "model": man["model"], "lane": man.get("lane", "serial"),
            "lanes": man["lanes"], "head_lanes": man["head_lanes"], "ctx": man["ctx"],
            "weights": man["weights"], "rom_bits": man["rom_bits"]} | res

@@ -8,7 +8,6 @@ Generation runs in a child process (``hardwire layer``) whose peak memory is rea
 largest is reported). Writes ``build/bench/layer.json`` and prints a table.
 """
 
-import argparse
 import json
 import resource
 import subprocess
@@ -16,16 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path("build/bench")
+from bench import OUT, parser
+from gen.design import Design
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.layer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="smollm2")
-    p.add_argument("--layer", type=int, default=0)
-    p.add_argument("--ctx", type=int, default=16)
-    p.add_argument("--lanes", type=int, default=64)
+    p = parser("python -m bench.layer", __doc__, layer=0, ctx=16, lanes=64)
     p.add_argument("--no-sim", action="store_true", help="generation figures only")
     a = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -36,13 +31,13 @@ def main(argv=None):
                     str(a.ctx), "--lanes", str(a.lanes), "--out", str(design)], check=True)
     gen_s = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    man = json.loads((design / "manifest.json").read_text())
+    man = Design.open(design).manifest
     res = {"model": a.model, "layer": a.layer, "ctx": a.ctx, "lanes": man["lanes"],
            "beat": man["beat"], "weights": man["weights"], "rom_bits": man["rom_bits"],
            "ram_bits": man["ram_bits"], "generate_seconds": round(gen_s, 2),
            "generate_peak_mb": round(peak_mb, 1)}
     if not a.no_sim:
-        from gen.layer import cycle_report
+        from gen.cycles import cycle_report
         from sim.runner import run_layer
 
         sim = run_layer(design, simulator="verilator")

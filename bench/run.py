@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gen import set_tool_environment
+from gen.design import Design
 from gen.matvec import MatVecConfig, generate, synthetic_weights
 from gen.synth import SynthError, WrapPorts, module_ports, pnr_verilog, synth_verilog
 
@@ -143,7 +145,7 @@ def bench_scale(timeout, vectors=40):
                        text=True)
     gen_s = time.perf_counter() - t
     peak_kb = int(r.stdout.strip().splitlines()[-1])
-    m = json.loads((d / "manifest.json").read_text())
+    m = Design.open(d).manifest
     res = run_matvec(d, simulator="verilator", vectors=vectors, seed=1,
                      testcase="random_full_rate")
     sim_s = None
@@ -199,6 +201,7 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=Path("build/bench"),
                     help="output directory (default build/bench)")
     a = ap.parse_args(argv)
+    set_tool_environment()
     global OUT
     OUT = a.out
     OUT.mkdir(parents=True, exist_ok=True)

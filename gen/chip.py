@@ -10,25 +10,24 @@ prompt that starts with the extreme ids ``0`` and ``vocab - 1``, filling the KV 
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from golden.llama_int import IntFormat
+from golden.integer import IntFormat
+from golden.llama import PROJECTIONS
 
+from .design import check_rom_images, header, lint_waivers, rom_files, write_design
 from .errors import UserError
-from .layer import convert_modules, default_beat, weights_block
-from .matvec import LINT_WAIVERS
-from .output import atomic_directory
+from .layer import convert_modules, default_beat, module_roles, weights_block
 
-__all__ = ["generate_chip", "chip_digest", "chip_cycle_report", "TOP", "golden_sequence"]
+__all__ = ["generate_chip", "chip_digest", "TOP", "golden_sequence"]
 
 TOP = "hardwire_chip"
 
-#: ``--lane``: how a lane reads a weight block (:class:`hdl.block_matvec.LaneArray`)
+#: ``--lane``: how a lane reads a weight block (:class:`hdl.lane_array.LaneArray`)
 LANE_KINDS = ("serial", "parallel")
 
 
@@ -39,8 +38,7 @@ def chip_digest(m, **params) -> str:
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
     tensors = [w.embedding, w.lm_head]
     for lw in w.layers:
-        tensors += [getattr(lw, n) for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up",
-                                              "w_down")]
+        tensors += [getattr(lw, n) for n in PROJECTIONS]
         h.update(np.ascontiguousarray(lw.attn_norm).tobytes())
         h.update(np.ascontiguousarray(lw.ffn_norm).tobytes())
     for t in tensors:
@@ -89,11 +87,9 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     ``lane``: ``serial`` (one bit plane of a block per cycle) or ``parallel`` (a block's whole
     codes per cycle, a multiplier per column)."""
     from hdl.chip import Chip
-    from hdl.mask_rom import ROM_PRIMITIVE, ROM_PRIMITIVE_NAME
 
     from .models import Model, load_model
 
-    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
     t0 = time.perf_counter()
     m = model if isinstance(model, Model) else load_model(model, quant)
     cfg = m.cfg
@@ -107,12 +103,10 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     beat = beat or math.gcd(default_beat(cfg, lanes, weights_block(w)), head_lanes)
     if lane not in LANE_KINDS:
         raise UserError(f"--lane must be {' or '.join(LANE_KINDS)}, not {lane!r}")
-    if rom_images not in ("auto", "inline", "files"):
-        raise UserError(f"--rom-images must be auto, inline or files, not {rom_images!r}")
+    check_rom_images(rom_images)
     weight_bits = sum(t.codes.size * t.bits for t in [w.embedding, w.lm_head] + [
-        getattr(lw, n) for lw in w.layers
-        for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")])
-    files = rom_images == "files" or (rom_images == "auto" and weight_bits > 1 << 20)
+        getattr(lw, n) for lw in w.layers for n in PROJECTIONS])
+    files = rom_files(rom_images, weight_bits)
     bar = progress(cfg.n_layers) if progress else None
     fmt = IntFormat()
     try:
@@ -136,16 +130,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     roms = [r.image for r in top.roms() if r.image is not None]
     unit_cycles = {k: int(v) for k, v in top.unit_cycles(ctx - 1).items()}
     id_bits = top.in_layout.size - top.pos_bits
-    manifest = {
-        "format": "hardwire-chip/1",
-        "kind": "chip",
-        "top": TOP,
-        "sources": [f"{TOP}.v"] + ([f"{ROM_PRIMITIVE_NAME}.v"] if roms else []),
-        "rom_images": roms,
-        "clock": "clk",
-        "reset": "rst",
-        "reset_active": "high",
-        "reset_kind": "synchronous",
+    manifest = header("hardwire-chip/1", "chip", TOP, roms) | {
         "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload",
                "id_bits": id_bits, "pos_lo": id_bits, "pos_bits": top.pos_bits},
         "out": {"valid": "y__valid", "ready": "y__ready", "data": "y__payload",
@@ -178,15 +163,10 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
             "units_sum_at_last_pos": sum(unit_cycles.values()),
         },
         "vectors": {"tokens": {"in": ins, "out": outs, "logit": logits}},
-        "lint_waivers": [{"warning": k, "reason": v} for k, v in LINT_WAIVERS.items()],
+        "lint_waivers": lint_waivers(),
+        "modules": module_roles(top, TOP),
     }
-    with atomic_directory(out) as d:
-        (d / f"{TOP}.v").write_text(text)
-        if roms:
-            (d / f"{ROM_PRIMITIVE_NAME}.v").write_text(ROM_PRIMITIVE)
-            for r in top.roms():
-                (d / r.image).write_bytes(r.image_text())
-        (d / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_design(out, manifest, text, top.roms())
     t_end = time.perf_counter()
     if log:
         log(f"chip of {m.name}: {cfg.n_layers} layers, {manifest['weights']} weights, "
@@ -196,28 +176,3 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
             f"{t_build - t0:.1f} s, Verilog {t_verilog - t_build:.1f} s, golden "
             f"{t_golden - t_verilog:.1f} s, write {t_end - t_golden:.1f} s)")
     return manifest
-
-
-def chip_cycle_report(design: Path) -> tuple[dict, str]:
-    """Where a chip's cycles go: the units' formulas at the last position, and the cycles per
-    token the testbench measured (``cycles_tokens.json``) against the ideal."""
-    design = Path(design)
-    man = json.loads((design / "manifest.json").read_text())
-    c = man["cycles"]
-    units = c["units_at_last_pos"]
-    rep = {"units_at_last_pos": units, "units_sum": sum(units.values()),
-           "ideal_at_last_pos": c["ideal_at_last_pos"]}
-    lines = [f"{'unit':<18} {'cycles':>8}", "-" * 27]
-    lines += [f"{k:<18} {v:>8}" for k, v in units.items()]
-    lines += ["-" * 27, f"{'sum of units':<18} {rep['units_sum']:>8}",
-              f"{'ideal, last pos':<18} {c['ideal_at_last_pos']:>8.0f}"]
-    measured = design / "cycles_tokens.json"
-    if measured.exists():
-        got = json.loads(measured.read_text())
-        per_tok = got["cycles"]
-        rep |= {"measured_per_token": per_tok, "ratio_last": per_tok[-1] / c["ideal_at_last_pos"],
-                "testbench_wall_seconds": got["wall_seconds"]}
-        lines += [f"{'measured, pos 0':<18} {per_tok[0]:>8}",
-                  f"{'measured, last':<18} {per_tok[-1]:>8}   "
-                  f"({rep['ratio_last']:.3f}x the ideal)"]
-    return rep, "\n".join(lines)

@@ -116,7 +116,8 @@ def run_float(cfg, layers, x: np.ndarray, ctx: int, step=lambda: None) -> np.nda
 def run_golden(int_layers, x: np.ndarray, step=lambda: None) -> np.ndarray:
     """The integer golden: ``x`` to the residual once, integer between layers, back to float
     at the end. ``int_layers`` are :class:`golden.llama_int.IntLayer` (one format)."""
-    from golden.llama_int import IntCache, from_residual, int_layer_step, to_residual
+    from golden.integer import IntCache, from_residual, to_residual
+    from golden.llama_int import int_layer_step
 
     fmt = int_layers[0].fmt
     h = to_residual(x, fmt)
@@ -155,7 +156,7 @@ def run_rtl(m, sel, x: np.ndarray, ctx: int, lanes: int | None = None,
     """The generated RTL in Verilator, layer after layer: each layer's design is generated
     (once: ``build/forward/`` keeps it), built and driven with the residual tokens; its
     outputs feed the next layer. The result is dequantised like the golden backend's."""
-    from golden.llama_int import IntFormat, from_residual, to_residual
+    from golden.integer import IntFormat, from_residual, to_residual
     from sim.runner import drive_layer, simulator_available
 
     from .layer import generate_layer
@@ -214,7 +215,8 @@ def forward(model: str, layers: str, input_path: Path, backend: str, out: Path,
     with atomic_file(out, "--out") as f:  # opened first: an unwritable path fails early
         weights = [m.layer(i) for i in sel]  # decode (and check) every layer before running
         if backend in ("golden", "rtl"):
-            from golden.llama_int import IntFormat, IntLayer
+            from golden.integer import IntFormat
+            from golden.llama_int import IntLayer
 
             fmt = IntFormat()
             lim = 2.0 ** (fmt.res_bits - 1 - fmt.res_frac)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .design import MANIFEST, Design
 from .errors import UserError
 
 __all__ = ["BACKENDS", "GenerateResult", "generate", "parse_prompt_ids", "float_stepper",
@@ -43,7 +44,7 @@ def float_stepper(m, ctx: int) -> Step:
 
 def golden_stepper(m, ctx: int) -> Step:
     """The integer golden, :class:`golden.llama_int.IntModel` with the default
-    :class:`golden.llama_int.IntFormat` (logits int, Q.logit_frac)."""
+    :class:`golden.integer.IntFormat` (logits int, Q.logit_frac)."""
     from golden.llama_int import IntModel
 
     try:
@@ -67,7 +68,6 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
     Q.logit_frac). ``design``: an existing chip directory to use instead (``--chip``).
     """
     import atexit
-    import json
     from pathlib import Path
 
     from sim.fast import ChipProcess
@@ -76,10 +76,7 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
 
     if design is not None:
         d = Path(design)
-        try:
-            man = json.loads((d / "manifest.json").read_text())
-        except (OSError, ValueError) as e:
-            raise UserError(f"--chip {d}: not a chip design ({e})") from None
+        man = Design.read(d, lambda e: f"--chip {d}: not a chip design ({e})").manifest
         if man.get("kind") != "chip":
             raise UserError(f"--chip {d}: not a chip design (kind {man.get('kind')!r})")
         if man.get("weights_digest") != chip_digest(m):
@@ -103,7 +100,7 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
     stem = "".join(c if c.isalnum() else "_" for c in m.name)
     d = Path("build") / "chip" / f"{stem}_ctx{ctx}_lanes{lanes or 'auto'}_{lane}_" \
         f"{chip_digest(m, ctx=ctx, lanes=lanes, lane=lane)}"
-    if not (d / "manifest.json").exists():
+    if not (d / MANIFEST).exists():
         generate_chip(m, d, ctx=ctx, lanes=lanes, lane=lane, log=None,
                       progress=(lambda n: progress("chip: layers", n)) if progress else None)
     proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))

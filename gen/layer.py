@@ -6,7 +6,6 @@ real token embeddings at positions ``0..ctx-1`` through the integer golden layer
 """
 
 import gc
-import json
 import math
 import os
 import time
@@ -15,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.integer import IntCache, IntFormat, to_residual
 from golden.llama import PROJECTIONS
-from golden.llama_int import IntCache, IntFormat, int_layer_step, to_residual
+from golden.llama_int import int_layer_step
+from hdl import not_elaborated
 
+from .design import check_rom_images, header, lint_waivers, module_infos, rom_files, write_design
 from .errors import UserError
-from .matvec import LINT_WAIVERS
 from .models import load_model
-from .output import atomic_directory
 from .weight_error import layer_weight_error
 
-__all__ = ["generate_layer", "default_beat", "convert_modules", "TOP"]
+__all__ = ["generate_layer", "default_beat", "convert_modules", "module_roles", "TOP"]
 
 TOP = "decoder_layer"
 
@@ -85,9 +85,8 @@ def convert_modules(top, name: str, workers: int | None = None) -> str:
         _JOBS.clear()
     else:
         texts = [_convert(j) for j in jobs]
-    for comp, _ in everything:
-        # Elaborated in a worker process (or derived); this copy is never used, as expected.
-        comp._MustUse__silence = True
+    # Elaborated in a worker process (or derived); this copy is never used, as expected.
+    not_elaborated(*(comp for comp, _ in everything))
     done = {n: t for (_, n), t in zip(jobs, texts, strict=True)}
     for n, (src, renames) in derived.items():
         done[n] = _rename(done[src], renames)
@@ -104,12 +103,25 @@ def _rename(text: str, renames: dict) -> str:
     return pattern.sub(lambda mo: renames[mo.group(1)], text)
 
 
+def _lane_arrays(top) -> dict:
+    """Lane module name -> a lane array of ``top`` (``top.engine``, or ``top.engines()``)
+    with lanes of that module."""
+    engines = top.engines() if hasattr(top, "engines") else [top.engine]
+    return {e.lane_name: e for e in engines}
+
+
 def lane_jobs(top) -> list:
     """``(lane component, module name)`` for each distinct lane module of ``top``'s lane
-    arrays (``top.engine``, or ``top.engines()``), in name order."""
-    engines = top.engines() if hasattr(top, "engines") else [top.engine]
-    lanes = {e.lane_name: e for e in engines}
+    arrays, in name order."""
+    lanes = _lane_arrays(top)
     return [(lanes[n].lane(), n) for n in sorted(lanes)]
+
+
+def module_roles(top, name: str) -> dict:
+    """The manifest's ``modules``: the role and class of every module that
+    :func:`convert_modules` emits (:func:`gen.design.module_infos`)."""
+    lanes = {n: e.lane_kind for n, e in _lane_arrays(top).items()}
+    return module_infos({name: top, **top.modules}, name, lanes)
 
 
 def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
@@ -117,9 +129,7 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
                    quant: str = "q4_1", rom_images: str = "auto", log=print) -> dict:
     """Write the design directory and return its manifest."""
     from hdl.layer import DecoderLayer
-    from hdl.mask_rom import ROM_PRIMITIVE, ROM_PRIMITIVE_NAME
 
-    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
     t0 = time.perf_counter()
     from .models import Model
 
@@ -136,11 +146,10 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
                         f"({', '.join(map(str, rows))})")
     beat = beat or default_beat(cfg, lanes, weights_block(w))
     fmt = IntFormat()
-    if rom_images not in ("auto", "inline", "files"):
-        raise UserError(f"--rom-images must be auto, inline or files, not {rom_images!r}")
+    check_rom_images(rom_images)
     weight_bits = sum(int(np.prod(getattr(w, n).shape)) * getattr(w, n).bits
-                      for n in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"))
-    files = rom_images == "files" or (rom_images == "auto" and weight_bits > 1 << 20)
+                      for n in PROJECTIONS)
+    files = rom_files(rom_images, weight_bits)
     try:
         top = DecoderLayer(cfg, w, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt, rom_images=files)
     except ValueError as e:
@@ -167,16 +176,7 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
 
     unit_cycles = {k: int(v) for k, v in top.unit_cycles(ctx - 1).items()}
     roms = [r.image for r in top.engine.roms() if r.image is not None]
-    manifest = {
-        "format": "hardwire-layer/1",
-        "kind": "layer",
-        "top": TOP,
-        "sources": [f"{TOP}.v"] + ([f"{ROM_PRIMITIVE_NAME}.v"] if roms else []),
-        "rom_images": roms,
-        "clock": "clk",
-        "reset": "rst",
-        "reset_active": "high",
-        "reset_kind": "synchronous",
+    manifest = header("hardwire-layer/1", "layer", TOP, roms) | {
         "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload",
                "beats": top.beats, "beat": beat, "bits": fmt.res_bits, "signed": True,
                "frac": fmt.res_frac, "pos_lo": beat * fmt.res_bits, "pos_bits": top.pos_bits},
@@ -202,18 +202,15 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
         },
         "vectors": {name: {"in": f"tokens_{name}_in.npy", "out": f"tokens_{name}_out.npy"}
                     for name in seqs},
-        "lint_waivers": [{"warning": k, "reason": v} for k, v in LINT_WAIVERS.items()],
+        "lint_waivers": lint_waivers(),
+        "modules": module_roles(top, TOP),
     }
-    with atomic_directory(out) as d:
-        (d / f"{TOP}.v").write_text(text)
-        if roms:
-            (d / f"{ROM_PRIMITIVE_NAME}.v").write_text(ROM_PRIMITIVE)
-            for r in top.engine.roms():
-                (d / r.image).write_bytes(r.image_text())
+
+    def tokens(d: Path):
         for name, (xs, ys) in seqs.items():
             np.save(d / f"tokens_{name}_in.npy", xs)
             np.save(d / f"tokens_{name}_out.npy", ys)
-        (d / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_design(out, manifest, text, top.engine.roms(), extra=tokens)
     t_end = time.perf_counter()
     if log:
         log(f"layer {layer} of {m.name}: {manifest['weights']} weights, {lanes} lanes, beat "
@@ -221,30 +218,3 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
             f"(build {t_build - t0:.1f} s, Verilog {t_verilog - t_build:.1f} s, golden "
             f"{t_golden - t_verilog:.1f} s, write {t_end - t_golden:.1f} s)")
     return manifest
-
-
-def cycle_report(design: Path) -> tuple[dict, str]:
-    """Where a layer's cycles go: the units' formulas at the last position, and the cycles per
-    token measured by the layer testbench (``cycles_real_tokens.json``), against the ideal."""
-    design = Path(design)
-    man = json.loads((design / "manifest.json").read_text())
-    c = man["cycles"]
-    units = c["units_at_last_pos"]
-    cfg = man["config"]
-    rep = {"units_at_last_pos": units, "units_sum": sum(units.values())}
-    measured = design / "cycles_real_tokens.json"
-    lines = [f"{'unit':<18} {'cycles':>8}", "-" * 27]
-    lines += [f"{k:<18} {v:>8}" for k, v in units.items()]
-    lines += ["-" * 27, f"{'sum of units':<18} {rep['units_sum']:>8}"]
-    if measured.exists():
-        per_tok = json.loads(measured.read_text())
-        ideal = [man["cycles"]["ideal_at_last_pos"] - 2 * cfg["n_heads"] * (len(per_tok) - 1 - p)
-                 for p in range(len(per_tok))]
-        ratios = [m / i for m, i in zip(per_tok, ideal, strict=True)]
-        rep |= {"measured_per_token": per_tok, "ideal_per_token": ideal,
-                "ratio_max": max(ratios), "ratio_last": ratios[-1]}
-        lines += [f"{'measured, pos 0':<18} {per_tok[0]:>8}   ideal {ideal[0]:.0f}  "
-                  f"({ratios[0]:.3f}x)",
-                  f"{'measured, last':<18} {per_tok[-1]:>8}   ideal {ideal[-1]:.0f}  "
-                  f"({ratios[-1]:.3f}x)"]
-    return rep, "\n".join(lines)

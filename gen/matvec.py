@@ -1,8 +1,6 @@
 """``hardwire matvec``: a constant matrix-vector engine, from weights to a design directory."""
 
 import hashlib
-import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,8 +19,8 @@ from golden.linear import (
 )
 from golden.numerics import ROUNDING_MODES
 
+from .design import check_rom_images, header, lint_waivers, module_infos, rom_files, write_design
 from .errors import UserError
-from .output import atomic_directory
 
 __all__ = ["STRATEGIES", "MatVecConfig", "synthetic_weights", "load_weights", "build",
            "generate", "TOP"]
@@ -30,24 +28,6 @@ __all__ = ["STRATEGIES", "MatVecConfig", "synthetic_weights", "load_weights", "b
 STRATEGIES = ("serial", "folded", "parallel")
 TOP = "matvec"
 MAX_DIM = 1 << 16
-#: Designs whose ROMs hold more bits than this load them from $readmemh images by default.
-INLINE_ROM_BITS = 1 << 20
-
-#: Verilator -Wall warnings that Amaranth's output raises by construction, with the reason we
-#: accept each. The lint test runs with exactly these waived.
-LINT_WAIVERS = {
-    "DECLFILENAME": "Amaranth writes every submodule into the one top file.",
-    "PROCASSINIT": "Amaranth gives every register an initial value in its declaration and "
-                   "also assigns it in the clocked process; that is the reset/init value.",
-    "UNUSEDSIGNAL": "Bits that constant weights or padding never read (the sign bit of a "
-                    "shifted partial sum, padded ROM columns); yosys removes them.",
-    "WIDTHEXPAND": "Amaranth relies on Verilog's implicit sign extension of signed operands "
-                   "to the expression width; the values are exact by construction.",
-    "WIDTHTRUNC": "The Verilog backend writes 'k == 0' as '!k' on multi-bit k, and exact-width "
-                  "results are assigned from wider expressions whose value always fits.",
-}
-
-
 @dataclass(frozen=True, kw_only=True)
 class MatVecConfig:
     """Everything that determines a generated matrix-vector design."""
@@ -92,9 +72,7 @@ class MatVecConfig:
         if self.rounding not in ROUNDING_MODES:
             raise UserError(f"unknown rounding {self.rounding!r}; choose one of "
                             f"{', '.join(ROUNDING_MODES)}")
-        if self.rom_images not in ("auto", "inline", "files"):
-            raise UserError(f"--rom-images must be auto, inline or files, not "
-                            f"{self.rom_images!r}")
+        check_rom_images(self.rom_images)
 
     @property
     def spec(self) -> LinearSpec:
@@ -162,15 +140,9 @@ def build(config: MatVecConfig, w):
         return SerialMatVec(w, spec, digit=config.digit, requant=rq)
     if config.strategy == "parallel":
         return ParallelMatVec(w, spec, stage_levels=config.stage_levels, requant=rq)
-    rom_bits = config.rows * config.cols * config.wbits
-    files = config.rom_images == "files" or (
-        config.rom_images == "auto" and rom_bits > INLINE_ROM_BITS)
+    files = rom_files(config.rom_images, config.rows * config.cols * config.wbits)
     return FoldedMatVec(w, spec, lanes=config.effective_lanes, word=config.effective_word,
                         requant=rq, rom_images=files)
-
-
-def _json_bytes(obj) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
 
 def _save_npy(path: Path, arr: np.ndarray):
@@ -182,10 +154,6 @@ def generate(config: MatVecConfig, w, out: Path, *, vectors: int = 64, log=None)
     """Write the design directory ``out`` and return its manifest."""
     from amaranth.back import verilog
 
-    from hdl.mask_rom import ROM_PRIMITIVE, ROM_PRIMITIVE_NAME
-
-    # Amaranth's bundled yosys, never a system one, so output is byte-identical everywhere.
-    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
     t0 = time.perf_counter()
     w = np.asarray(w, dtype=np.int64)
     if w.shape != (config.rows, config.cols):
@@ -206,23 +174,15 @@ def generate(config: MatVecConfig, w, out: Path, *, vectors: int = 64, log=None)
     if rq is not None:
         ys = rq.apply(ys)
 
-    sources = [f"{TOP}.v"]
     roms = []
     if config.strategy == "folded" and comp.roms[0].image is not None:
-        sources.append(f"{ROM_PRIMITIVE_NAME}.v")
         roms = [r.image for r in comp.roms]
     layout = getattr(comp, "layout", None)
-    manifest = {
-        "format": "hardwire-matvec/1",
-        "top": TOP,
-        "sources": sources,
-        "rom_images": roms,
+    lanes = {comp.lane_name: "FoldedLane"} if config.strategy == "folded" else {}
+    manifest = header("hardwire-matvec/1", None, TOP, roms) | {
         "rom_images_note": ("$readmemh paths are relative: simulate and synthesise with this "
                             "directory as the working directory") if roms else None,
-        "clock": "clk",
-        "reset": "rst",
-        "reset_active": "high",
-        "reset_kind": "synchronous",
+        "modules": module_infos({TOP: comp}, TOP, lanes),
         "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload",
                "count": config.cols, "bits": config.abits, "signed": True},
         "out": {"valid": "y__valid", "ready": "y__ready", "data": "y__payload",
@@ -246,7 +206,7 @@ def generate(config: MatVecConfig, w, out: Path, *, vectors: int = 64, log=None)
         "weights_sha256": hashlib.sha256(np.ascontiguousarray(w).tobytes()).hexdigest(),
         "vectors": {"x": "vectors_x.npy", "y": "vectors_y.npy"},
         "acc_bits": [int(b) for b in acc_widths(w, config.abits)],
-        "lint_waivers": [{"warning": k, "reason": v} for k, v in sorted(LINT_WAIVERS.items())],
+        "lint_waivers": lint_waivers(),
     }
     if layout is not None:
         manifest["folded"] = {
@@ -266,17 +226,12 @@ def generate(config: MatVecConfig, w, out: Path, *, vectors: int = 64, log=None)
         manifest["parallel"] = {"stage_levels": config.stage_levels,
                                 "pipeline_stages": comp.stages}
 
-    with atomic_directory(out) as tmp:
-        (tmp / f"{TOP}.v").write_text(text)
-        if roms:
-            (tmp / f"{ROM_PRIMITIVE_NAME}.v").write_text(ROM_PRIMITIVE)
-            for rom in comp.roms:
-                (tmp / rom.image).write_bytes(rom.image_text())
-        _save_npy(tmp / "weights.npy", w)
+    def arrays(d: Path):
+        _save_npy(d / "weights.npy", w)
         # Two plain .npy files, not .npz: zip members carry timestamps.
-        _save_npy(tmp / "vectors_x.npy", xs)
-        _save_npy(tmp / "vectors_y.npy", ys)
-        (tmp / "manifest.json").write_bytes(_json_bytes(manifest))
+        _save_npy(d / "vectors_x.npy", xs)
+        _save_npy(d / "vectors_y.npy", ys)
+    write_design(out, manifest, text, comp.roms if roms else (), extra=arrays)
     t_end = time.perf_counter()
     if log:
         log(f"built {config.strategy} {config.rows}x{config.cols} in {t_build - t0:.2f} s, "

@@ -8,7 +8,6 @@ with a file raise :class:`gen.errors.UserError` with one line naming the problem
 """
 
 import importlib.util
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from golden.blockquant import (
 from golden.llama import LayerWeights, LlamaConfig, ModelWeights, unpermute_qk_rows
 
 from .errors import UserError
+from .output import read_json_object
 
 __all__ = ["Model", "load_model", "tiny_model", "smollm2_path", "TINY"]
 
@@ -315,12 +315,8 @@ def _load_checkpoint(path: Path, quant: str) -> Model:
     conf_path = path.parent / "config.json"
     if not conf_path.is_file():
         raise UserError(f"{path}: no config.json beside it (HF Llama config expected)")
-    try:
-        conf = json.loads(conf_path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{conf_path}: not valid JSON ({_short(e)})") from None
-    if not isinstance(conf, dict):
-        raise UserError(f"{conf_path}: expected a JSON object (HF Llama config)")
+    conf = read_json_object(conf_path, lambda e: f"{conf_path}: not valid JSON ({_short(e)})",
+                            f"{conf_path}: expected a JSON object (HF Llama config)")
     if conf.get("model_type", "llama") != "llama":
         raise UserError(f"{conf_path}: model_type {conf.get('model_type')!r} is not supported; "
                         "supported: llama")

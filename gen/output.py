@@ -1,14 +1,28 @@
 """Atomic outputs: a design directory or a result file appears complete or not at all."""
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["atomic_directory", "atomic_file"]
+__all__ = ["atomic_directory", "atomic_file", "read_json_object"]
+
+
+def read_json_object(path: Path, bad: Callable[[Exception], str], not_object: str) -> dict:
+    """A JSON file that must hold an object; ``bad(error)`` is the message when it cannot be
+    read or parsed, ``not_object`` when it holds something else."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(bad(e)) from None
+    if not isinstance(value, dict):
+        raise UserError(not_object)
+    return value
 
 
 @contextlib.contextmanager

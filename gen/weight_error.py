@@ -9,14 +9,13 @@ the float original is unknown, so only the format names are reported for it.
 import numpy as np
 
 from golden.blockquant import BlockAffine
+from golden.llama import PROJECTIONS
 from golden.numerics import signed_width
 
 from .errors import UserError
 from .models import QUANTS, Model, _quantize, load_model
 
-__all__ = ["PROJECTIONS", "STORAGE_BITS", "relative_l2", "layer_weight_error", "weight_errors"]
-
-PROJECTIONS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+__all__ = ["STORAGE_BITS", "relative_l2", "layer_weight_error", "weight_errors"]
 
 #: Nominal bits per weight of each ``--quant`` format as a file would store it (codes plus
 #: block scales), for a row of ``cols`` weights. The lanes read ``BlockAffine.bits`` code bits

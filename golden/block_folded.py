@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from golden.blockquant import BlockAffine
+from golden.lanes import LaneLayout
 from golden.linear import dot_bounds
 from golden.numerics import signed_range
 
@@ -34,7 +35,7 @@ ROM_WIDTH = 64
 
 
 @dataclass(frozen=True)
-class BlockFoldedLayout:
+class BlockFoldedLayout(LaneLayout):
     rows: int
     cols: int
     bits: int
@@ -55,10 +56,6 @@ class BlockFoldedLayout:
         return cls(w.shape[0], w.shape[1], w.bits, w.block, lanes, parallel)
 
     @property
-    def rows_per_lane(self) -> int:
-        return self.rows // self.lanes
-
-    @property
     def nblocks(self) -> int:
         return self.cols // self.block
 
@@ -68,16 +65,12 @@ class BlockFoldedLayout:
         return 1 if self.parallel else self.bits
 
     @property
-    def depth(self) -> int:
-        return self.rows_per_lane * self.nblocks * self.cycles_per_block
+    def word_cols(self) -> int:
+        return self.block
 
     @property
-    def cycles_per_vector(self) -> int:
-        return self.depth
-
-    @property
-    def ideal_cycles(self) -> float:
-        return self.rows * self.cols * self.cycles_per_block / (self.lanes * self.block)
+    def words_per_group(self) -> int:
+        return self.cycles_per_block
 
 
 def _lane_major(a: np.ndarray, L: BlockFoldedLayout) -> np.ndarray:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .lanes import LaneLayout
 from .linear import dot_bounds
 from .numerics import signed_range, signed_width
 
@@ -32,7 +33,7 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class FoldedLayout:
+class FoldedLayout(LaneLayout):
     """Shape of the folded schedule.
 
     Parameters
@@ -64,27 +65,18 @@ class FoldedLayout:
             raise ValueError(f"word must be at most {MAX_WORD} bits, not {self.word}")
 
     @property
-    def rows_per_lane(self) -> int:
-        return _ceil_div(self.rows, self.lanes)
+    def word_cols(self) -> int:
+        return self.word
+
+    @property
+    def words_per_group(self) -> int:
+        """One word per bit plane: ``depth = rows_per_lane * wbits * chunks`` and
+        ``ideal_cycles = rows * cols * wbits / (lanes * word)``."""
+        return self.wbits
 
     @property
     def chunks(self) -> int:
         return _ceil_div(self.cols, self.word)
-
-    @property
-    def depth(self) -> int:
-        """ROM words per lane, which is also the cycles one vector takes."""
-        return self.rows_per_lane * self.wbits * self.chunks
-
-    @property
-    def cycles_per_vector(self) -> int:
-        return self.depth
-
-    @property
-    def ideal_cycles(self) -> float:
-        """``rows * cols * wbits / (lanes * word)``: every lane reads a full word every cycle
-        and no word carries padding."""
-        return self.rows * self.cols * self.wbits / (self.lanes * self.word)
 
     def padded(self, w) -> np.ndarray:
         """``w`` zero-padded to ``(rows_per_lane * lanes, chunks * word)``."""

@@ -13,7 +13,9 @@ import numpy as np
 from amaranth.hdl import Cat, Const, Signal, Value, signed
 
 from golden.linear import dot_bounds
-from golden.numerics import csd_digits, signed_width
+from golden.numerics import csd_digits
+
+from .arith import signed_width
 
 __all__ = ["AdderGraph"]
 
@@ -127,7 +129,7 @@ class AdderGraph:
     # -- exact widths -------------------------------------------------------------------------
 
     def _width(self, form) -> int:
-        return int(signed_width(form.lo, form.hi))
+        return signed_width(form.lo, form.hi)
 
     def _signal(self, coef, kind):
         self._count += 1

@@ -1,5 +1,5 @@
 """Causal grouped-query attention for one decode step, bit for bit
-:func:`golden.llama_int.attention_int`, with the KV cache in RAM.
+:func:`golden.integer.attention_int`, with the KV cache in RAM.
 
 Stream ports (see :mod:`hdl.vector` for the beat convention):
 
@@ -28,7 +28,7 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
 1. ``RECV``: accept the ``(n_heads + 2 n_kv) BH`` input beats into the raw buffer; the OR of
    the magnitudes of each head's elements gives its bit length (the bfp leading-one detector).
 2. ``CONV``: for every K and V head and beat, read the raw beat, round it to ``kv_bits``
-   (:func:`golden.llama_int.bfp`) and write it to its lanes of the cache row at ``pos``
+   (:func:`golden.integer.bfp`) and write it to its lanes of the cache row at ``pos``
    (``2 n_kv BH`` cycles).
 3. Per query head ``i`` (KV head ``j = i // group``):
 
@@ -47,7 +47,7 @@ At full rate :meth:`AttentionUnit.cycles` is therefore
 ``(n_heads + 4 n_kv) BH + n_heads (2 pos + 2 BH + recip_bits + 9)`` cycles per token, from
 its first input beat to the first input beat of the next token.
 
-The cache persists from token to token, like golden's :class:`golden.llama_int.IntCache`: a
+The cache persists from token to token, like golden's :class:`golden.integer.IntCache`: a
 token at ``pos`` overwrites row ``pos`` and attends over rows ``0..pos``, so a new sequence
 simply starts again at position 0. The position is taken from the token's beats (all carry the
 same value); the unit does not check it against ``ctx``.
@@ -57,41 +57,29 @@ writes those as ``always @*`` processes, which Icarus does not run at time 0 whe
 never change, leaving X in the datapath of the first token after power-up.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.llama_int import IntFormat
-from golden.numerics import signed_width
+from golden.integer import IntFormat
 
-from .norm import RoundShift
-from .vector import beat_layout
+from .arith import (
+    balanced_tree,
+    counter,
+    index_mux,
+    interpolation_words,
+    priority_bit_length,
+    signed_width,
+)
+from .attention_schedule import CONV, OUT, RECV, AttentionSchedule
+from .beat_buffer import bfp_shift
+from .rounding import RoundShift
+from .vector import beat_layout, element
 
 __all__ = ["AttentionUnit"]
-
-
-def _sw(lo: int, hi: int) -> int:
-    return int(signed_width(lo, hi))
-
-
-def _tree(values):
-    """Balanced adder tree."""
-    values = list(values)
-    while len(values) > 1:
-        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
-                  for k in range(0, len(values), 2)]
-    return values[0]
-
-
-def _bitlen(m: Module, u, name: str) -> Signal:
-    """Bit length of the unsigned value ``u`` (0 for 0): a priority encoder."""
-    bl = Signal(range(len(u) + 1), name=name)
-    v = Const(0, len(bl))
-    for b in range(len(u)):
-        v = Mux(u[b], b + 1, v)
-    m.d.comb += bl.eq(v)
-    return bl
 
 
 class AttentionUnit(wiring.Component):
@@ -110,7 +98,7 @@ class AttentionUnit(wiring.Component):
     score_const : int
         ``round(log2(e) / sqrt(head_dim) * 2**score_const_frac)`` (``IntLayer.score_const``).
     exp_table : ndarray
-        :func:`golden.llama_int.exp2_table` (``IntLayer.exp_table``).
+        :func:`golden.integer.exp2_table` (``IntLayer.exp_table``).
 
     Members
     -------
@@ -164,16 +152,16 @@ class AttentionUnit(wiring.Component):
         klo, khi = -(1 << (f.kv_bits - 1)), (1 << (f.kv_bits - 1)) - 1
         pmin, pmax = min(qlo * khi, qhi * klo), qlo * klo
         self.dot_bounds = (hd * pmin, hd * pmax)
-        self.dot_bits = _sw(*self.dot_bounds)
+        self.dot_bits = signed_width(*self.dot_bounds)
         t = [int(e) for e in self.exp_table]
         self.t_max = max(t)
         self.t_bits = self.t_max.bit_length()  # also the width of a weight
         diffs = [t[i + 1] - t[i] for i in range(len(t) - 1)]
-        self.d_bits = _sw(min(diffs + [0]), max(diffs + [0]))
+        self.d_bits = signed_width(min(diffs + [0]), max(diffs + [0]))
         self.rb = f.score_frac - f.exp_lut_bits
         tlo, thi = klo * self.t_max, khi * self.t_max
         self.acc_bounds = (ctx * tlo, ctx * thi)
-        self.acc_bits = _sw(*self.acc_bounds)
+        self.acc_bits = signed_width(*self.acc_bounds)
         self.sum_bits = max(2, (ctx * self.t_max).bit_length())
         # Final shift: bitlen(sum) - 1 + recip_bits - sv_max, sum >= T[0].
         fs_min = int(t[0]).bit_length() - 1 + f.recip_bits - self.sk_max
@@ -191,16 +179,25 @@ class AttentionUnit(wiring.Component):
         return self.n_heads * self.head_dim // self.beat
 
     @property
+    def beats_per_head(self) -> int:
+        return self.head_dim // self.beat
+
+    @property
+    def shift_bits(self) -> int:
+        """Bits of a cached row's shift (exponent) field."""
+        return max(1, self.sk_max.bit_length())
+
+    @property
     def ram_bits(self) -> int:
         """Bits of the KV cache: mantissas and the per-row shift (exponent) fields."""
-        ebits = max(1, self.sk_max.bit_length())
-        return self.ctx * self.n_kv_heads * 2 * (self.head_dim * self.fmt.kv_bits + ebits)
+        return self.ctx * self.n_kv_heads * 2 * (self.head_dim * self.fmt.kv_bits
+                                                  + self.shift_bits)
 
     def cycles(self, pos: int) -> int:
         """Cycles per token at position ``pos`` at full rate (first input beat to the next
         token's first input beat): ``(n_heads + 4 n_kv) BH + n_heads (2 pos + 2 BH +
         recip_bits + 9)``."""
-        bh = self.head_dim // self.beat
+        bh = self.beats_per_head
         return ((self.n_heads + 4 * self.n_kv_heads) * bh
                 + self.n_heads * (2 * pos + 2 * bh + self.fmt.recip_bits + 9))
 
@@ -211,42 +208,38 @@ class AttentionUnit(wiring.Component):
         # or FSM in the comb domain): those become `always @*` processes, which Icarus does
         # not evaluate at time 0 when their inputs never change, leaving X behind.
         m = Module()
-        f = self.fmt
-        FB, KB, QB, RB = f.fx_bits, f.kv_bits, f.q_bits, f.recip_bits
-        NH, NKV, HD, B, CTX = self.n_heads, self.n_kv_heads, self.head_dim, self.beat, self.ctx
-        G, BH = self.group, HD // B
-        NHEADS_IN = NH + 2 * NKV
-        NIN, NC = self.n_in, 2 * NKV * BH
-        AW, L = self.acc_bits, self.sum_bits
-        sbits = max(1, self.sk_max.bit_length())
+        mem = self._memories(m)
+        r = self._registers()
+        self._receive(m, r, mem)
+        self._convert_kv(m, r, mem)
+        self._load_query(m, r, mem)
+        self._score_pass(m, r, mem)
+        self._weight_pass(m, r, mem)
+        self._output(m, r)
+        self._pipelines(m, r)
+        AttentionSchedule(self, r).build(m)
+        return m
 
-        def ctr(count, name):
-            return Signal(range(max(count, 2)), name=name)
-
-        def elem(word, k, bits):
-            return word[k * bits:(k + 1) * bits].as_signed()
-
-        def pick(values, index):
-            out = values[0]
-            for h in range(1, len(values)):
-                out = Mux(index == h, values[h], out)
-            return out
-
-        # -- memories --------------------------------------------------------------------------
-        raw = memory.Memory(shape=unsigned(B * FB), depth=NIN, init=[])
-        km = memory.Memory(shape=unsigned(HD * KB), depth=CTX * NKV, init=[])
-        vm = memory.Memory(shape=unsigned(HD * KB), depth=CTX * NKV, init=[])
-        ke = memory.Memory(shape=unsigned(sbits), depth=CTX * NKV, init=[])
-        ve = memory.Memory(shape=unsigned(sbits), depth=CTX * NKV, init=[])
-        sm = memory.Memory(shape=signed(FB), depth=CTX, init=[])
-        t = [int(e) for e in self.exp_table]
-        dmask = (1 << self.d_bits) - 1
-        rom = memory.Memory(shape=unsigned(self.t_bits + self.d_bits), depth=len(t) - 1,
-                            init=[t[k] | (((t[k + 1] - t[k]) & dmask) << self.t_bits)
-                                  for k in range(len(t) - 1)])
-        raw_w, raw_r = raw.write_port(), raw.read_port()
-        km_w, km_r = km.write_port(granularity=B * KB), km.read_port()
-        vm_w, vm_r = vm.write_port(granularity=B * KB), vm.read_port()
+    def _memories(self, m) -> SimpleNamespace:
+        """The raw input token, the KV cache (mantissas and shifts), the scores of a head and
+        the exp2 table ROM, with their ports."""
+        beat, fx_bits, kv_bits = self.beat, self.fmt.fx_bits, self.fmt.kv_bits
+        rows = self.ctx * self.n_kv_heads
+        raw = memory.Memory(shape=unsigned(beat * fx_bits), depth=self.n_in, init=[])
+        km = memory.Memory(shape=unsigned(self.head_dim * kv_bits), depth=rows, init=[])
+        vm = memory.Memory(shape=unsigned(self.head_dim * kv_bits), depth=rows, init=[])
+        ke = memory.Memory(shape=unsigned(self.shift_bits), depth=rows, init=[])
+        ve = memory.Memory(shape=unsigned(self.shift_bits), depth=rows, init=[])
+        sm = memory.Memory(shape=signed(fx_bits), depth=self.ctx, init=[])
+        rom = memory.Memory(shape=unsigned(self.t_bits + self.d_bits),
+                            depth=len(self.exp_table) - 1,
+                            init=interpolation_words(self.exp_table, self.t_bits, self.d_bits))
+        # Amaranth names a port after the variable it is stored in, if it can tell: these
+        # stay as they are, so that the Verilog names do (the raw and key ports unnamed).
+        ports = SimpleNamespace()
+        ports.raw_w, ports.raw_r = raw.write_port(), raw.read_port()
+        ports.km_w, ports.km_r = km.write_port(granularity=beat * kv_bits), km.read_port()
+        vm_w, vm_r = vm.write_port(granularity=beat * kv_bits), vm.read_port()
         ke_w, ke_r = ke.write_port(), ke.read_port()
         ve_w, ve_r = ve.write_port(), ve.read_port()
         sm_w, sm_r = sm.write_port(), sm.read_port()
@@ -254,252 +247,203 @@ class AttentionUnit(wiring.Component):
         m.submodules.raw, m.submodules.km, m.submodules.vm = raw, km, vm
         m.submodules.ke, m.submodules.ve, m.submodules.sm = ke, ve, sm
         m.submodules.exp_rom = rom
+        vars(ports).update(vm_w=vm_w, vm_r=vm_r, ke_w=ke_w, ke_r=ke_r, ve_w=ve_w, ve_r=ve_r,
+                           sm_w=sm_w, sm_r=sm_r, rom_r=rom_r)
+        return ports
 
-        # -- registers -------------------------------------------------------------------------
-        RECV, CONV, QLOAD, SCORE, WEIGHT, RNORM, RDIV, OUT = range(8)
+    def _registers(self) -> SimpleNamespace:
+        """The unit's state, by what it holds (the Verilog names are the short ones)."""
+        fx_bits, recip_bits = self.fmt.fx_bits, self.fmt.recip_bits
+        n_kv, bh, ctx = self.n_kv_heads, self.beats_per_head, self.ctx
+        heads_in = self.n_heads + 2 * n_kv
+        sbits, sum_bits = self.shift_bits, self.sum_bits
         state = Signal(range(8))
         pos = Signal(self.pos_bits)
-        n = ctr(max(NIN, NC), "n")  # input beat / conversion step
-        hb = ctr(BH, "hb")  # beat within a head
-        or_acc = Signal(FB)
+        n = counter(max(self.n_in, 2 * n_kv * bh), "n")  # input beat / conversion step
+        hb = counter(bh, "hb")  # beat within a head
+        or_acc = Signal(fx_bits)
         # Bit length of each input head's max |element|; a shift register: after a token,
         # bl_head[h] belongs to head h (q heads, then k heads, then v heads).
-        bl_head = [Signal(range(FB + 1), name=f"bitlen{h}") for h in range(NHEADS_IN)]
-        ck, cv = ctr(NKV, "ck"), Signal()  # conversion: KV head, 0 = K / 1 = V
-        c1, c1_b, c1_k, c1_v = Signal(), ctr(BH, "c1_b"), ctr(NKV, "c1_k"), Signal()
-        c1_h = ctr(NHEADS_IN, "c1_h")
-        i, gi, j = ctr(NH, "i"), ctr(G, "gi"), ctr(NKV, "j")
-        qaddr = ctr(NIN, "qaddr")
+        bl_head = [Signal(range(fx_bits + 1), name=f"bitlen{h}") for h in range(heads_in)]
+        ck, cv = counter(n_kv, "ck"), Signal()  # conversion: KV head, 0 = K / 1 = V
+        c1, c1_b, c1_k, c1_v = Signal(), counter(bh, "c1_b"), counter(n_kv, "c1_k"), Signal()
+        c1_h = counter(heads_in, "c1_h")
+        i, gi, j = counter(self.n_heads, "i"), counter(self.group, "gi"), counter(n_kv, "j")
+        qaddr = counter(self.n_in, "qaddr")
         q1 = Signal()
-        qm = Signal(HD * QB)
+        qm = Signal(self.head_dim * self.fmt.q_bits)
         sq = Signal(range(self.sq_max + 1))
-        tt = ctr(CTX, "tt")  # position being issued
-        ka = Signal(range(CTX * NKV + NKV))  # cache row being issued
+        tt = counter(ctx, "tt")  # position being issued
+        ka = Signal(range(ctx * n_kv + n_kv))  # cache row being issued
         issuing = Signal()
         wmode = Signal()  # pipeline carries the weight pass (else the score pass)
         p1, p2, p3 = Signal(), Signal(), Signal()
-        t1, t2 = ctr(CTX, "t1"), ctr(CTX, "t2")
-        a1, a2 = ctr(CTX * NKV, "a1"), ctr(CTX * NKV, "a2")
+        t1, t2 = counter(ctx, "t1"), counter(ctx, "t2")
+        a1, a2 = counter(ctx * n_kv, "a1"), counter(ctx * n_kv, "a2")
         dot2 = Signal(signed(self.dot_bits))
         sk2 = Signal(sbits)
-        smax = Signal(signed(FB))
+        smax = Signal(signed(fx_bits))
         sve = Signal(sbits)  # max V shift of the head (E = sve - fx_frac)
         ipbig2 = Signal()
         ipl2 = Signal(range(max(self.t_bits, 2)))
         rem2 = Signal(max(self.rb, 1))
         w3 = Signal(self.t_bits)
-        acc = Signal(HD * AW)
-        sumw = Signal(L)
-        dn = Signal(L)  # normalised divisor
-        rr = Signal(L + 1)  # divider remainder
-        qq = Signal(RB + 1)  # reciprocal
-        cnt = Signal(range(RB + 1))
+        acc = Signal(self.head_dim * self.acc_bits)
+        sumw = Signal(sum_bits)
+        dn = Signal(sum_bits)  # normalised divisor
+        rr = Signal(sum_bits + 1)  # divider remainder
+        qq = Signal(recip_bits + 1)  # reciprocal
+        cnt = Signal(range(recip_bits + 1))
         fs = Signal(range(self.fs_max + 1))
-        ob = ctr(BH, "ob")
+        ob = counter(bh, "ob")
+        return SimpleNamespace(
+            state=state, pos=pos, step=n, head_beat=hb, head_or=or_acc, head_bitlen=bl_head,
+            conv_kv_head=ck, conv_v=cv, conv_valid=c1, conv_beat=c1_b, conv_kv=c1_k,
+            conv_is_v=c1_v, conv_head=c1_h, q_head=i, q_in_group=gi, kv_head=j, q_addr=qaddr,
+            q_valid=q1, query=qm, q_shift=sq, issue_pos=tt, issue_row=ka, issuing=issuing,
+            weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, pos1=t1, pos2=t2, row1=a1,
+            row2=a2, dot=dot2, k_shift=sk2, score_max=smax, v_shift_max=sve,
+            exp_underflow=ipbig2, exp_int=ipl2, exp_rem=rem2, weight=w3, acc=acc,
+            weight_sum=sumw, divisor=dn, remainder=rr, recip=qq, div_count=cnt, out_shift=fs,
+            out_beat=ob)
 
-        def bfp_shift(bl, bits, s_max, name):
-            s = Signal(range(s_max + 1), name=name)
-            m.d.comb += s.eq(Mux(bl > bits - 1, bl - (bits - 1), 0))
-            return s
-
-        # -- input: raw buffer, magnitudes OR-ed per head ---------------------------------------
+    def _receive(self, m, r, mem):
+        """The input: beats into the raw buffer, the magnitudes OR-ed per head."""
+        fx_bits, x = self.fmt.fx_bits, self.x
         fire = Signal()
-        m.d.comb += [self.x.ready.eq(state == RECV), fire.eq(self.x.valid & self.x.ready),
-                     raw_w.addr.eq(n), raw_w.data.eq(self.x.payload.elem), raw_w.en.eq(fire),
-                     raw_r.addr.eq(Mux(state == CONV, NH * BH + n, qaddr))]
+        m.d.comb += [x.ready.eq(r.state == RECV), fire.eq(x.valid & x.ready),
+                     mem.raw_w.addr.eq(r.step), mem.raw_w.data.eq(x.payload.elem),
+                     mem.raw_w.en.eq(fire),
+                     mem.raw_r.addr.eq(Mux(r.state == CONV, self.n_heads * self.beats_per_head
+                                           + r.step, r.q_addr))]
         mags = []
-        for k in range(B):
-            e = elem(self.x.payload.elem, k, FB)
-            a = Signal(FB, name=f"mag{k}")
+        for k in range(self.beat):
+            e = element(x.payload.elem, k, fx_bits)
+            a = Signal(fx_bits, name=f"mag{k}")
             m.d.comb += a.eq(Mux(e[-1], -e, e))
             mags.append(a)
-        or_new = Signal(FB)
-        m.d.comb += or_new.eq(or_acc | _tree_or(mags))
-        bl_new = _bitlen(m, or_new, "bl_new")
+        or_new = Signal(fx_bits)
+        m.d.comb += or_new.eq(r.head_or | balanced_tree(mags, lambda a, b: a | b))
+        r.fire, r.or_new = fire, or_new
+        r.bl_new = priority_bit_length(m, or_new, "bl_new")
 
-        # -- conversion stage (CONV): raw beat -> kv_bits mantissas into the cache -------------
-        sk_c = bfp_shift(pick(bl_head, c1_h), KB, self.sk_max, "sk_conv")
-        # saturate(round_shift(v, s, "half_away"), bits) per lane: see norm.RoundShift. The
-        # shift is the head's bfp shift, so |v| < 2**(bits-1+s) (bounded).
-        kv_round = RoundShift(m, sk_c, self.sk_max, FB, KB, "kvr", bounded=True)
-        kv_beat = Cat(*[kv_round(raw_r.data[k * FB:(k + 1) * FB], f"kvm{k}") for k in range(B)])
-        row = Signal(range(CTX * NKV))
-        m.d.comb += row.eq(pos * NKV + c1_k)
-        lanes = Signal(BH)
-        m.d.comb += lanes.eq(Const(1, BH) << c1_b)
+    def _convert_kv(self, m, r, mem):
+        """CONV: a raw K or V beat, rounded to ``kv_bits`` mantissas, into its lanes of the
+        cache row at ``pos``."""
+        fx_bits, kv_bits, bh = self.fmt.fx_bits, self.fmt.kv_bits, self.beats_per_head
+        raw = mem.raw_r.data
+        sk_c = bfp_shift(m, index_mux(r.head_bitlen, r.conv_head), kv_bits, self.sk_max, "sk_conv")
+        # saturate(round_shift(v, s, "half_away"), bits) per lane: see rounding.RoundShift.
+        # The shift is the head's bfp shift, so |v| < 2**(bits-1+s) (bounded).
+        kv_round = RoundShift(m, sk_c, self.sk_max, fx_bits, kv_bits, "kvr", bounded=True)
+        kv_beat = Cat(*[kv_round(raw[k * fx_bits:(k + 1) * fx_bits], f"kvm{k}")
+                        for k in range(self.beat)])
+        row = Signal(range(self.ctx * self.n_kv_heads))
+        m.d.comb += row.eq(r.pos * self.n_kv_heads + r.conv_kv)
+        lanes = Signal(bh)
+        m.d.comb += lanes.eq(Const(1, bh) << r.conv_beat)
         wk, wv = Signal(), Signal()
-        m.d.comb += [wk.eq(c1 & ~c1_v), wv.eq(c1 & c1_v)]
-        m.d.comb += [km_w.addr.eq(row), km_w.data.eq(Cat(*[kv_beat] * BH)),
-                     km_w.en.eq(Mux(wk, lanes, 0)), ke_w.addr.eq(row), ke_w.data.eq(sk_c),
-                     ke_w.en.eq(wk),
-                     vm_w.addr.eq(row), vm_w.data.eq(Cat(*[kv_beat] * BH)),
-                     vm_w.en.eq(Mux(wv, lanes, 0)), ve_w.addr.eq(row), ve_w.data.eq(sk_c),
-                     ve_w.en.eq(wv)]
+        m.d.comb += [wk.eq(r.conv_valid & ~r.conv_is_v), wv.eq(r.conv_valid & r.conv_is_v)]
+        for mantissas, shift, write in ((mem.km_w, mem.ke_w, wk), (mem.vm_w, mem.ve_w, wv)):
+            m.d.comb += [mantissas.addr.eq(row), mantissas.data.eq(Cat(*[kv_beat] * bh)),
+                         mantissas.en.eq(Mux(write, lanes, 0)), shift.addr.eq(row),
+                         shift.data.eq(sk_c), shift.en.eq(write)]
 
-        # -- query stage (QLOAD): raw beat -> q_bits mantissas --------------------------------
-        sq_c = bfp_shift(pick(bl_head, i), QB, self.sq_max, "sq_conv")
-        q_round = RoundShift(m, sq_c, self.sq_max, FB, QB, "qr", bounded=True)
-        q_beat = Cat(*[q_round(raw_r.data[k * FB:(k + 1) * FB], f"qm{k}") for k in range(B)])
-        with m.If(q1):
-            m.d.sync += qm.eq(Cat(qm[B * QB:], q_beat))
+    def _load_query(self, m, r, mem):
+        """QLOAD: a raw q beat, rounded to ``q_bits`` mantissas, into the query register."""
+        fx_bits, q_bits = self.fmt.fx_bits, self.fmt.q_bits
+        raw = mem.raw_r.data
+        r.sq_c = sq_c = bfp_shift(m, index_mux(r.head_bitlen, r.q_head), q_bits, self.sq_max,
+                                  "sq_conv")
+        q_round = RoundShift(m, sq_c, self.sq_max, fx_bits, q_bits, "qr", bounded=True)
+        q_beat = Cat(*[q_round(raw[k * fx_bits:(k + 1) * fx_bits], f"qm{k}")
+                       for k in range(self.beat)])
+        with m.If(r.q_valid):
+            m.d.sync += r.query.eq(Cat(r.query[self.beat * q_bits:], q_beat))
 
-        # -- score pass: stage 0 reads key row ka; 1: dot product; 2: score -------------------
-        m.d.comb += [km_r.addr.eq(ka), ke_r.addr.eq(ka)]
-        prods = [elem(qm, k, QB) * elem(km_r.data, k, KB) for k in range(HD)]
-        m.d.sync += [dot2.eq(_tree(prods)), sk2.eq(ke_r.data)]
-        with m.If(p1 & ~wmode & (ve_r.data > sve)):
-            m.d.sync += sve.eq(ve_r.data)
+    def _score_pass(self, m, r, mem):
+        """The score pass: stage 0 reads key row ``issue_row``; 1: the dot product; 2: the
+        score, into the score buffer; running max of the scores and of the V shifts."""
+        fmt = self.fmt
+        m.d.comb += [mem.km_r.addr.eq(r.issue_row), mem.ke_r.addr.eq(r.issue_row)]
+        prods = [element(r.query, k, fmt.q_bits) * element(mem.km_r.data, k, fmt.kv_bits)
+                 for k in range(self.head_dim)]
+        m.d.sync += [r.dot.eq(balanced_tree(prods, lambda a, b: a + b)),
+                     r.k_shift.eq(mem.ke_r.data)]
+        with m.If(r.valid1 & ~r.weight_mode & (mem.ve_r.data > r.v_shift_max)):
+            m.d.sync += r.v_shift_max.eq(mem.ve_r.data)
         sh = Signal(range(self.sh0 + self.c_s + 1))
-        m.d.comb += sh.eq(self.sh0 + self.c_s - sq - sk2)
+        m.d.comb += sh.eq(self.sh0 + self.c_s - r.q_shift - r.k_shift)
         scaled = Signal(signed(self.dot_bits + self.score_const.bit_length() + 1 + self.c_s))
-        m.d.comb += scaled.eq((dot2 * self.score_const).shift_left(self.c_s))
-        score = RoundShift(m, sh, self.sh0 + self.c_s, len(scaled), FB, "sr")(scaled, "score")
-        m.d.comb += [sm_w.addr.eq(t2), sm_w.data.eq(score), sm_w.en.eq(p2 & ~wmode)]
-        with m.If(p2 & ~wmode & (score > smax)):
-            m.d.sync += smax.eq(score)
+        m.d.comb += scaled.eq((r.dot * self.score_const).shift_left(self.c_s))
+        score = RoundShift(m, sh, self.sh0 + self.c_s, len(scaled), fmt.fx_bits, "sr")(
+            scaled, "score")
+        m.d.comb += [mem.sm_w.addr.eq(r.pos2), mem.sm_w.data.eq(score),
+                     mem.sm_w.en.eq(r.valid2 & ~r.weight_mode)]
+        with m.If(r.valid2 & ~r.weight_mode & (score > r.score_max)):
+            m.d.sync += r.score_max.eq(score)
 
-        # -- weight pass: stage 0 reads score tt; 1: table address; 2: weight, reads value
-        #    row a2; 3: accumulate ----------------------------------------------------------
-        m.d.comb += [sm_r.addr.eq(tt), vm_r.addr.eq(a2), ve_r.addr.eq(Mux(wmode, a2, ka))]
-        diff = Signal(FB)
-        m.d.comb += diff.eq(smax - sm_r.data)
-        ip = diff[f.score_frac:]
-        fp = diff[:f.score_frac]
-        m.d.comb += rom_r.addr.eq(fp[self.rb:])
-        m.d.sync += [ipbig2.eq(ip >= self.t_bits), ipl2.eq(ip), rem2.eq(fp[:self.rb])]
-        t_lo = rom_r.data[:self.t_bits]
-        t_d = rom_r.data[self.t_bits:].as_signed()
-        val = Signal(signed(self.t_bits + 1))
-        if self.rb:
-            dp = Signal(signed(self.d_bits + self.rb + 1))
-            m.d.comb += dp.eq(t_d * rem2)
-            interp = (dp + (1 << (self.rb - 1)) - dp[-1]) >> self.rb
+    def _weight_pass(self, m, r, mem):
+        """The weight pass: stage 0 reads score ``issue_pos``; 1: the table address; 2: the
+        weight ``exp2_neg(max - s)``, reads value row ``row2``; 3 (:meth:`_pipelines`):
+        ``head_dim`` multipliers accumulate ``(w * vm) >> (E - ve)`` (floor)."""
+        fmt, t_bits, rb = self.fmt, self.t_bits, self.rb
+        m.d.comb += [mem.sm_r.addr.eq(r.issue_pos), mem.vm_r.addr.eq(r.row2),
+                     mem.ve_r.addr.eq(Mux(r.weight_mode, r.row2, r.issue_row))]
+        diff = Signal(fmt.fx_bits)
+        m.d.comb += diff.eq(r.score_max - mem.sm_r.data)
+        ip = diff[fmt.score_frac:]
+        fp = diff[:fmt.score_frac]
+        m.d.comb += mem.rom_r.addr.eq(fp[rb:])
+        m.d.sync += [r.exp_underflow.eq(ip >= t_bits), r.exp_int.eq(ip), r.exp_rem.eq(fp[:rb])]
+        t_lo = mem.rom_r.data[:t_bits]
+        t_d = mem.rom_r.data[t_bits:].as_signed()
+        val = Signal(signed(t_bits + 1))
+        if rb:
+            dp = Signal(signed(self.d_bits + rb + 1))
+            m.d.comb += dp.eq(t_d * r.exp_rem)
+            interp = (dp + (1 << (rb - 1)) - dp[-1]) >> rb
             m.d.comb += val.eq(t_lo + interp)
         else:
             m.d.comb += val.eq(t_lo)
-        m.d.sync += w3.eq(Mux(ipbig2, 0, val.as_unsigned()[:self.t_bits] >> ipl2))
+        m.d.sync += r.weight.eq(Mux(r.exp_underflow, 0, val.as_unsigned()[:t_bits] >> r.exp_int))
         align = Signal(range(self.sk_max + 1))
-        m.d.comb += align.eq(sve - ve_r.data)
-        new_acc = []
-        for k in range(HD):
-            term = (w3 * elem(vm_r.data, k, KB)) >> align
-            new_acc.append((elem(acc, k, AW) + term)[:AW])
+        m.d.comb += align.eq(r.v_shift_max - mem.ve_r.data)
+        r.new_acc = []
+        for k in range(self.head_dim):
+            term = (r.weight * element(mem.vm_r.data, k, fmt.kv_bits)) >> align
+            r.new_acc.append((element(r.acc, k, self.acc_bits) + term)[:self.acc_bits])
 
-        # -- output: acc * r, rounded and saturated ------------------------------------------
-        out_beat = []
-        pw = AW + RB + 2 + self.c_f
-        att_round = RoundShift(m, fs, self.fs_max, pw, FB, "ar")
-        for k in range(B):
+    def _output(self, m, r):
+        """OUT: ``rescale(acc * r, k - E - fx_frac)`` per lane (exact product, rounded,
+        saturated), and the normalisation of the weight sum for the divider."""
+        fx_bits, acc_bits, sum_bits = self.fmt.fx_bits, self.acc_bits, self.sum_bits
+        r.out_elems = []
+        pw = acc_bits + self.fmt.recip_bits + 2 + self.c_f
+        att_round = RoundShift(m, r.out_shift, self.fs_max, pw, fx_bits, "ar")
+        for k in range(self.beat):
             prod = Signal(signed(pw), name=f"att_prod{k}")
-            m.d.comb += prod.eq((elem(acc, k, AW) * qq).shift_left(self.c_f))
-            out_beat.append(att_round(prod, f"att{k}"))
-        bl_sum = _bitlen(m, sumw, "bl_sum")
-        norm = Signal(range(L + 1))
-        m.d.comb += norm.eq(L - bl_sum)
+            m.d.comb += prod.eq((element(r.acc, k, acc_bits) * r.recip).shift_left(self.c_f))
+            r.out_elems.append(att_round(prod, f"att{k}"))
+        r.bl_sum = priority_bit_length(m, r.weight_sum, "bl_sum")
+        norm = Signal(range(sum_bits + 1))
+        m.d.comb += norm.eq(sum_bits - r.bl_sum)
         out_load = Signal()
-        m.d.comb += out_load.eq((state == OUT) & (~self.y.valid | self.y.ready))
+        m.d.comb += out_load.eq((r.state == OUT) & (~self.y.valid | self.y.ready))
+        r.norm, r.out_load = norm, out_load
 
-        # -- pipelines --------------------------------------------------------------------------
-        # Stage 3 exists only in the weight pass: the score pass's last stage-2 step, in flight
-        # as the weight pass starts, must not reach it.
-        m.d.sync += [p1.eq(0), p2.eq(p1), p3.eq(p2 & wmode), t2.eq(t1), a2.eq(a1), c1.eq(0),
-                     q1.eq(0)]
-        with m.If(p3 & wmode):
-            m.d.sync += [acc.eq(Cat(*new_acc)), sumw.eq(sumw + w3)]
-        with m.If(out_load):
-            m.d.sync += [self.y.payload.elem.eq(Cat(*out_beat)), self.y.valid.eq(1)]
-            if BH > 1:
-                m.d.sync += acc.eq(Cat(acc[B * AW:], acc[:B * AW]))
+    def _pipelines(self, m, r):
+        """The pass pipelines' valid flags and the stage-3 accumulation; the output beat.
+        Stage 3 exists only in the weight pass: the score pass's last stage-2 step, in flight
+        as the weight pass starts, must not reach it."""
+        beat, acc_bits = self.beat, self.acc_bits
+        m.d.sync += [r.valid1.eq(0), r.valid2.eq(r.valid1), r.valid3.eq(r.valid2 & r.weight_mode),
+                     r.pos2.eq(r.pos1), r.row2.eq(r.row1), r.conv_valid.eq(0), r.q_valid.eq(0)]
+        with m.If(r.valid3 & r.weight_mode):
+            m.d.sync += [r.acc.eq(Cat(*r.new_acc)), r.weight_sum.eq(r.weight_sum + r.weight)]
+        with m.If(r.out_load):
+            m.d.sync += [self.y.payload.elem.eq(Cat(*r.out_elems)), self.y.valid.eq(1)]
+            if self.beats_per_head > 1:
+                m.d.sync += r.acc.eq(Cat(r.acc[beat * acc_bits:], r.acc[:beat * acc_bits]))
         with m.Elif(self.y.ready):
             m.d.sync += self.y.valid.eq(0)
-
-        # -- control ----------------------------------------------------------------------------
-        with m.If(state == RECV):
-            with m.If(fire):
-                m.d.sync += pos.eq(self.x.payload.pos)
-                with m.If(hb == BH - 1):
-                    m.d.sync += [bl_head[-1].eq(bl_new), or_acc.eq(0), hb.eq(0)]
-                    m.d.sync += [bl_head[h].eq(bl_head[h + 1]) for h in range(NHEADS_IN - 1)]
-                with m.Else():
-                    m.d.sync += [or_acc.eq(or_new), hb.eq(hb + 1)]
-                with m.If(n == NIN - 1):
-                    m.d.sync += [n.eq(0), hb.eq(0), ck.eq(0), cv.eq(0), c1_h.eq(NH), i.eq(0),
-                                 gi.eq(0), j.eq(0), qaddr.eq(0), state.eq(CONV)]
-                with m.Else():
-                    m.d.sync += n.eq(n + 1)
-        with m.Elif(state == CONV):
-            m.d.sync += [c1.eq(1), c1_b.eq(hb), c1_k.eq(ck), c1_v.eq(cv)]
-            with m.If(c1 & (c1_b == BH - 1)):
-                # c1_h names the head of the beat in stage 1; advance it with the beat.
-                m.d.sync += c1_h.eq(c1_h + 1)
-            with m.If(hb == BH - 1):
-                m.d.sync += hb.eq(0)
-                with m.If(ck == NKV - 1):
-                    m.d.sync += [ck.eq(0), cv.eq(1)]
-                with m.Else():
-                    m.d.sync += ck.eq(ck + 1)
-            with m.Else():
-                m.d.sync += hb.eq(hb + 1)
-            with m.If(n == NC - 1):
-                m.d.sync += [n.eq(0), hb.eq(0), state.eq(QLOAD)]
-            with m.Else():
-                m.d.sync += n.eq(n + 1)
-        with m.Elif(state == QLOAD):
-            m.d.sync += [q1.eq(1), qaddr.eq(qaddr + 1), sq.eq(sq_c)]
-            with m.If(hb == BH - 1):
-                m.d.sync += [hb.eq(0), tt.eq(0), ka.eq(j), issuing.eq(1), wmode.eq(0),
-                             smax.eq(-(1 << (FB - 1))), sve.eq(0), state.eq(SCORE)]
-            with m.Else():
-                m.d.sync += hb.eq(hb + 1)
-        with m.Elif(state == SCORE):
-            with m.If(issuing):
-                m.d.sync += [p1.eq(1), t1.eq(tt), ka.eq(ka + NKV)]
-                with m.If(tt == pos):
-                    m.d.sync += issuing.eq(0)
-                with m.Else():
-                    m.d.sync += tt.eq(tt + 1)
-            with m.Elif(~p1):
-                m.d.sync += [tt.eq(0), ka.eq(j), issuing.eq(1), wmode.eq(1), acc.eq(0),
-                             sumw.eq(0), state.eq(WEIGHT)]
-        with m.Elif(state == WEIGHT):
-            with m.If(issuing):
-                m.d.sync += [p1.eq(1), a1.eq(ka), ka.eq(ka + NKV)]
-                with m.If(tt == pos):
-                    m.d.sync += issuing.eq(0)
-                with m.Else():
-                    m.d.sync += tt.eq(tt + 1)
-            with m.Elif(~p1 & ~p2):
-                m.d.sync += state.eq(RNORM)
-        with m.Elif(state == RNORM):
-            m.d.sync += [dn.eq(sumw << norm), rr.eq(1 << (L - 2)), qq.eq(0), cnt.eq(RB),
-                         fs.eq(bl_sum - 1 + RB + self.c_f - sve), state.eq(RDIV)]
-        with m.Elif(state == RDIV):
-            r2 = Cat(Const(0, 1), rr[:L])
-            ge = r2 >= dn
-            m.d.sync += [rr.eq(Mux(ge, r2 - dn, r2)), qq.eq(Cat(ge, qq[:RB])),
-                         cnt.eq(cnt - 1)]
-            with m.If(cnt == 0):
-                m.d.sync += state.eq(OUT)
-        with m.Else():  # OUT
-            with m.If(out_load):
-                with m.If(ob == BH - 1):
-                    m.d.sync += ob.eq(0)
-                    with m.If(i == NH - 1):
-                        m.d.sync += state.eq(RECV)
-                    with m.Else():
-                        m.d.sync += [i.eq(i + 1), state.eq(QLOAD)]
-                        with m.If(gi == G - 1):
-                            m.d.sync += [gi.eq(0), j.eq(j + 1)]
-                        with m.Else():
-                            m.d.sync += gi.eq(gi + 1)
-                with m.Else():
-                    m.d.sync += ob.eq(ob + 1)
-        return m
-
-
-def _tree_or(values):
-    values = list(values)
-    while len(values) > 1:
-        values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
-                  for k in range(0, len(values), 2)]
-    return values[0]

@@ -8,287 +8,31 @@ Dataflow of a token (one token in flight; every arrow a ``lib.stream``)::
                       ─> LM head (a lane array, one pass) ─> argmax ─> y (id, logit)
 
 Every decoder layer is a :class:`hdl.layer.DecoderLayer` with its own lane array and mask
-ROMs; the LM head is one more :class:`hdl.block_matvec.LaneArray`; its ROMs hold the head's
+ROMs; the LM head is one more :class:`hdl.lane_array.LaneArray`; its ROMs hold the head's
 codes and scales (SmolLM2 ties it to the embedding, and the embedding ROM holds the same
 numbers in row order, which is what a lookup needs).
 """
 
 from dataclasses import replace
 
-import numpy as np
-from amaranth.hdl import (
-    Cat,
-    ClockDomain,
-    ClockSignal,
-    Const,
-    Module,
-    ResetSignal,
-    Signal,
-    Value,
-    signed,
-    unsigned,
-)
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.blockquant import BlockAffine, lane_block
+from golden.blockquant import lane_block
+from golden.integer import IntFormat
 from golden.llama import LlamaConfig, ModelWeights
-from golden.llama_int import MODE, IntFormat, IntModel
-from golden.numerics import rounding_bias_terms, signed_range, signed_width
+from golden.llama_int import IntModel
 
+from .argmax import ArgmaxUnit
 from .blackbox import Blackbox, module_key
-from .block_matvec import LaneArray
+from .embedding import EmbeddingUnit, token_layout
+from .glue import connect_stream
+from .lane_array import LaneArray
 from .layer import DecoderLayer
-from .mask_rom import MaskRom, hex_image
 from .norm import RmsNormUnit
-from .vector import beat_layout
 
-__all__ = ["EmbeddingUnit", "ArgmaxUnit", "Chip", "token_layout"]
-
-
-def token_layout(vocab: int, pos_bits: int) -> data.StructLayout:
-    """The chip's input: a token id and its position."""
-    return data.StructLayout({"id": unsigned(max(1, (vocab - 1).bit_length())),
-                              "pos": unsigned(pos_bits)})
-
-
-def _connect(m, src, dst):
-    m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
-                 Value.cast(dst.payload).eq(Value.cast(src.payload))]
-
-
-class _Rom:
-    """Contents of one ROM and its image file name; the :class:`MaskRom` is made at
-    elaboration, like :class:`hdl.block_matvec.RomSpec`."""
-
-    def __init__(self, words: np.ndarray, width: int, image: str | None):
-        self.words, self.width, self.image = words.astype(np.uint64), width, image
-
-    def build(self) -> MaskRom:
-        return MaskRom(self.words, self.width, image=self.image)
-
-    def image_text(self) -> bytes:
-        return hex_image(self.words, self.width)
-
-
-def _pack(fields: np.ndarray, width: int) -> np.ndarray:
-    """Rows of signed ``width``-bit fields ``[n, k]`` as uint64 words, field 0 lowest."""
-    mask = np.uint64((1 << width) - 1)
-    f = fields.astype(np.int64).view(np.uint64) & mask
-    shifts = (np.arange(f.shape[1], dtype=np.uint64) * np.uint64(width))
-    return np.bitwise_or.reduce(f << shifts, axis=1)
-
-
-class EmbeddingUnit(wiring.Component):
-    """Row ``id`` of a block-affine embedding into the residual,
-    :func:`golden.llama_int.embed_int` exactly: ``rescale(D*c + M, -(exp + res_frac),
-    res_bits)`` with the golden rounding mode (``half_away``), saturated.
-
-    ROMs: the codes, ``dim / beat`` words per token, split into ROMs of at most 64 bits; and
-    ``D`` (and ``M``) per row and block. Each beat takes two cycles (address, then the word
-    on the output), so a token leaves in ``2 * dim / beat`` cycles.
-
-    Ports: ``x`` (:func:`token_layout`), ``y`` (``{"elem": beat * res_bits, "pos"}``, the
-    decoder layer's input).
-    """
-
-    def __init__(self, emb: BlockAffine, *, beat: int, fmt: IntFormat, pos_bits: int,
-                 rom_images: bool = False, prefix: str = "emb"):
-        vocab, dim = emb.shape
-        if dim % beat or emb.block % beat:
-            raise ValueError(f"beat {beat} must divide the embedding's width ({dim}) and its "
-                             f"block ({emb.block})")
-        self.vocab, self.dim, self.beat, self.fmt = vocab, dim, beat, fmt
-        self.nb, self.bpb, self.nblocks = dim // beat, emb.block // beat, emb.nblocks
-        self.bits = emb.bits
-        self.shift = -(emb.exp + fmt.res_frac)
-        if self.shift > 0:
-            # The hardware adds golden's bias terms; only constant and per-sign terms exist.
-            self.bias = rounding_bias_terms(min(self.shift, 62), MODE)
-            if self.bias[2]:
-                raise ValueError(f"the embedding rounds {MODE}, which needs a per-bit bias")
-        self.d_bits = int(signed_width(min(0, int(emb.scale.min())), max(0, int(emb.scale.max()))))
-        self.has_m = bool(np.any(emb.offset))
-        self.m_bits = int(signed_width(min(0, int(emb.offset.min())),
-                                       max(0, int(emb.offset.max())))) if self.has_m else 0
-        per = max(1, 64 // self.bits)  # codes per ROM word
-        self.groups = [(g, min(beat, g + per)) for g in range(0, beat, per)]
-        codes = emb.codes.reshape(vocab * self.nb, beat)
-
-        def image(kind):
-            return f"{prefix}_{kind}.hex" if rom_images else None
-
-        self.code_roms = [_Rom(_pack(codes[:, a:b], self.bits), (b - a) * self.bits,
-                               image(f"code{k}")) for k, (a, b) in enumerate(self.groups)]
-        sc = [emb.scale.reshape(-1, 1)] + ([emb.offset.reshape(-1, 1)] if self.has_m else [])
-        widths = [self.d_bits] + ([self.m_bits] if self.has_m else [])
-        if sum(widths) <= 64:
-            words = _pack(sc[0], widths[0])
-            if self.has_m:
-                words |= _pack(sc[1], widths[1]) << np.uint64(widths[0])
-            self.scale_roms = [_Rom(words, sum(widths), image("scale"))]
-        else:
-            self.scale_roms = [_Rom(_pack(s, w), w, image(f"scale{k}"))
-                               for k, (s, w) in enumerate(zip(sc, widths, strict=True))]
-        self.pos_bits = pos_bits
-        self.out_layout = data.StructLayout({"elem": unsigned(beat * fmt.res_bits),
-                                             "pos": unsigned(pos_bits)})
-        super().__init__({"x": In(stream.Signature(token_layout(vocab, pos_bits))),
-                          "y": Out(stream.Signature(self.out_layout))})
-
-    @property
-    def cycles(self) -> int:
-        return 2 * self.nb + 1
-
-    @property
-    def rom_bits(self) -> int:
-        return sum(r.width * len(r.words) for r in self.code_roms + self.scale_roms)
-
-    def roms(self):
-        return self.code_roms + self.scale_roms
-
-    def elaborate(self, platform):
-        m = Module()
-        fmt, B, nb = self.fmt, self.beat, self.nb
-        busy = Signal()
-        shown = Signal()  # the ROM words of beat k are on the ROM outputs
-        k = Signal(range(nb))
-        sub = Signal(range(max(2, self.bpb)))  # beat within its block
-        code_addr = Signal(range(self.vocab * nb))
-        scale_addr = Signal(range(self.vocab * self.nblocks))
-        pos = Signal(self.pos_bits)
-        fetch = busy & ~shown
-        roms = []
-        for n, r in enumerate(self.code_roms + self.scale_roms):
-            rom = r.build()
-            m.submodules[f"rom{n}"] = rom
-            addr = code_addr if n < len(self.code_roms) else scale_addr
-            m.d.comb += [rom.addr.eq(addr), rom.en.eq(fetch)]
-            roms.append(rom)
-        code_word = Cat_(roms[:len(self.code_roms)])
-        scale_word = Cat_(roms[len(self.code_roms):])
-
-        m.d.comb += self.x.ready.eq(~busy)
-        with m.If(self.x.valid & self.x.ready):
-            m.d.sync += [busy.eq(1), shown.eq(0), k.eq(0), sub.eq(0), pos.eq(self.x.payload.pos),
-                         code_addr.eq(self.x.payload.id * nb),
-                         scale_addr.eq(self.x.payload.id * self.nblocks)]
-        with m.If(fetch):
-            m.d.sync += shown.eq(1)
-        m.d.comb += self.y.valid.eq(busy & shown)
-        with m.If(self.y.valid & self.y.ready):
-            m.d.sync += [shown.eq(0), k.eq(k + 1), code_addr.eq(code_addr + 1)]
-            with m.If(sub == self.bpb - 1):
-                m.d.sync += [sub.eq(0), scale_addr.eq(scale_addr + 1)]
-            with m.Else():
-                m.d.sync += sub.eq(sub + 1)
-            with m.If(k == nb - 1):
-                m.d.sync += busy.eq(0)
-
-        d = scale_word[:self.d_bits].as_signed()
-        mm = scale_word[self.d_bits:self.d_bits + self.m_bits].as_signed() if self.has_m else 0
-        lo, hi = signed_range(fmt.res_bits)
-        out = []
-        vw = max(self.d_bits + self.bits, self.m_bits) + 1
-        for i in range(B):
-            c = code_word[i * self.bits:(i + 1) * self.bits].as_signed()
-            v = Signal(signed(vw), name=f"v{i}")
-            m.d.comb += v.eq(d * c + mm)
-            if self.shift >= vw:  # |v| < 2**(shift-1): golden rounds every v to 0
-                r = Const(0, signed(2))
-            elif self.shift > 0:
-                const, per_neg, _ = self.bias
-                r = Signal(signed(vw + 1), name=f"r{i}")
-                bias = Mux_(v[-1], const + per_neg, const)
-                m.d.comb += r.eq((v + bias) >> self.shift)
-            else:
-                r = Signal(signed(vw - self.shift), name=f"r{i}")
-                m.d.comb += r.eq(v << -self.shift)
-            o = Signal(signed(fmt.res_bits), name=f"h{i}")
-            with m.If(r > hi):
-                m.d.comb += o.eq(hi)
-            with m.Elif(r < lo):
-                m.d.comb += o.eq(lo)
-            with m.Else():
-                m.d.comb += o.eq(r)
-            out.append(o)
-        m.d.comb += [self.y.payload.elem.eq(Cat_(out)), self.y.payload.pos.eq(pos)]
-        return m
-
-
-def Cat_(parts):
-    """``Cat`` of ROMs' data outputs or of signals."""
-    from amaranth.hdl import Cat
-
-    return Cat(*[p.data if isinstance(p, MaskRom) else p for p in parts])
-
-
-class ArgmaxUnit(wiring.Component):
-    """The index of the largest of ``n`` signed values arriving in beats, and that value;
-    equal maxima go to the lowest index (:func:`golden.llama_int.argmax_int`).
-
-    Ports: ``x`` (``beat_layout(beat, bits)``, ``n / beat`` beats), ``y`` (``{"id",
-    "logit"}``, one payload per vector, a cycle after the last beat)."""
-
-    def __init__(self, n: int, beat: int, bits: int):
-        if n % beat:
-            raise ValueError(f"beat {beat} does not divide {n}")
-        self.n, self.beat, self.bits = n, beat, bits
-        self.id_bits = max(1, (n - 1).bit_length())
-        self.out_layout = data.StructLayout({"id": unsigned(self.id_bits),
-                                             "logit": signed(bits)})
-        super().__init__({"x": In(stream.Signature(beat_layout(beat, bits))),
-                          "y": Out(stream.Signature(self.out_layout))})
-
-    @property
-    def cycles(self) -> int:
-        return self.n // self.beat + 1
-
-    def elaborate(self, platform):
-        m = Module()
-        B, W, nb = self.beat, self.bits, self.n // self.beat
-        # The beat's maximum by a tree; the left (lower index) wins a tie.
-        level = [(self.x.payload.elem[i * W:(i + 1) * W].as_signed(), Const(i, range(B)))
-                 for i in range(B)]
-        depth = 0
-        while len(level) > 1:
-            nxt = []
-            for j in range(0, len(level) - 1, 2):
-                (va, ia), (vb, ib) = level[j], level[j + 1]
-                v = Signal(signed(W), name=f"mx{depth}_{j // 2}")
-                i = Signal(range(B), name=f"ix{depth}_{j // 2}")
-                take_b = vb > va
-                m.d.comb += [v.eq(Mux_(take_b, vb, va)), i.eq(Mux_(take_b, ib, ia))]
-                nxt.append((v, i))
-            if len(level) % 2:
-                nxt.append(level[-1])
-            level, depth = nxt, depth + 1
-        bv, bi = level[0]
-        cnt = Signal(range(nb))
-        best = Signal(signed(W))
-        best_id = Signal(self.id_bits)
-        full = Signal()
-        here = Signal(self.id_bits)
-        m.d.comb += here.eq(cnt * B + bi)
-        take = (cnt == 0) | (bv > best)
-        m.d.comb += [self.x.ready.eq(~full), self.y.valid.eq(full),
-                     self.y.payload.id.eq(best_id), self.y.payload.logit.eq(best)]
-        with m.If(self.x.valid & self.x.ready):
-            with m.If(take):
-                m.d.sync += [best.eq(bv), best_id.eq(here)]
-            with m.If(cnt == nb - 1):
-                m.d.sync += [cnt.eq(0), full.eq(1)]
-            with m.Else():
-                m.d.sync += cnt.eq(cnt + 1)
-        with m.If(self.y.valid & self.y.ready):
-            m.d.sync += full.eq(0)
-        return m
-
-
-def Mux_(sel, a, b):
-    from amaranth.hdl import Mux
-
-    return Mux(sel, a, b)
+__all__ = ["Chip"]
 
 
 class Chip(wiring.Component):
@@ -297,14 +41,14 @@ class Chip(wiring.Component):
     Parameters: the model (``cfg``, quantised :class:`golden.llama.ModelWeights`), ``ctx`` (KV
     cache positions per layer), ``lanes`` per decoder layer, ``head_lanes`` for the LM head,
     ``beat``, and ``parallel`` lanes (a block's whole codes per cycle; see
-    :class:`hdl.block_matvec.LaneArray`) instead of bit-serial ones. Units are emitted as
+    :class:`hdl.lane_array.LaneArray`) instead of bit-serial ones. Units are emitted as
     separate modules (:attr:`modules`), each decoder layer as ``l<i>_layer`` with its own units.
 
     With ``gate_clocks``, each decoder layer and the head stage get their own gated clock
     (:meth:`_stage`): only the stage the token is in is clocked, as an ASIC would gate
     idle logic, and a simulator evaluates one stage per cycle instead of all of them. Inside
     a stage, the lanes of each lane array are gated again, ticking only while they work
-    (``gate_lanes`` of :class:`hdl.block_matvec.LaneArray`).
+    (``gate_lanes`` of :class:`hdl.lane_array.LaneArray`).
 
     Ports: ``x`` (:func:`token_layout`: id and position, one payload per token), ``y``
     (``{"id", "logit"}``: the next token and its integer logit, Q.logit_frac). One token is
@@ -323,10 +67,11 @@ class Chip(wiring.Component):
         self.pos_bits = max(1, (ctx - 1).bit_length())
         self.modules = {}
         self.layers = []
+        units = {}  # the layers' units by module name: identical units are built once
         for i, lw in enumerate(w.layers):
             layer = DecoderLayer(cfg, lw, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt,
                                  rom_images=rom_images, prefix=f"l{i}", parallel=parallel,
-                                 gate_lanes=gate_clocks)
+                                 gate_lanes=gate_clocks, units=units)
             # Identical lanes (same widths and bounds) are one module across the layers.
             layer.engine.lane_name = module_key(layer.engine.lane_kind,
                                                  layer.engine.lane_args())
@@ -476,7 +221,7 @@ class Chip(wiring.Component):
         src = emb.y
         for i, b in enumerate(layers):
             if i == 0:
-                _connect(m, src, b.x)
+                connect_stream(m, src, b.x)
             else:
                 m.d.comb += [b.x.valid.eq(src.valid), src.ready.eq(b.x.ready),
                              b.x.payload.elem.eq(src.payload.elem), b.x.payload.pos.eq(pos)]
@@ -485,8 +230,8 @@ class Chip(wiring.Component):
             m.d.comb += [norm.x.valid.eq(src.valid), src.ready.eq(norm.x.ready),
                          norm.x.payload.elem.eq(src.payload.elem)]
         else:
-            _connect(m, src, norm.x)
-        _connect(m, norm.y, head.x)
-        _connect(m, head.y, amax.x)
-        _connect(m, amax.y, self.y)
+            connect_stream(m, src, norm.x)
+        connect_stream(m, norm.y, head.x)
+        connect_stream(m, head.y, amax.x)
+        connect_stream(m, amax.y, self.y)
         return m

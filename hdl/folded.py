@@ -1,19 +1,18 @@
 """Lane-multiplexed matrix-vector engine with mask ROMs: the strategy that scales."""
 
 from amaranth.hdl import Cat, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, signed
-from amaranth.lib import wiring
 
 from golden import folded as gf
 from golden.linear import LinearSpec, Requant, row_bounds
 
 from .folded_lane import FoldedLane
 from .mask_rom import MaskRom
-from .ports import matvec_ports, out_bits
+from .ports import MatVecEngine
 
 __all__ = ["FoldedMatVec"]
 
 
-class FoldedMatVec(wiring.Component):
+class FoldedMatVec(MatVecEngine):
     """``y = W @ x`` on ``lanes`` lanes, each reading one ``word``-bit ROM word per cycle.
 
     The schedule and ROM contents are :mod:`golden.folded`'s. A two-stage pipeline: stage 0
@@ -45,12 +44,10 @@ class FoldedMatVec(wiring.Component):
     def __init__(self, weights, spec: LinearSpec, *, lanes: int, word: int,
                  requant: Requant | None = None, rom_images: bool = False,
                  lane_name: str = "matvec_lane"):
-        self.spec, self.requant = spec, requant
-        self.weights, ports = matvec_ports(weights, spec, requant)
+        super().__init__(weights, spec, requant)
         rows, cols = self.weights.shape
         self.layout = gf.FoldedLayout(rows=rows, cols=cols, wbits=spec.wbits, lanes=lanes,
                                       word=word)
-        self.out_bits = out_bits(self.weights, spec, requant)
         images = gf.rom_images(self.weights, self.layout)
         self.lane_name = lane_name
         rlo, rhi = row_bounds(self.weights, spec.abits)
@@ -62,7 +59,6 @@ class FoldedMatVec(wiring.Component):
             requant=requant)
         self.roms = [MaskRom(images[p], word, image=f"rom_lane{p:03d}.hex" if rom_images else None)
                      for p in range(lanes)]
-        super().__init__(ports)
         self._module = self._build()
 
     @property
@@ -157,5 +153,3 @@ class FoldedMatVec(wiring.Component):
         return verilog.convert(lane, name=self.lane_name, emit_src=False,
                                strip_internal_attrs=True)
 
-    def elaborate(self, platform):
-        return self._module

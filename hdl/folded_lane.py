@@ -7,32 +7,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.linear import Requant
-from golden.numerics import signed_range, signed_width
 
+from .arith import selected_sum, signed_width
 from .requantizer import Requantizer
 
 __all__ = ["FoldedLane"]
-
-
-def _adder_tree(m, terms, lo, hi):
-    """Balanced sum of ``terms`` (each in ``[lo, hi]``). Every adder drives its own exactly
-    sized, kept signal: otherwise yosys' ``alumacc`` merges the tree into one ``$macc`` and
-    maps it to LUT compressors instead of carry chains (measured: 4x the LUT4-equivalents)."""
-    level = [(t, lo, hi) for t in terms]
-    n = 0
-    while len(level) > 1:
-        nxt = []
-        for k in range(0, len(level) - 1, 2):
-            (a, alo, ahi), (b, blo, bhi) = level[k], level[k + 1]
-            s = Signal(signed(int(signed_width(alo + blo, ahi + bhi))), name=f"sum{n}",
-                       attrs={"keep": 1})
-            n += 1
-            m.d.comb += s.eq(a + b)
-            nxt.append((s, alo + blo, ahi + bhi))
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0][0]
 
 
 class FoldedLane(wiring.Component):
@@ -62,8 +41,8 @@ class FoldedLane(wiring.Component):
     def __init__(self, *, word: int, abits: int, tree_bounds, acc_bounds, out_bounds,
                  out_bits: int, requant: Requant | None):
         self._word, self._abits = word, abits
-        self._tree_w = int(signed_width(*tree_bounds))
-        self._acc_w = int(signed_width(*acc_bounds))
+        self._tree_w = signed_width(*tree_bounds)
+        self._acc_w = signed_width(*acc_bounds)
         self._out_bounds, self._rq = out_bounds, requant
         super().__init__({
             "bits": In(word), "chunk": In(word * abits), "first_chunk": In(1),
@@ -72,12 +51,8 @@ class FoldedLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        A = self._abits
-        xk = [self.chunk[k * A:(k + 1) * A].as_signed() for k in range(self._word)]
         tree = Signal(signed(self._tree_w))
-        lo, hi = signed_range(A)
-        gated = [x & self.bits[k].replicate(A).as_signed() for k, x in enumerate(xk)]
-        m.d.comb += tree.eq(_adder_tree(m, gated, min(lo, 0), max(hi, 0)))
+        m.d.comb += tree.eq(selected_sum(m, self.bits, self.chunk, self._word, self._abits))
         acc = Signal(signed(self._acc_w))
         nxt = Signal(signed(self._acc_w))
         base = Mux(self.first_chunk, Mux(self.sign_plane, 0, acc << 1), acc)

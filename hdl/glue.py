@@ -9,7 +9,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Fork", "Join", "BeatFifo", "Route", "Merge", "Pairer"]
+__all__ = ["Fork", "Join", "BeatFifo", "Route", "Merge", "Pairer", "connect_stream"]
+
+
+def connect_stream(m: Module, src, dst):
+    """``src`` stream into ``dst``, the payload bits as they are (the layouts may differ)."""
+    m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
+                 Value.cast(dst.payload).eq(Value.cast(src.payload))]
 
 
 class Fork(wiring.Component):
@@ -73,7 +79,8 @@ class BeatFifo(wiring.Component):
 
 
 def _segments(m, segs, fire):
-    """A counter over ``segs`` (a cycle of ``(port, beats)``); returns the current port."""
+    """A counter over ``segs`` (a cycle of ``(port, beats)``), which moves on when ``fire``;
+    returns the current port."""
     seg = Signal(range(max(len(segs), 2)))
     cnt = Signal(range(max(n for _, n in segs) + 1))
     last = Signal()
@@ -92,6 +99,13 @@ def _segments(m, segs, fire):
     return port
 
 
+def _by_count(m, unit, prefix: str, single):
+    """The streams ``<prefix>0, <prefix>1, ...`` of a :class:`Route` or :class:`Merge`
+    ``unit``, and the one of them the next beat of ``single`` (its other side) uses."""
+    streams = [getattr(unit, f"{prefix}{k}") for k in range(unit._n)]
+    return streams, _segments(m, unit._segs, single.valid & single.ready)
+
+
 class Route(wiring.Component):
     """Demultiplex by count: ``segs`` is a repeating list of ``(output, beats)``."""
 
@@ -102,9 +116,7 @@ class Route(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        outs = [getattr(self, f"o{k}") for k in range(self._n)]
-        fire = self.i.valid & self.i.ready
-        port = _segments(m, self._segs, fire)
+        outs, port = _by_count(m, self, "o", self.i)
         ready = 0
         for k, o in enumerate(outs):
             m.d.comb += [o.payload.eq(self.i.payload), o.valid.eq(self.i.valid & (port == k))]
@@ -123,9 +135,7 @@ class Merge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        ins = [getattr(self, f"i{k}") for k in range(self._n)]
-        fire = self.o.valid & self.o.ready
-        port = _segments(m, self._segs, fire)
+        ins, port = _by_count(m, self, "i", self.o)
         valid = 0
         for k, i in enumerate(ins):
             m.d.comb += i.ready.eq(self.o.ready & (port == k))

@@ -11,7 +11,7 @@ Dataflow of a token (every arrow is a ``lib.stream`` of beats, :mod:`hdl.vector`
                                          └─> RMSNorm ─> [pass 2: gate/up] ─> SwiGLU
                                                           ─> [pass 3: down] ─> + h1 ─> y
 
-The four passes run on one :class:`hdl.block_matvec.LaneArray`: its lanes' mask ROMs hold
+The four passes run on one :class:`hdl.lane_array.LaneArray`: its lanes' mask ROMs hold
 every projection of the layer, so the lanes are busy in every pass. One token is in flight at
 a time; the next token's first beat is accepted after the last output beat.
 
@@ -33,30 +33,29 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.blockquant import interleave_rows, lane_block, stack
+from golden.integer import IntFormat
 from golden.llama import PROJECTIONS, LayerWeights, LlamaConfig
-from golden.llama_int import IntFormat, IntLayer
+from golden.llama_int import IntLayer
 
 from .attention import AttentionUnit
+from .bfp import BfpUnit
 from .blackbox import Blackbox, module_key
-from .block_matvec import LaneArray
-from .elementwise import ResidualAdd, RopeUnit, SwigluUnit
-from .glue import BeatFifo, Fork, Merge, Pairer, Route
-from .norm import BfpUnit, RmsNormUnit
+from .glue import BeatFifo, Fork, Merge, Pairer, Route, connect_stream
+from .lane_array import LaneArray
+from .norm import RmsNormUnit
+from .residual import ResidualAdd
+from .rope import RopeUnit
+from .swiglu import SwigluUnit
 from .vector import beat_layout
 
 __all__ = ["DecoderLayer"]
 
 
-def _connect(m, src, dst):
-    """``src`` stream into ``dst``, the payload bits as they are."""
-    m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
-                 Value.cast(dst.payload).eq(Value.cast(src.payload))]
-
-
 class DecoderLayer(wiring.Component):
     def __init__(self, cfg: LlamaConfig, w: LayerWeights, *, ctx: int, lanes: int, beat: int,
                  fmt: IntFormat | None = None, rom_images: bool = False,
-                 prefix: str = "layer", parallel: bool = False, gate_lanes: bool = False):
+                 prefix: str = "layer", parallel: bool = False, gate_lanes: bool = False,
+                 units: dict | None = None):
         fmt = fmt or IntFormat()
         for name, n in (("dim", cfg.dim), ("kv_dim", cfg.kv_dim), ("ffn", cfg.ffn)):
             if n % beat:
@@ -78,12 +77,18 @@ class DecoderLayer(wiring.Component):
         self.modules = {}
         self._module_of = {}
 
+        # Units with the same parameters are one module, within the layer (both residual
+        # adds) and across the layers that share ``units`` (a chip's): built once, so that
+        # every unit built is also converted.
+        units = {} if units is None else units
+
         def unit(attr, cls, *args):
             name = module_key(cls.__name__, *args)
-            if name not in self.modules:
-                self.modules[name] = cls(*args)
+            if name not in units:
+                units[name] = cls(*args)
+            self.modules[name] = units[name]
             self._module_of[attr] = name
-            setattr(self, attr, self.modules[name])
+            setattr(self, attr, units[name])
 
         unit("norm1", RmsNormUnit, d, beat, fmt, L.g_attn, L.gf_attn, L.eps_term)
         unit("norm2", RmsNormUnit, d, beat, fmt, L.g_ffn, L.gf_ffn, L.eps_term)
@@ -183,23 +188,23 @@ class DecoderLayer(wiring.Component):
 
         m.submodules.fifo_h = fifo_h = BeatFifo(res_beat, nb)
         m.submodules.fifo_h1 = fifo_h1 = BeatFifo(res_beat, nb)
-        _connect(m, fork_in.o0, fifo_h.i)
-        _connect(m, fork_in.o1, norm1.x)
+        connect_stream(m, fork_in.o0, fifo_h.i)
+        connect_stream(m, fork_in.o1, norm1.x)
 
         # -- the lane array's input, pass by pass ---------------------------------------------
         m.submodules.to_engine = to_engine = Merge(
             act_beat, [(0, nb), (1, nb), (2, nb), (3, cfg.ffn // B)], 4)
-        _connect(m, norm1.y, to_engine.i0)
-        _connect(m, bfp.y, to_engine.i1)
-        _connect(m, norm2.y, to_engine.i2)
-        _connect(m, swiglu.y, to_engine.i3)
-        _connect(m, to_engine.o, e.x)
+        connect_stream(m, norm1.y, to_engine.i0)
+        connect_stream(m, bfp.y, to_engine.i1)
+        connect_stream(m, norm2.y, to_engine.i2)
+        connect_stream(m, swiglu.y, to_engine.i3)
+        connect_stream(m, to_engine.o, e.x)
 
         # -- and its output -----------------------------------------------------------------
         qk, v = (nh + nkv) * hd // B, nkv * hd // B
         m.submodules.from_engine = route = Route(
             fx_beat, [(0, qk), (1, v), (2, nb), (3, 2 * cfg.ffn // B), (4, nb)], 5)
-        _connect(m, e.y, route.i)
+        connect_stream(m, e.y, route.i)
 
         # q|k -> RoPE; RoPE then v -> attention, each beat tagged with the position
         m.d.comb += [rope.x.valid.eq(route.o0.valid), route.o0.ready.eq(rope.x.ready),
@@ -211,8 +216,8 @@ class DecoderLayer(wiring.Component):
             m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
                          dst.payload.elem.eq(Value.cast(src.payload)[:B * fmt.fx_bits]),
                          dst.payload.pos.eq(pos)]
-        _connect(m, to_attn.o, attn.x)
-        _connect(m, attn.y, bfp.x)
+        connect_stream(m, to_attn.o, attn.x)
+        connect_stream(m, attn.y, bfp.x)
 
         # o + h -> h1 (to the FIFO and the second norm)
         def join(a, b, dst):
@@ -222,14 +227,14 @@ class DecoderLayer(wiring.Component):
 
         join(fifo_h.o, route.o2, add1.x)
         m.submodules.fork_h1 = fork_h1 = Fork(res_beat, 2)
-        _connect(m, add1.y, fork_h1.i)
-        _connect(m, fork_h1.o0, fifo_h1.i)
-        _connect(m, fork_h1.o1, norm2.x)
+        connect_stream(m, add1.y, fork_h1.i)
+        connect_stream(m, fork_h1.o0, fifo_h1.i)
+        connect_stream(m, fork_h1.o1, norm2.x)
 
         # gate/up beats pair up for SwiGLU; down + h1 -> y
         m.submodules.pairer = pairer = Pairer(fx_beat, swiglu.x.payload.shape())
-        _connect(m, route.o3, pairer.i)
-        _connect(m, pairer.o, swiglu.x)
+        connect_stream(m, route.o3, pairer.i)
+        connect_stream(m, pairer.o, swiglu.x)
         join(fifo_h1.o, route.o4, add2.x)
-        _connect(m, add2.y, self.y)
+        connect_stream(m, add2.y, self.y)
         return m

@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from golden.block_folded import ROM_WIDTH
 
-__all__ = ["MaskRom", "ROM_PRIMITIVE", "ROM_PRIMITIVE_NAME", "hex_image"]
+__all__ = ["MaskRom", "RomSpec", "ROM_PRIMITIVE", "ROM_PRIMITIVE_NAME", "hex_image",
+           "twos_complement"]
 
 ROM_PRIMITIVE_NAME = "hardwire_rom"
 
@@ -45,6 +46,33 @@ def hex_image(words: np.ndarray, width: int) -> bytes:
     text = np.frombuffer(words.tobytes().hex().encode(), dtype="S1").reshape(-1, 16)
     lines = np.concatenate([text[:, 16 - digits:], np.full((len(words), 1), b"\n")], axis=1)
     return lines.tobytes()
+
+
+def twos_complement(values, width: int) -> np.ndarray:
+    """Integers as ``uint64`` ROM words of ``width`` bits: signed values as their two's
+    complement (``uint64`` values as they are), cut to ``width`` bits."""
+    words = np.asarray(values)
+    if words.dtype != np.uint64:
+        words = words.astype(np.int64).view(np.uint64)
+    if width < 64:
+        words = words & np.uint64((1 << width) - 1)
+    return words
+
+
+class RomSpec:
+    """A ROM's contents and image file name (``None``: contents in the Verilog). The
+    :class:`MaskRom` is made by :meth:`build` at elaboration, so that a design converted in
+    another process leaves no unused ROM objects behind."""
+
+    def __init__(self, words, width: int, image: str | None):
+        self.words = np.asarray(words, dtype=np.uint64)
+        self.width, self.image = width, image
+
+    def build(self) -> "MaskRom":
+        return MaskRom(self.words, self.width, image=self.image)
+
+    def image_text(self) -> bytes:
+        return hex_image(self.words, self.width)
 
 
 class MaskRom(wiring.Component):

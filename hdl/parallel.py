@@ -1,18 +1,17 @@
 """Fully unrolled constant multiplication: one vector per cycle, pipelined."""
 
 from amaranth.hdl import Cat, Module, Signal, signed
-from amaranth.lib import wiring
 
 from golden.linear import LinearSpec, Requant
 from golden.numerics import signed_range
 
 from .adder_graph import AdderGraph
-from .ports import OutputFormatter, matvec_ports, out_bits, unpack
+from .ports import MatVecEngine, OutputFormatter, unpack
 
 __all__ = ["ParallelMatVec"]
 
 
-class ParallelMatVec(wiring.Component):
+class ParallelMatVec(MatVecEngine):
     """``y = W @ x`` as a pipelined shift-add graph (see :class:`AdderGraph`).
 
     The input is registered, a pipeline register follows every ``stage_levels`` adder levels,
@@ -23,23 +22,20 @@ class ParallelMatVec(wiring.Component):
     ``cycles_per_vector = 1``.
     """
 
+    #: a new vector every cycle
+    cycles_per_vector = 1
+
     def __init__(self, weights, spec: LinearSpec, *, stage_levels: int = 2,
                  requant: Requant | None = None):
         if not isinstance(stage_levels, int) or stage_levels < 0:
             raise ValueError(f"stage_levels must be a non-negative integer, not {stage_levels!r}")
-        self.spec, self.stage_levels, self.requant = spec, stage_levels, requant
-        self.weights, ports = matvec_ports(weights, spec, requant)
-        self.out_bits = out_bits(self.weights, spec, requant)
-        super().__init__(ports)
+        super().__init__(weights, spec, requant)
+        self.stage_levels = stage_levels
         self._module = self._build()
 
     @property
     def latency(self) -> int:
         return self.stages + 2
-
-    @property
-    def cycles_per_vector(self) -> int:
-        return 1
 
     def _build(self):
         m = Module()
@@ -65,5 +61,3 @@ class ParallelMatVec(wiring.Component):
             m.d.sync += [self.y.valid.eq(valid[-1]), self.y.payload.eq(Cat(*results))]
         return m
 
-    def elaborate(self, platform):
-        return self._module

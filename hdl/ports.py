@@ -7,14 +7,14 @@ out the same way. Both are ``lib.stream`` valid/ready streams.
 
 import numpy as np
 from amaranth.hdl import Signal, signed, unsigned
-from amaranth.lib import stream
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.linear import LinearSpec, Requant, acc_widths, check_weights
 
 from .requantizer import Requantizer
 
-__all__ = ["matvec_ports", "out_bits", "unpack", "OutputFormatter"]
+__all__ = ["matvec_ports", "out_bits", "unpack", "OutputFormatter", "MatVecEngine"]
 
 
 def out_bits(weights, spec: LinearSpec, requant: Requant | None) -> int:
@@ -57,3 +57,19 @@ class OutputFormatter:
             out = rq.o
         self._n += 1
         return out
+
+
+class MatVecEngine(wiring.Component):
+    """What the matrix-vector engines share: the checked ``weights``, the ports of
+    :func:`matvec_ports`, :attr:`out_bits`, and a circuit a subclass builds once in its
+    constructor (``self._module``, so that figures such as its adder count are known before
+    conversion), which :meth:`elaborate` returns."""
+
+    def __init__(self, weights, spec: LinearSpec, requant: Requant | None):
+        self.spec, self.requant = spec, requant
+        self.weights, ports = matvec_ports(weights, spec, requant)
+        self.out_bits = out_bits(self.weights, spec, requant)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        return self._module

@@ -7,7 +7,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.linear import Requant
-from golden.numerics import rounding_bias_terms, signed_range, signed_width
+from golden.numerics import rounding_bias_terms, signed_range
+
+from .arith import signed_width
 
 __all__ = ["Requantizer"]
 
@@ -35,14 +37,14 @@ class Requantizer(wiring.Component):
             raise TypeError(f"requant must be a Requant, not {requant!r}")
         self._rq = requant
         self._plo, self._phi = requant.product_bounds(lo, hi)
-        in_w = int(signed_width(lo, hi))
+        in_w = signed_width(lo, hi)
         super().__init__({"i": In(signed(in_w)), "o": Out(signed(requant.out_bits))})
 
     def elaborate(self, platform):
         m = Module()
         rq = self._rq
         s = rq.shift
-        prod = Signal(signed(int(signed_width(self._plo, self._phi))))
+        prod = Signal(signed(signed_width(self._plo, self._phi)))
         m.d.comb += prod.eq(self.i * rq.multiplier)
         # golden's bias table: const + per_negative * (prod < 0) + per_bit * prod[shift].
         const, per_neg, per_bit = rounding_bias_terms(s, rq.rounding)
@@ -54,7 +56,7 @@ class Requantizer(wiring.Component):
             bias = bias + per_bit * prod[min(s, len(prod) - 1)]
         blo = self._plo + const + min(per_neg, 0)
         bhi = self._phi + const + max(per_neg, 0) + max(per_bit, 0)
-        biased = Signal(signed(int(signed_width(blo, bhi))))
+        biased = Signal(signed(signed_width(blo, bhi)))
         m.d.comb += biased.eq(prod + bias)
         shifted = Signal(signed(max(len(biased) - s, 1)))
         m.d.comb += shifted.eq(biased >> s)

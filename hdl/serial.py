@@ -1,20 +1,19 @@
 """Activation-bit-serial distributed arithmetic."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
 
 from golden.linear import LinearSpec, Requant, row_bounds, serial_digit_range
-from golden.numerics import signed_width
 
 from .adder_graph import AdderGraph
-from .ports import OutputFormatter, matvec_ports, out_bits, unpack
+from .arith import signed_width
+from .ports import MatVecEngine, OutputFormatter, unpack
 
 __all__ = ["SerialMatVec", "DIGITS"]
 
 DIGITS = (1, 2, 4)
 
 
-class SerialMatVec(wiring.Component):
+class SerialMatVec(MatVecEngine):
     """``y = W @ x`` one activation digit per cycle, all rows in parallel.
 
     Each activation is sign-extended to ``digits * digit`` bits and fed most significant digit
@@ -42,11 +41,9 @@ class SerialMatVec(wiring.Component):
                  requant: Requant | None = None):
         if digit not in DIGITS:
             raise ValueError(f"digit must be one of {DIGITS}, not {digit!r}")
-        self.spec, self.digit, self.requant = spec, digit, requant
-        self.weights, ports = matvec_ports(weights, spec, requant)
-        self.out_bits = out_bits(self.weights, spec, requant)
+        super().__init__(weights, spec, requant)
+        self.digit = digit
         self.digits = -(-spec.abits // digit)
-        super().__init__(ports)
         self._module = self._build()
 
     @property
@@ -97,7 +94,7 @@ class SerialMatVec(wiring.Component):
         lo, hi = row_bounds(self.weights, A)
         results = []
         for i, (p, _, _) in enumerate(graph.outputs()):
-            acc = Signal(signed(int(signed_width(lo[i], hi[i]))), name=f"acc{i}")
+            acc = Signal(signed(signed_width(lo[i], hi[i])), name=f"acc{i}")
             nxt = Mux(first, p, (acc << D) + p)
             with m.If(busy & adv):
                 m.d.sync += acc.eq(nxt)
@@ -109,5 +106,3 @@ class SerialMatVec(wiring.Component):
             m.d.sync += self.y.valid.eq(0)
         return m
 
-    def elaborate(self, platform):
-        return self._module

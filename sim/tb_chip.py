@@ -12,39 +12,15 @@ import time
 from pathlib import Path
 
 import cocotb
-import numpy as np
-from cocotb.simtime import get_sim_time
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 
-from sim.tb_stream import PERIOD_NS, start
+from sim.bench import Bench
 
 
-class ChipTB:
+class ChipTB(Bench):
     def __init__(self, dut):
-        self.dut = dut
-        self.dir = Path(os.environ["HARDWIRE_DESIGN"])
-        self.m = json.loads((self.dir / "manifest.json").read_text())
-        self.rng = np.random.default_rng(int(os.environ.get("HARDWIRE_SEED", "1")))
-        i, o = self.m["in"], self.m["out"]
-        self.iv, self.ir, self.idata = (getattr(dut, i[k]) for k in ("valid", "ready", "data"))
-        self.ov, self.orr, self.odata = (getattr(dut, o[k]) for k in ("valid", "ready", "data"))
-        self.clk, self.rst = getattr(dut, self.m["clock"]), getattr(dut, self.m["reset"])
+        super().__init__(dut)
         # A token takes the units' cycles; four times that (and some) means the chip hangs.
         self.max_cycles = 4 * self.m["cycles"]["units_sum_at_last_pos"] + 1000
-
-    async def _rise(self, sig, what: str, pos: int):
-        """Wait for ``sig`` to rise, at most :attr:`max_cycles`."""
-        try:
-            await with_timeout(RisingEdge(sig), self.max_cycles * PERIOD_NS, "ns")
-        except SimTimeoutError:
-            raise AssertionError(f"position {pos}: no {what} after {self.max_cycles} "
-                                 "cycles") from None
-
-    async def reset(self):
-        await start(self.clk, self.rst, self.iv, self.orr, self.idata)
-
-    def _cycle(self):
-        return int(get_sim_time("ns")) // PERIOD_NS
 
     def _payload(self, tok: int, pos: int) -> int:
         return int(tok) | pos << self.m["in"]["pos_lo"]
@@ -58,55 +34,30 @@ class ChipTB:
         return ident, lg
 
     async def step(self, tok: int, pos: int) -> tuple[int, int, int]:
-        """One token at full rate, waiting on edges (no Python per cycle):
+        """One token, waiting on edges (no Python per cycle at full rate):
         ``(next id, logit, cycles from input to output)``."""
-        await FallingEdge(self.clk)
-        self.idata.value = self._payload(tok, pos)
-        self.iv.value = 1
-        self.orr.value = 1
-        await ReadOnly()
-        while self.ir.value != 1:  # ready may rise after a rising edge (out of reset)
-            await self._rise(self.ir, "x.ready", pos)
-            await ReadOnly()
-        await RisingEdge(self.clk)  # the token is taken here
-        t0 = self._cycle() - 1  # counted from the falling edge before it
-        await FallingEdge(self.clk)
-        self.iv.value = 0
-        await ReadOnly()
-        if self.ov.value != 1:
-            await self._rise(self.ov, "y.valid", pos)
-            await ReadOnly()
-        v = int(self.odata.value)
-        cycles = self._cycle() - t0 + 1
-        await FallingEdge(self.clk)  # the output is taken at this edge (ready is high)
-        return *self._decode(v), cycles
+        self.source.send([self._payload(tok, pos)])
+        await self.within(self.source.wait(), self.max_cycles,
+                          lambda: f"position {pos}: no x.ready after {self.max_cycles} cycles")
+        v = await self.within(self.sink.recv(), self.max_cycles,
+                              lambda: f"position {pos}: no y.valid after {self.max_cycles} "
+                                      "cycles")
+        return *self._decode(v), self.sink.cycles[-1] - self.source.cycles[-1] + 1
 
     async def stalled(self, ins, valid_p: float, ready_p: float) -> list[tuple[int, int]]:
-        """The tokens with valid gaps and ready pauses, a Python step per cycle."""
-        outs, sent, offering = [], 0, False
+        """The tokens with valid gaps and ready pauses, one token in flight: the next is
+        offered once its predecessor came out."""
+        self.stalls(valid_p, ready_p)
+        outs = []
+
+        async def run():
+            for pos, tok in enumerate(ins):
+                i, lg, _ = await self.step(tok, pos)
+                outs.append((i, lg))
+
         budget = 4 * self.max_cycles * len(ins)
-        start_cycle = self._cycle()
-        while len(outs) < len(ins):
-            await FallingEdge(self.clk)
-            if self._cycle() - start_cycle > budget:
-                raise AssertionError(f"timeout after {len(outs)} of {len(ins)} tokens")
-            # One token in flight: the next is offered once its predecessor came out.
-            if not offering and sent == len(outs) and sent < len(ins) \
-                    and self.rng.random() < valid_p:
-                self.idata.value = self._payload(ins[sent], sent)
-                offering = True
-            self.iv.value = int(offering)
-            ready = bool(self.rng.random() < ready_p)
-            self.orr.value = int(ready)
-            await ReadOnly()
-            if offering and self.ir.value == 1:
-                sent += 1
-                offering = False
-            if ready and self.ov.value == 1:
-                outs.append(self._decode(int(self.odata.value)))
-        await FallingEdge(self.clk)
-        self.iv.value = 0
-        self.orr.value = 0
+        await self.within(run(), budget, lambda: f"timeout after {len(outs)} of {len(ins)} "
+                                                 f"tokens ({budget} cycles)")
         return outs
 
     def check(self, what, got, want_ids, want_logits):

@@ -7,85 +7,50 @@ compares every output beat with the integer golden model exactly. Environment:
 
 import json
 import os
-from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.simtime import get_sim_time
-from cocotb.triggers import FallingEdge, ReadOnly
 
+from sim.bench import Bench
 from sim.streams import beats, unbeat
-from sim.tb_stream import PERIOD_NS, start
 
 
-class LayerTB:
-    def __init__(self, dut):
-        self.dut = dut
-        self.dir = Path(os.environ["HARDWIRE_DESIGN"])
-        self.m = json.loads((self.dir / "manifest.json").read_text())
-        self.rng = np.random.default_rng(int(os.environ.get("HARDWIRE_SEED", "1")))
-        i, o = self.m["in"], self.m["out"]
-        self.iv, self.ir, self.idata = (getattr(dut, i[k]) for k in ("valid", "ready", "data"))
-        self.ov, self.orr, self.odata = (getattr(dut, o[k]) for k in ("valid", "ready", "data"))
-        self.clk, self.rst = getattr(dut, self.m["clock"]), getattr(dut, self.m["reset"])
-
+class LayerTB(Bench):
     def tokens(self, name):
         v = self.m["vectors"][name]
         return np.load(self.dir / v["in"]), np.load(self.dir / v["out"])
 
-    async def reset(self):
-        await start(self.clk, self.rst, self.iv, self.orr, self.idata)
-
-    def _cycle(self):
-        return int(get_sim_time("ns")) // PERIOD_NS
-
-    async def collect(self, xs):
+    async def collect_tokens(self, xs):
         """Outputs for ``xs`` without a golden reference (the RTL backend)."""
         return await self.run(xs, None, "drive", keep=True)
 
     async def run(self, xs, ys, what, valid_p=1.0, ready_p=1.0, keep=False):
+        """Tokens ``xs`` at positions ``0, 1, ...``; each token's output beats are compared
+        with ``ys`` as soon as they are all out (``ys`` None: no comparison). Returns the
+        cycles per token (first input beat to last output beat), or with ``keep`` the
+        outputs."""
         i = self.m["in"]
         nb, beat, bits = i["beats"], i["beat"], i["bits"]
-        payloads = []
-        for p, x in enumerate(xs):
-            payloads += [b | (p << i["pos_lo"]) for b in beats(x, beat, bits)]
-        outs, sent, offering = [], 0, False
-        first_in, last_out = {}, {}
-        budget = 2_000_000 * len(xs)
-        start = self._cycle()
-        while len(outs) < len(payloads):
-            await FallingEdge(self.clk)
-            if self._cycle() - start > budget:
-                raise AssertionError(f"{what}: timeout after {len(outs)} of {len(payloads)} "
-                                     "output beats")
-            if not offering and sent < len(payloads) and self.rng.random() < valid_p:
-                self.idata.value = payloads[sent]
-                offering = True
-            self.iv.value = int(offering)
-            ready = bool(self.rng.random() < ready_p)
-            self.orr.value = int(ready)
-            await ReadOnly()
-            if offering and self.ir.value == 1:
-                first_in.setdefault(sent // nb, self._cycle())
-                sent += 1
-                offering = False
-            if ready and self.ov.value == 1:
-                outs.append(int(self.odata.value))
-                tok = len(outs) // nb - 1
-                if len(outs) % nb == 0:
-                    last_out[tok] = self._cycle()
-                if len(outs) % nb == 0 and ys is not None:  # the drive test has no golden
-                    got, _ = unbeat(outs[tok * nb:], beat, bits)
-                    bad = np.flatnonzero(got != ys[tok])
-                    if bad.size:
-                        k = bad[0]
-                        raise AssertionError(
-                            f"{what}: token at position {tok}: {bad.size} of {len(got)} "
-                            f"elements differ; first element {k}: got {got[k]}, golden "
-                            f"{ys[tok][k]}")
-        await FallingEdge(self.clk)
-        self.iv.value = 0
-        self.orr.value = 0
+        payloads = [b | (p << i["pos_lo"]) for p, x in enumerate(xs) for b in beats(x, beat, bits)]
+
+        def check(k, outs):
+            tok = k // nb
+            if ys is None or (k + 1) % nb:  # the drive test has no golden
+                return
+            got, _ = unbeat(outs[tok * nb:], beat, bits)
+            bad = np.flatnonzero(got != ys[tok])
+            if bad.size:
+                e = bad[0]
+                raise AssertionError(
+                    f"{what}: token at position {tok}: {bad.size} of {len(got)} elements "
+                    f"differ; first element {e}: got {got[e]}, golden {ys[tok][e]}")
+
+        self.stalls(valid_p, ready_p)
+        x0, y0 = self.source.count, self.sink.count
+        self.source.send(payloads)
+        outs = await self.collect(len(payloads), 2_000_000 * len(xs), what, check)
+        first_in = self.source.cycles[x0::nb]
+        last_out = self.sink.cycles[y0 + nb - 1::nb]
         cycles = [last_out[t] - first_in[t] + 1 for t in range(len(xs))]
         if keep:
             return np.stack([unbeat(outs[t * nb:(t + 1) * nb], beat, bits)[0]
@@ -96,31 +61,29 @@ class LayerTB:
         return cycles
 
 
+async def _golden_tokens(dut, name: str, what: str, valid_p=1.0, ready_p=1.0):
+    tb = LayerTB(dut)
+    await tb.reset()
+    xs, ys = tb.tokens(name)
+    await tb.run(xs, ys, what, valid_p=valid_p, ready_p=ready_p)
+
+
 @cocotb.test()
 async def real_tokens(dut):
     """Real token embeddings at positions 0..ctx-1, full rate; records cycles per token."""
-    tb = LayerTB(dut)
-    await tb.reset()
-    xs, ys = tb.tokens("real")
-    await tb.run(xs, ys, "real tokens")
+    await _golden_tokens(dut, "real", "real tokens")
 
 
 @cocotb.test()
 async def extreme_tokens(dut):
     """Residuals at ±2**31, zeros and random full-range values, filling the cache."""
-    tb = LayerTB(dut)
-    await tb.reset()
-    xs, ys = tb.tokens("extreme")
-    await tb.run(xs, ys, "extreme tokens")
+    await _golden_tokens(dut, "extreme", "extreme tokens")
 
 
 @cocotb.test()
 async def stalls_both_sides(dut):
     """The real tokens again with valid gaps and ready pauses (50/50)."""
-    tb = LayerTB(dut)
-    await tb.reset()
-    xs, ys = tb.tokens("real")
-    await tb.run(xs, ys, "stalls", valid_p=0.5, ready_p=0.5)
+    await _golden_tokens(dut, "real", "stalls", valid_p=0.5, ready_p=0.5)
 
 
 @cocotb.test(skip=os.environ.get("HARDWIRE_DRIVE_IN") is None)
@@ -131,5 +94,5 @@ async def drive(dut):
     tb = LayerTB(dut)
     await tb.reset()
     xs = np.load(os.environ["HARDWIRE_DRIVE_IN"])
-    ys = await tb.collect(xs)
+    ys = await tb.collect_tokens(xs)
     np.save(os.environ["HARDWIRE_DRIVE_OUT"], ys)

@@ -22,67 +22,16 @@ import os
 from pathlib import Path
 
 import cocotb
-import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-PERIOD_NS = 10
+from sim.bench import Bench
 
 
-async def start(clk, rst, *idle):
-    """Start the clock, drive ``idle`` signals low, hold reset for three cycles, and return
-    at a falling edge with reset released."""
-    Clock(clk, PERIOD_NS, unit="ns").start()
-    for sig in idle:
-        sig.value = 0
-    rst.value = 1
-    for _ in range(3):
-        await RisingEdge(clk)
-    await FallingEdge(clk)
-    rst.value = 0
-
-
-class StreamTB:
+class StreamTB(Bench):
     def __init__(self, dut):
-        self.dut = dut
         self.t = json.loads((Path(os.environ["HARDWIRE_DESIGN"]) / "transactions.json")
                             .read_text())
-        self.rng = np.random.default_rng(int(os.environ.get("HARDWIRE_SEED", "1")))
-        sig = lambda name: getattr(dut, name)  # noqa: E731
-        self.clk, self.rst = sig(self.t["clock"]), sig(self.t["reset"])
-        i, o = self.t["in"], self.t["out"]
-        self.iv, self.ir, self.idata = sig(i["valid"]), sig(i["ready"]), sig(i["data"])
-        self.ov, self.orr, self.odata = sig(o["valid"]), sig(o["ready"]), sig(o["data"])
+        super().__init__(dut, self.t)
         self.max_cycles = int(self.t.get("max_cycles_per_case", 200000))
-
-    async def reset(self):
-        await start(self.clk, self.rst, self.iv, self.orr, self.idata)
-
-    async def run(self, ins, n_out, valid_p, ready_p):
-        """Offer ``ins`` (ints), collect ``n_out`` outputs; returns them and the cycle count."""
-        outs, sent, offering, cycles = [], 0, False, 0
-        while len(outs) < n_out or sent < len(ins):
-            await FallingEdge(self.clk)
-            cycles += 1
-            if cycles > self.max_cycles:
-                raise AssertionError(f"timeout: {sent}/{len(ins)} in, {len(outs)}/{n_out} out "
-                                     f"after {cycles} cycles")
-            if not offering and sent < len(ins) and self.rng.random() < valid_p:
-                self.idata.value = ins[sent]
-                offering = True
-            self.iv.value = int(offering)
-            ready = bool(self.rng.random() < ready_p)
-            self.orr.value = int(ready)
-            await ReadOnly()
-            if offering and self.ir.value == 1:
-                sent += 1
-                offering = False
-            if ready and self.ov.value == 1:
-                outs.append(int(self.odata.value))
-        await FallingEdge(self.clk)
-        self.iv.value = 0
-        self.orr.value = 0
-        return outs, cycles
 
     def describe(self, got: int, want: int) -> str:
         parts = []
@@ -106,10 +55,11 @@ class StreamTB:
 
 async def _all_cases(dut, valid_p, ready_p, how):
     tb = StreamTB(dut)
+    tb.stalls(valid_p, ready_p)
     await tb.reset()
     for case in tb.t["cases"]:
-        ins = [int(h, 16) for h in case["in"]]
-        outs, _ = await tb.run(ins, len(case["out"]), valid_p, ready_p)
+        tb.source.send(int(h, 16) for h in case["in"])
+        outs = await tb.collect(len(case["out"]), tb.max_cycles, f"{case['name']} ({how})")
         tb.check(case, outs, how)
 
 

@@ -1,8 +1,16 @@
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from gen import set_tool_environment
 from gen.cli import main
+
+set_tool_environment()
 
 
 def hardwire(*args) -> int:
@@ -24,3 +32,24 @@ def generate(tmp_path):
         assert hardwire(*args, "--out", out) == 0
         return out, json.loads((out / "manifest.json").read_text())
     return _generate
+
+
+def sigterm_leaves_no_tool(args: list[str], log: Path, workdir: Path) -> None:
+    """Start ``python -m gen.cli ARGS``, wait until its first tool writes ``log``, send it
+    SIGTERM, and check that it fails and that no process running in ``workdir`` is left."""
+    def ours():
+        ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True,
+                            text=True).stdout
+        return [line for line in ps.splitlines() if str(workdir) in line]
+
+    p = subprocess.Popen([sys.executable, "-m", "gen.cli", *map(str, args)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (log.exists() and log.stat().st_size > 0) and time.time() < deadline:
+        time.sleep(0.2)
+    assert p.poll() is None, "synthesis finished before it could be interrupted"
+    assert ours(), "no yosys process of this run was found to interrupt"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) != 0
+    time.sleep(0.5)
+    assert ours() == [], ours()

@@ -1,5 +1,5 @@
 """The block-affine folded engine (Q4_0 / Q4_1 / Q8_0 with block scales and mins) against
-golden.llama_int.project, bit for bit, with cocotb."""
+golden.integer.project, bit for bit, with cocotb."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import pytest
 from gen.models import load_model
 from golden.block_folded import bounds, evaluate
 from golden.blockquant import block_matvec, decode, encode
-from golden.llama_int import IntFormat, project
+from golden.integer import IntFormat, project
 from hdl.block_matvec import BlockMatVec
 from sim.runner import run_stream, simulator_available, write_unit
 from sim.streams import beats
@@ -150,7 +150,7 @@ def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel, gated):
     """q|k|v, o, gate/up interleaved by beat, down: one lane array, passes in a cycle. Gated:
     the lanes on their own gated clock, as in a chip."""
     from golden.blockquant import interleave_rows, stack
-    from hdl.block_matvec import LaneArray
+    from hdl.lane_array import LaneArray
 
     why = simulator_available("icarus")
     if why:

@@ -1,6 +1,6 @@
-"""The chip's own units (hdl/chip.py) against golden, bit for bit: the embedding lookup and
-the argmax, on Icarus and Verilator with sim/tb_stream.py (every case at full rate and with
-valid/ready stalls on both sides)."""
+"""The chip's own units (hdl/embedding.py, hdl/argmax.py) against golden, bit for bit: the
+embedding lookup and the argmax, on Icarus and Verilator with sim/tb_stream.py (every case at
+full rate and with valid/ready stalls on both sides)."""
 
 from dataclasses import replace
 
@@ -9,8 +9,10 @@ import pytest
 
 from gen.models import load_model
 from golden.blockquant import BlockAffine, decode, encode
-from golden.llama_int import IntFormat, argmax_int, embed_int
-from hdl.chip import ArgmaxUnit, EmbeddingUnit
+from golden.integer import IntFormat, argmax_int, embed_int
+from hdl import not_elaborated
+from hdl.argmax import ArgmaxUnit
+from hdl.embedding import EmbeddingUnit
 from sim.runner import run_stream, simulator_available, write_unit
 from sim.streams import beats
 
@@ -262,8 +264,7 @@ def test_derived_layers_are_their_own_conversion():
     assert renames["l0_engine"] == "l1_engine" and len(renames) >= 3
     got = _rename(_convert((chip.modules[src], src)), renames)
     assert got == _convert((chip.modules["l1_layer"], "l1_layer"))
-    for c in [chip, *chip.modules.values()]:
-        c._MustUse__silence = True
+    not_elaborated(chip, *chip.modules.values())
 
 
 @pytest.mark.parametrize("value, want", [("", None), ("1", 1), ("3", 3), ("0", "error"),
@@ -271,12 +272,12 @@ def test_derived_layers_are_their_own_conversion():
 def test_sim_threads_from_the_environment(monkeypatch, value, want):
     """``HARDWIRE_SIM_THREADS`` sets the fast model's Verilator threads; anything but a
     positive integer is a one-line error."""
-    from gen.errors import UserError
+    from sim.errors import SimError
     from sim.fast import sim_threads
 
     monkeypatch.setenv("HARDWIRE_SIM_THREADS", value)
     if want == "error":
-        with pytest.raises(UserError, match="HARDWIRE_SIM_THREADS must be a positive integer"):
+        with pytest.raises(SimError, match="HARDWIRE_SIM_THREADS must be a positive integer"):
             sim_threads()
     elif want is None:
         assert sim_threads() == 1

@@ -1,4 +1,4 @@
-"""Flows to hardware (gen/flow.py): the ASIC hand-off and the chip on FPGAs.
+"""Flows to hardware (gen/synth): the ASIC hand-off and the chip on FPGAs.
 
 Fast: the hand-off of a small folded matvec (2 ROM macros, about 10 s), the tiny chip's
 ROMs as macros (no synthesis), the helpers on hand-made data, a bad design, and
@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from gen import flow
+from gen import synth as flow
 from gen.cli import main
 from gen.errors import UserError
 from gen.synth import VerilogModule, split_verilog

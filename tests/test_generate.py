@@ -14,17 +14,9 @@ import pytest
 from gen.generate import generate
 from gen.models import load_model, smollm2_path
 from golden.blockquant import block_matvec, decode, encode
+from golden.integer import ExactF32, IntFormat, argmax_int, embed_int, head_matvec, to_residual
 from golden.llama import FloatModel, ModelWeights, rms_norm
-from golden.llama_int import (
-    IntFormat,
-    IntModel,
-    _ExactF32,
-    argmax_int,
-    embed_int,
-    head_matvec,
-    int_layer_step,
-    to_residual,
-)
+from golden.llama_int import IntModel, int_layer_step
 
 from .conftest import hardwire
 from .test_forward import PROJ, Q, _hf_checkpoint, _raw, add_llama_keys, llama_keys
@@ -159,14 +151,14 @@ def test_exact_f32_head_equals_int64_product(tiny):
     """The float32 block sums are exact: equal to the int64 block product, extremes too."""
     rng = np.random.default_rng(2)
     for w in (tiny.embedding(), tiny.layer(0).w_down, tiny.layer(1).wq):
-        mv = _ExactF32(w, 12)
+        mv = ExactF32(w, 12)
         for a in (rng.integers(-2048, 2048, w.shape[1]), np.full(w.shape[1], -2048),
                   np.full(w.shape[1], 2047), np.zeros(w.shape[1], np.int64)):
             np.testing.assert_array_equal(mv(a), block_matvec(w, a))
             np.testing.assert_array_equal(head_matvec(w, a, -7, IntFormat(), mv),
                                           head_matvec(w, a, -7, IntFormat()))
     with pytest.raises(ValueError, match="exact up to 2\\*\\*24"):
-        _ExactF32(tiny.embedding(), 14)  # 32 Q8_0 codes x 14-bit mantissas: 2**25
+        ExactF32(tiny.embedding(), 14)  # 32 Q8_0 codes x 14-bit mantissas: 2**25
 
 
 def test_embed_int_is_the_rounded_row(tiny):

@@ -31,7 +31,8 @@ def test_tiny_layer_bit_exact(tmp_path, simulator):
         # the RTL backend's path (sim.runner.drive_layer) on the model already built: a
         # shorter sequence of other tokens, compared with golden
         from gen.models import load_model
-        from golden.llama_int import IntCache, IntLayer, int_layer_step, to_residual
+        from golden.integer import IntCache, to_residual
+        from golden.llama_int import IntLayer, int_layer_step
         from sim.runner import drive_layer
 
         m = load_model("tiny")

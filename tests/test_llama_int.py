@@ -6,17 +6,13 @@ import numpy as np
 import pytest
 
 from gen.models import load_model, smollm2_path
-from golden.llama import layer_forward, rms_norm, rope_half, rope_tables, silu
-from golden.llama_int import (
+from golden.integer import (
     IntCache,
     IntFormat,
-    IntLayer,
     bfp,
     exp2_neg,
     exp2_table,
     from_residual,
-    int_layer_forward,
-    int_layer_step,
     norm_gain,
     recip,
     rescale,
@@ -26,6 +22,8 @@ from golden.llama_int import (
     sigmoid_table,
     silu_int,
 )
+from golden.llama import layer_forward, rms_norm, rope_half, rope_tables, silu
+from golden.llama_int import IntLayer, int_layer_forward, int_layer_step
 
 FMT = IntFormat()
 

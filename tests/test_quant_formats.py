@@ -348,7 +348,7 @@ def test_parallel_lanes_bit_exact(tmp_path, fmt):
 def test_parallel_lanes_widen_narrower_passes(tmp_path):
     """A Q4_K pass beside a Q6_K pass on one parallel lane array: the ROM words hold 6-bit
     codes, the Q4_K codes sign-extended into them."""
-    from hdl.block_matvec import LaneArray
+    from hdl.lane_array import LaneArray
     from sim.runner import run_stream, simulator_available
     from tests.test_block_matvec import FMT, _vectors, write_passes
 

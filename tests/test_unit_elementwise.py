@@ -1,6 +1,6 @@
-"""RopeUnit, SwigluUnit and ResidualAdd (hdl/elementwise.py) bit-exact against golden
-(rope_int, swiglu_int, residual_add) with cocotb (sim/tb_stream.py: full rate and stalls on
-both sides), on the tiny model shape and the SmolLM2 shape; full-rate cycles per vector
+"""RopeUnit, SwigluUnit and ResidualAdd (hdl/rope.py, hdl/swiglu.py, hdl/residual.py) bit-exact
+against golden (rope_int, swiglu_int, residual_add) with cocotb (sim/tb_stream.py: full rate and
+stalls on both sides), on the tiny model shape and the SmolLM2 shape; full-rate cycles per vector
 measured with the Amaranth simulator against each unit's ``cycles``.
 
 Vectors: real ones from the integer layer (tiny, and SmolLM2 when its package is installed),
@@ -14,11 +14,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from golden.llama_int import (
+from golden.integer import (
     IntCache,
     IntFormat,
-    IntLayer,
-    int_layer_step,
     residual_add,
     rope_int,
     rope_table,
@@ -27,9 +25,14 @@ from golden.llama_int import (
     swiglu_int,
     to_residual,
 )
-from hdl.elementwise import ResidualAdd, RopeUnit, SwigluUnit
+from golden.llama_int import IntLayer, int_layer_step
+from hdl.residual import ResidualAdd
+from hdl.rope import RopeUnit
+from hdl.swiglu import SwigluUnit
 from sim.runner import run_stream, simulator_available, write_unit
 from sim.streams import beats
+
+from .pysim import full_rate
 
 FMT = IntFormat()
 TINY = dict(dim=64, heads=4, kv=2, hd=16, ffn=128, beat=16, theta=10000.0, ctx=16)
@@ -91,46 +94,13 @@ def _trace(model: str, ctx: int, tokens: int = 4):
     return L, out
 
 
-def _measure(unit, ins, n_out):
-    """Full-rate run in the Amaranth simulator: outputs and the cycle of each."""
-    from amaranth.sim import Simulator
-
-    outs, taken = [], []
-
-    async def bench(ctx):
-        ctx.set(unit.y.ready, 1)
-        sent, cycle = 0, 0
-        while len(outs) < n_out:
-            if sent < len(ins):
-                ctx.set(unit.x.valid, 1)
-                ctx.set(unit.x.payload.as_value(), ins[sent])
-            else:
-                ctx.set(unit.x.valid, 0)
-            xr, yv = ctx.get(unit.x.ready), ctx.get(unit.y.valid)
-            yd = ctx.get(unit.y.payload.as_value())
-            await ctx.tick()
-            if sent < len(ins) and xr:
-                sent += 1
-                taken.append(cycle)
-            if yv:
-                outs.append((cycle, yd))
-            cycle += 1
-            assert cycle < 50 * (len(ins) + n_out), "timeout"
-
-    sim = Simulator(unit)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return outs, taken
-
-
 def _check_cycles(unit, vecs_in, vecs_out, ref: int):
     """Feed vectors back to back at full rate; outputs must equal golden, the steady state
     must take ``unit.cycles`` per vector, and the first output must leave ``unit.latency``
     cycles after input beat ``ref`` was taken (into the idle unit)."""
     ins = [p for v in vecs_in for p in v]
     want = [p for v in vecs_out for p in v]
-    got, taken = _measure(unit, ins, len(want))
+    got, taken = full_rate(unit, ins, len(want), limit=50 * (len(ins) + len(want)))
     assert [d for _, d in got] == want
     assert got[0][0] - taken[ref] == unit.latency, (got[0][0], taken[ref], unit.latency)
     ends = np.cumsum([len(v) for v in vecs_out]) - 1

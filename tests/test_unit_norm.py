@@ -1,4 +1,4 @@
-"""RmsNormUnit and BfpUnit (hdl/norm.py) against golden.llama_int, bit for bit.
+"""RmsNormUnit and BfpUnit (hdl/norm.py, hdl/bfp.py) against golden.llama_int, bit for bit.
 
 On Icarus and Verilator with sim/tb_stream.py (every case at full rate and with valid/ready
 stalls on both sides), and in Amaranth's simulator for the cycle counts the units state.
@@ -12,10 +12,14 @@ import pytest
 
 from gen.errors import UserError
 from gen.models import load_model, smollm2_path
-from golden.llama_int import IntFormat, IntLayer, bfp, bitlen, recip, rms_norm_int, to_residual
-from hdl.norm import BfpUnit, RmsNormUnit
+from golden.integer import IntFormat, bfp, bitlen, recip, rms_norm_int, to_residual
+from golden.llama_int import IntLayer
+from hdl.bfp import BfpUnit
+from hdl.norm import RmsNormUnit
 from sim.runner import run_stream, simulator_available, write_unit
 from sim.streams import beats
+
+from .pysim import full_rate
 
 FMT = IntFormat()
 
@@ -256,37 +260,8 @@ def test_bfp_bit_exact(tmp_path, n, beat, simulator):
 
 # --- cycles, in Amaranth's simulator ---------------------------------------------------------
 
-def _full_rate(dut, ins: list[int], n_out: int) -> list[tuple[int, int]]:
-    """Drive ``ins`` with valid and ready always high; ``(cycle, payload)`` of every output
-    beat (the cycle of the handshake, counting the first clock edge as 0)."""
-    from amaranth.sim import Simulator
-
-    got = []
-
-    async def bench(ctx):
-        ctx.set(dut.y.ready, 1)
-        sent, cycle = 0, 0
-        while len(got) < n_out:
-            ctx.set(dut.x.valid, sent < len(ins))
-            if sent < len(ins):
-                ctx.set(dut.x.payload.as_value(), ins[sent])
-            if sent < len(ins) and ctx.get(dut.x.ready):
-                sent += 1
-            if ctx.get(dut.y.valid):
-                got.append((cycle, ctx.get(dut.y.payload.as_value())))
-            await ctx.tick()
-            cycle += 1
-            assert cycle < 100000, "timeout"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return got
-
-
 def _check_timing(dut, ins, want, nb: int, vectors: int):
-    got = _full_rate(dut, ins, len(want))
+    got, _ = full_rate(dut, ins, len(want))
     assert [p for _, p in got] == want
     firsts = [got[v * nb][0] for v in range(vectors)]
     periods = set(np.diff(firsts).tolist())

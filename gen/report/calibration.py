@@ -1,0 +1,133 @@
+"""The built-in calibration of ``hardwire report``: each module kind's logic as terms of a size
+driver (its beat, its lanes, its ports), fitted to a synthesised chip."""
+
+import re
+
+from .. import design as _design
+
+__all__ = ["CALIBRATION", "CALIBRATION_FMAX", "TERMS", "METRIC", "lane_bits", "drivers",
+           "builtin", "fit_calibration"]
+
+
+#: The built-in calibration: each module kind's logic (ECP5 LUT4-equivalents, LUT4 + 2 x
+#: CCU2C) and flip-flops as a sum of terms, a constant per unit of a size driver. Fitted by
+#: :func:`fit_calibration` to ``hardwire synth build/report/tiny --target ecp5`` (yosys 0.70
+#: via pyosys, synth_ecp5 -nodsp, per module, hierarchy kept; all 22 modules, 52 min on 2
+#: busy cores) of the tiny chip (``hardwire chip --model tiny``: 32 lanes, 32 LM-head lanes,
+#: beat 16, head_dim 16, ctx 16, 16-bit activations). Drivers:
+#:
+#: - ``lane_bits``: a lane's ``chunk`` input bits (block x activation bits) plus its two
+#:   products' bits (``(D + M widths) x activation-sum width``), from its ports;
+#: - ``beat``: elements per cycle (vector units, the lane array's rescalers, glue);
+#: - ``lanes``: a lane array's lanes (their D/M ROMs, the array's own logic);
+#: - ``head_dim``: the attention unit (its dot products are ``head_dim`` wide);
+#: - ``1``: the chip's top glue.
+#:
+#: Checked against SmolLM2-135M layer 0 (16-bit activations, 64 lanes, beat 32, head_dim 64;
+#: ``hardwire synth --modules`` on five of its modules): see the README's report section.
+CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
+    # kind: {driver: (LUT4-eq, FF) per driver unit}
+    "ArgmaxUnit": {"beat": (125.9, 2.812)},
+    "AttentionUnit": {"head_dim": (6498.0, 174.4)},
+    "BfpUnit": {"beat": (287.5, 51.5)},
+    "BlockLane": {"lane_bits": (3.693, 0.06135)},
+    "Chip": {"1": (10.0, 9.0)},
+    "DecoderLayer": {"beat": (90.44, 99.0)},
+    "EmbeddingUnit": {"beat": (427.1, 1.75)},
+    "LaneArray": {"beat": (1131.0, 0.0), "lanes": (114.2, 84.07)},
+    "ResidualAdd": {"beat": (128.1, 96.12)},
+    "RmsNormUnit": {"beat": (3861.0, 190.3)},
+    "RopeUnit": {"beat": (3363.0, 74.19)},
+    "SwigluUnit": {"beat": (8159.0, 243.9)},
+}
+
+#: The built-in Fmax, for a design whose own module has not been placed: nextpnr-ecp5 on the
+#: tiny chip's layer-0 lane alone (see :func:`make_report`), LFE5U-25F, seed 1.
+CALIBRATION_FMAX = {"mhz": 29.78, "module": "the tiny chip's layer-0 lane (hw_BlockLane)",
+                    "device": "ECP5 LFE5U-25F CABGA381"}
+
+
+#: The driver terms of each kind (see :data:`CALIBRATION`).
+TERMS = {"BlockLane": ("lane_bits",), "LaneArray": ("beat", "lanes"),
+          "AttentionUnit": ("head_dim",), "RmsNormUnit": ("beat",), "BfpUnit": ("beat",),
+          "ResidualAdd": ("beat",), "RopeUnit": ("beat",), "SwigluUnit": ("beat",),
+          "EmbeddingUnit": ("beat",), "ArgmaxUnit": ("beat",), "DecoderLayer": ("beat",),
+          "Chip": ("1",)}
+
+
+#: The logic figure of each target: what the area table, the calibration and the sweep count.
+METRIC = {"ecp5": ("lut4_equiv", "LUT4-eq", "LUT4-eq = LUT4 + 2 x CCU2C (ECP5 carry cells)"),
+          "ice40": ("LUT4", "SB_LUT4", "iCE40 SB_LUT4 (carry cells apart)"),
+          "generic": ("gates", "gates", "2-input gates (yosys abc -g)")}
+
+
+
+_PORT_RE = re.compile(r"^\s*(?:input|output)\s+(?:\[(\d+):0\]\s+)?(\w+)\s*;", re.M)
+
+
+def lane_bits(vmod, abits: int) -> int:
+    """The ``lane_bits`` driver of a lane module: ``chunk`` bits plus ``(D + M widths) x
+    activation-sum width`` (without an M input, the sum of 32 activations: abits + 5)."""
+    w = {name: int(hi) + 1 if hi else 1 for hi, name in _PORT_RE.findall(vmod.blackbox_text())}
+    s = w.get("act_sum", abits + 5)
+    return w.get("chunk", 0) + (w.get("d", 0) + w.get("m", 0)) * s
+
+
+def drivers(d: "_design.Design", vmods, plan) -> dict:
+    """Each module's driver values ``{term: value}`` (see :data:`CALIBRATION`); None for a
+    module of no known kind."""
+    m = d.manifest
+    out = {}
+    for p in plan:
+        k = d.module(p.name).cls
+        if k not in TERMS:
+            out[p.name] = None
+            continue
+        v = {"beat": m["beat"], "head_dim": m["config"]["head_dim"], "1": 1,
+             "lanes": m.get("head_lanes") if p.name == "chip_head_engine" else m["lanes"]}
+        if k == "BlockLane":
+            v["lane_bits"] = lane_bits(vmods[p.name], m["format_int"]["abits"])
+        out[p.name] = {t: v[t] for t in TERMS[k]}
+    return out
+
+
+def builtin(kind: str, values: dict) -> tuple[float, float] | None:
+    """The built-in (ECP5 LUT4-eq, FF) of a module of ``kind`` with these driver values."""
+    terms = CALIBRATION.get(kind)
+    if not terms or values is None:
+        return None
+    return (sum(c[0] * values[t] for t, c in terms.items()),
+            sum(c[1] * values[t] for t, c in terms.items()))
+
+
+def fit_calibration(synth_report: dict, d: "_design.Design", vmods, plan) -> dict:
+    """The :data:`CALIBRATION` table from a per-module synthesis report
+    (``synth_<target>/report.json``) of a chip: per kind, each term's figure per driver unit,
+    summed over the kind's modules and instances. A lane array's rescalers (its parts named
+    ``*.rescale*``) are its ``beat`` term, the rest its ``lanes`` term; every other kind has
+    one term."""
+    values = drivers(d, vmods, plan)
+    key = METRIC[synth_report["target"]][0]
+    acc: dict = {}
+    for e in synth_report["modules"]:
+        k = d.module(e["module"]).cls
+        dv = values.get(e["module"])
+        if e["status"] != "ok" or dv is None:
+            continue
+        n = e["instances"]
+        if k == "LaneArray":
+            parts = e.get("parts", {})
+            resc = [v for g, v in parts.items() if ".rescale" in g]
+            r = (sum(v[key] for v in resc), sum(v["FF"] for v in resc))
+            split = {"beat": r, "lanes": (e["stats"][key] - r[0], e["stats"]["FF"] - r[1])}
+        else:
+            (t,) = TERMS[k]
+            split = {t: (e["stats"][key], e["stats"]["FF"])}
+        for t, (logic, ff) in split.items():
+            a = acc.setdefault(k, {}).setdefault(t, [0, 0, 0])
+            a[0] += n * logic
+            a[1] += n * ff
+            a[2] += n * dv[t]
+    return {k: {t: (float(f"{lo / x:.4g}"), float(f"{ff / x:.4g}"))
+                for t, (lo, ff, x) in sorted(terms.items())}
+            for k, terms in sorted(acc.items())}

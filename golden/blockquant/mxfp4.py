@@ -1,0 +1,109 @@
+"""OCP MXFP4 (Microscaling Formats v1.0): blocks of 32 E2M1 elements and one E8M0 scale each.
+The quantiser (:func:`mxfp4_elements`), llama.cpp's ``block_mxfp4`` bytes
+(:func:`pack_mxfp4`) and their exact decoding into the block-affine form
+(:func:`decode_mxfp4`): ``c = 2 * element``, ``D = 2**(s - s_min)``, ``M = 0``,
+``exp = s_min - 1``.
+"""
+
+import numpy as np
+
+from .affine import BlockAffine
+from .quantizers import column_groups, float_matrix
+
+__all__ = ["E2M1_HALVES", "mxfp4_elements", "pack_mxfp4", "decode_mxfp4", "quantize_mxfp4"]
+
+#: E2M1 magnitudes in halves (``2 * |element|``) by the low three bits of the nibble; bit 3 is
+#: the sign. OCP MX v1.0, table "FP4 (E2M1)": exponent bias 1, one mantissa bit, no inf/NaN.
+E2M1_HALVES = np.array([0, 1, 2, 3, 4, 6, 8, 12], dtype=np.int64)
+
+# The table from the E2M1 fields, checked on import: exponent e (bits 1-2), mantissa m (bit 0);
+# e == 0 is subnormal (m * 0.5, so m halves), else 1.m * 2**(e - 1), which is (2 + m) << (e - 1)
+# halves.
+_e, _m = np.arange(8) >> 1, np.arange(8) & 1
+if not np.array_equal(E2M1_HALVES, np.where(_e == 0, _m, (2 + _m) << np.maximum(_e - 1, 0))):
+    raise AssertionError("E2M1_HALVES does not match the E2M1 encoding")
+del _e, _m
+
+#: The E8M0 scale exponents (byte - 127) an MXFP4 block may get; byte 0xFF is NaN.
+E8M0_MIN, E8M0_MAX = -127, 127
+#: E2M1's largest exponent (``emax_elem`` in OCP MX v1.0: 6 = 1.5 * 2**2).
+E2M1_EMAX = 2
+#: A tensor's MXFP4 block scales may span at most this many octaves (``D`` < 2**41).
+MXFP4_MAX_SPAN = 40
+
+
+def mxfp4_elements(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OCP MX v1.0 quantisation (section 6.3) of ``w [rows, cols]`` to MXFP4, blocks of 32
+    consecutive columns. Returns ``(e8m0 uint8 [rows, cols/32], nibbles uint8 [rows, cols])``.
+
+    - ``shared_exp = floor(log2(max |w|)) - E2M1_EMAX``, with ``floor(log2)`` taken exactly
+      from the float's exponent (``np.frexp``, no ``log2`` rounding), clamped to E8M0's
+      ``[-127, 127]``; an all-zero block gets -127 (byte 0x00, as the spec's reference
+      microxcaling code and llama.cpp do). Float32 weights never reach the upper clamp
+      (``floor(log2) <= 127``, so ``shared_exp <= 125``); blocks of tiny weights below
+      ``2**-125`` are clamped to ``2**-127`` and their elements round to zero or subnormals.
+    - element = ``w / 2**shared_exp`` rounded to the nearest E2M1 value, ties to the value
+      with an even mantissa bit, saturating to ±6. On the grid in halves this is
+      ``rint(2v)`` below 2, ``2 rint(v)`` in ``[2, 4)`` and ``4 rint(v / 2)`` above, with ``v``
+      exact (a power-of-two scaling) and ``np.rint`` IEEE half-even.
+    - nibble = sign bit (3) | E2M1 magnitude code (bits 0-2, :data:`E2M1_HALVES`); a zero is
+      written +0 (0x0), as llama.cpp's quantiser writes it.
+
+    Float weights are read as :mod:`golden.blockquant.quantizers` describes. The spec fixes
+    the element and scale encodings but not how packed elements sit in bytes;
+    :func:`golden.blockquant.encode` ``("MXFP4", w)`` uses llama.cpp's ``block_mxfp4`` (GGUF
+    type MXFP4, :func:`pack_mxfp4`): per block the E8M0 byte, then 16 bytes with element ``i``
+    in the low nibble of byte ``i`` and element ``i + 16`` in its high nibble.
+    """
+    x = column_groups(float_matrix(w, "MXFP4"), 32, "MXFP4")
+    rows, nb, _ = x.shape
+    amax = np.abs(x).max(axis=2)
+    _, e = np.frexp(amax)  # amax = m * 2**e, 0.5 <= m < 1: floor(log2 amax) = e - 1
+    shared = np.where(amax > 0, e - 1 - E2M1_EMAX, E8M0_MIN)
+    shared = np.clip(shared, E8M0_MIN, E8M0_MAX).astype(np.int64)
+    v = np.ldexp(np.abs(x), -shared[:, :, None])  # exact
+    halves = np.where(v < 2, np.rint(2 * v),
+                      np.where(v < 4, 2 * np.rint(v), 4 * np.rint(v / 2)))
+    halves = np.minimum(halves, 12).astype(np.int64)  # saturate to 6
+    lut = np.zeros(13, np.uint8)
+    lut[E2M1_HALVES] = np.arange(8, dtype=np.uint8)
+    mag = lut[halves]
+    nib = np.where((x < 0) & (mag != 0), mag | 8, mag).astype(np.uint8)
+    return (shared + 127).astype(np.uint8), nib.reshape(rows, nb * 32)
+
+
+def pack_mxfp4(e8m0: np.ndarray, nib: np.ndarray) -> np.ndarray:
+    """:func:`mxfp4_elements`' result as ``block_mxfp4`` bytes, ``uint8 [rows, cols/32, 17]``:
+    the E8M0 byte, then element ``i`` in the low nibble of byte ``i`` and element ``i + 16``
+    in its high nibble."""
+    rows, nb = e8m0.shape
+    nib = nib.reshape(rows, nb, 32)
+    return np.concatenate([e8m0[:, :, None], nib[:, :, :16] | (nib[:, :, 16:] << 4)], axis=2)
+
+
+def decode_mxfp4(blocks: np.ndarray) -> BlockAffine:
+    """MXFP4 blocks (``uint8 [rows, nb, 17]``: the E8M0 byte, then 16 bytes of packed
+    nibbles) exactly."""
+    e8m0, qs = blocks[:, :, 0], blocks[:, :, 1:]
+    if np.any(e8m0 == 0xFF):
+        raise ValueError("an MXFP4 block scale is NaN (E8M0 0xFF)")
+    rows, nb = e8m0.shape
+    nib = np.concatenate([qs & 0x0F, qs >> 4], axis=2).astype(np.int64)  # elements 0..15, 16..31
+    codes = np.where(nib & 8, -1, 1) * E2M1_HALVES[nib & 7]  # 2 * element
+    shared = e8m0.astype(np.int64) - 127
+    live = np.any(codes != 0, axis=2)
+    s_min = int(shared[live].min()) if np.any(live) else 0
+    span = int(shared[live].max()) - s_min if np.any(live) else 0
+    if span > MXFP4_MAX_SPAN:
+        raise ValueError(f"MXFP4 block scales span {span} octaves; one fixed-point exponent "
+                         f"holds at most {MXFP4_MAX_SPAN}")
+    scale = np.where(live, np.int64(1) << np.where(live, shared - s_min, 0), 0)
+    return BlockAffine(codes.astype(np.int8).reshape(rows, nb * 32), scale,
+                       np.zeros_like(scale), s_min - 1, 32, 5, "MXFP4")
+
+
+def quantize_mxfp4(w: np.ndarray) -> BlockAffine:
+    """MXFP4 (:func:`mxfp4_elements`) in the exact block-affine form: the bytes
+    :func:`golden.blockquant.encode` writes, decoded as :func:`golden.blockquant.decode`
+    decodes them."""
+    return decode_mxfp4(pack_mxfp4(*mxfp4_elements(w)))

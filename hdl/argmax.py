@@ -1,0 +1,75 @@
+"""The index of the largest logit, :func:`golden.integer.argmax_int`, bit for bit."""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arith import balanced_tree
+from .vector import beat_layout, element
+
+__all__ = ["ArgmaxUnit"]
+
+
+class ArgmaxUnit(wiring.Component):
+    """The index of the largest of ``n`` signed values arriving in beats, and that value;
+    equal maxima go to the lowest index (:func:`golden.integer.argmax_int`).
+
+    Ports: ``x`` (``beat_layout(beat, bits)``, ``n / beat`` beats), ``y`` (``{"id",
+    "logit"}``, one payload per vector, a cycle after the last beat)."""
+
+    def __init__(self, n: int, beat: int, bits: int):
+        if n % beat:
+            raise ValueError(f"beat {beat} does not divide {n}")
+        self.n, self.beat, self.bits = n, beat, bits
+        self.id_bits = max(1, (n - 1).bit_length())
+        self.out_layout = data.StructLayout({"id": unsigned(self.id_bits),
+                                             "logit": signed(bits)})
+        super().__init__({"x": In(stream.Signature(beat_layout(beat, bits))),
+                          "y": Out(stream.Signature(self.out_layout))})
+
+    @property
+    def cycles(self) -> int:
+        return self.n // self.beat + 1
+
+    def _beat_maximum(self, m):
+        """The beat's maximum and its index by a tree of comb signals ``mx<level>_<i>`` and
+        ``ix<level>_<i>``; the left (lower index) wins a tie."""
+        B, W = self.beat, self.bits
+
+        def larger(a, b):
+            (va, ia), (vb, ib) = a, b
+            take_b = vb > va
+            return Mux(take_b, vb, va), Mux(take_b, ib, ia)
+
+        def node(pair, level, j):
+            v = Signal(signed(W), name=f"mx{level}_{j}")
+            i = Signal(range(B), name=f"ix{level}_{j}")
+            m.d.comb += [v.eq(pair[0]), i.eq(pair[1])]
+            return v, i
+
+        return balanced_tree([(element(self.x.payload.elem, i, W), Const(i, range(B)))
+                              for i in range(B)], larger, node)
+
+    def elaborate(self, platform):
+        m = Module()
+        B, W, nb = self.beat, self.bits, self.n // self.beat
+        bv, bi = self._beat_maximum(m)
+        cnt = Signal(range(nb))
+        best = Signal(signed(W))
+        best_id = Signal(self.id_bits)
+        full = Signal()
+        here = Signal(self.id_bits)
+        m.d.comb += here.eq(cnt * B + bi)
+        take = (cnt == 0) | (bv > best)
+        m.d.comb += [self.x.ready.eq(~full), self.y.valid.eq(full),
+                     self.y.payload.id.eq(best_id), self.y.payload.logit.eq(best)]
+        with m.If(self.x.valid & self.x.ready):
+            with m.If(take):
+                m.d.sync += [best.eq(bv), best_id.eq(here)]
+            with m.If(cnt == nb - 1):
+                m.d.sync += [cnt.eq(0), full.eq(1)]
+            with m.Else():
+                m.d.sync += cnt.eq(cnt + 1)
+        with m.If(self.y.valid & self.y.ready):
+            m.d.sync += full.eq(0)
+        return m

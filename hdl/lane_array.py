@@ -1,0 +1,379 @@
+"""Lanes with mask ROMs that run a fixed cycle of block-affine matrix-vector passes:
+``y = rescale(sum_b D*P + M*S, ...)`` (:func:`golden.integer.project`) with the schedule and
+ROM contents of :mod:`golden.block_folded`."""
+
+from types import SimpleNamespace
+
+import numpy as np
+from amaranth.hdl import (
+    Cat,
+    ClockDomain,
+    ClockSignal,
+    DomainRenamer,
+    Instance,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+    signed,
+)
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden import block_folded as gbf
+from golden.blockquant import BlockAffine
+from golden.integer import IntFormat
+from golden.numerics import signed_range
+
+from .arith import adder_tree, signed_width
+from .lanes import BlockLane, ParallelLane
+from .mask_rom import RomSpec, twos_complement
+from .rescaler import Rescaler
+from .vector import beat_layout, element
+
+__all__ = ["LaneArray"]
+
+
+def _pass_constant(m, sel, values, name: str) -> Signal:
+    """A pass-indexed constant ``values[sel]``, as a small multiplexer."""
+    values = [int(v) for v in values]
+    sig = Signal(signed(signed_width(min(values + [0]), max(values + [0]))), name=name)
+    expr = values[-1]
+    for k in range(len(values) - 2, -1, -1):
+        expr = Mux(sel == k, values[k], expr)
+    m.d.comb += sig.eq(expr)
+    return sig
+
+
+def _next_pass(p, passes: int):
+    return Mux(p == passes - 1, 0, p + 1)
+
+
+class LaneArray(wiring.Component):
+    """``lanes`` lanes with mask ROMs that run a fixed cycle of matrix-vector *passes*.
+
+    Pass ``k`` computes ``project(passes[k], a, e)`` (:func:`golden.integer.project`). Each
+    lane's ROMs hold its rows of every pass, one after the other, so the lanes stay busy
+    whatever the pass: a decoder layer is four passes (q|k|v, o, gate/up, down) on one array.
+    Passes run in order, then start again at pass 0.
+
+    Ports
+    -----
+    x : In(stream)
+        Activation beats, :func:`hdl.vector.beat_layout` ``(beat, abits, exp_bits)``;
+        ``cols_k / beat`` beats for pass ``k``.
+    y : Out(stream)
+        Result beats, ``beat_layout(beat, fx_bits)``; ``rows_k / beat`` beats for pass ``k``.
+
+    ``parallel`` lanes (:class:`hdl.lanes.ParallelLane`) take a block's whole codes per cycle
+    instead of one bit plane (:class:`hdl.lanes.BlockLane`): ``bits`` times fewer cycles, a
+    multiplier per column.
+
+    With ``gate_lanes``, the lanes, their ROMs and the activation read run on a clock that
+    ticks only while the array issues ROM reads or finishes them (as a clock-gating cell would
+    gate it): an ASIC saves their power while the layer's vector units work, and Verilator skips
+    their logic then. Off for FPGAs (see :class:`hdl.chip.Chip`).
+
+    Timing per pass: the input loads in ``cols / beat`` cycles; then ``rows/lanes * nblocks *
+    bits`` cycles of ROM reads (``rows/lanes * nblocks`` when parallel; :attr:`pass_cycles`);
+    every batch of ``lanes`` rows leaves in ``lanes / beat`` beats while the next batch
+    computes. A pass's input can load once the previous pass has issued its last ROM read.
+    """
+
+    def __init__(self, passes: list[BlockAffine], *, abits: int, lanes: int, beat: int,
+                 fmt: IntFormat, rom_images: bool = False, prefix: str = "mv",
+                 parallel: bool = False, gate_lanes: bool = False):
+        if not passes:
+            raise ValueError("at least one pass is needed")
+        block = passes[0].block
+        if block % beat:
+            raise ValueError(f"beat {beat} must divide the block ({block})")
+        if lanes % beat:
+            raise ValueError(f"beat {beat} must divide lanes ({lanes})")
+        for w in passes:
+            if w.block != block:
+                raise ValueError("every pass needs the same block size")
+        self.passes, self.fmt, self.abits, self.beat = passes, fmt, abits, beat
+        self.parallel, self.gate_lanes = parallel, gate_lanes
+        self.layouts = [gbf.BlockFoldedLayout.of(w, lanes, parallel) for w in passes]
+        for L in self.layouts:
+            if lanes // beat > L.nblocks * L.cycles_per_block:
+                raise ValueError(f"{lanes} lanes finish rows faster than {beat}-element beats "
+                                 f"can leave ({lanes // beat} > "
+                                 f"{L.nblocks * L.cycles_per_block} cycles)")
+        self.lanes, self.block = lanes, block
+        bs = [gbf.bounds(w, abits) for w in passes]
+        self.bounds = {k: (min(b[k][0] for b in bs), max(b[k][1] for b in bs)) for k in bs[0]}
+        self.acc_bits = signed_width(*self.bounds["acc"])
+        self._has_m = any(bool(np.any(w.offset)) for w in passes)
+        self._d_bits = signed_width(min(0, *(int(w.scale.min()) for w in passes)),
+                                    max(0, *(int(w.scale.max()) for w in passes)))
+        self._m_bits = signed_width(min(0, *(int(w.offset.min()) for w in passes)),
+                                    max(0, *(int(w.offset.max()) for w in passes))) \
+            if self._has_m else 0
+        self._s_bits = signed_width(*self.bounds["act_sum"])
+        self.lane_name = f"{prefix}_lane"
+        #: a parallel lane's code width: the widest pass's (narrower codes sign-extend)
+        self.elem_bits = max(w.bits for w in passes)
+        scales = [gbf.scale_images(w, L) for w, L in zip(passes, self.layouts, strict=True)]
+        d_img = np.concatenate([d for d, _ in scales], axis=1)
+        m_img = np.concatenate([mm for _, mm in scales], axis=1)
+        self.code_base = np.cumsum([0] + [L.depth for L in self.layouts])[:-1].tolist()
+        self.scale_base = np.cumsum(
+            [0] + [L.rows_per_lane * L.nblocks for L in self.layouts])[:-1].tolist()
+
+        def rom(words, width, kind, p):
+            image = f"{prefix}_{kind}{p:03d}.hex" if rom_images else None
+            return RomSpec(twos_complement(words, width), width, image)
+
+        if parallel:
+            self.piece_cols = gbf.piece_cols(block, self.elem_bits)
+            pieces = np.concatenate([gbf.parallel_code_images(w, L, self.elem_bits) for w, L in
+                                     zip(passes, self.layouts, strict=True)], axis=2)
+            width = self.piece_cols * self.elem_bits
+            #: per lane, its code ROMs (one per piece of the word, low columns first)
+            self.lane_code_roms = [
+                [rom(pieces[j, p], width, f"code{j}_", p)
+                 for j in range(len(pieces))] for p in range(lanes)]
+        else:
+            codes = np.concatenate([gbf.code_images(w, L) for w, L in
+                                    zip(passes, self.layouts, strict=True)], axis=1)
+            self.lane_code_roms = [[rom(codes[p], block, "code", p)]
+                                   for p in range(lanes)]
+        self.code_roms = [r for rs in self.lane_code_roms for r in rs]
+        self.d_roms = [rom(d_img[p], self._d_bits, "d", p) for p in range(lanes)]
+        self.m_roms = [rom(m_img[p], self._m_bits, "m", p) for p in range(lanes)] \
+            if self._has_m else []
+        # rescale shift of pass k = shift_const[k] - e
+        self.shift_const = [-w.exp - fmt.fx_frac for w in passes]
+        super().__init__({
+            "x": In(stream.Signature(beat_layout(beat, abits, fmt.exp_bits))),
+            "y": Out(stream.Signature(beat_layout(beat, fmt.fx_bits))),
+        })
+
+    @property
+    def pass_cycles(self) -> list[int]:
+        return [L.cycles_per_vector for L in self.layouts]
+
+    @property
+    def cycles_per_vector(self) -> int:
+        return sum(self.pass_cycles)
+
+    @property
+    def ideal_cycles(self) -> float:
+        return sum(L.ideal_cycles for L in self.layouts)
+
+    @property
+    def rom_bits(self) -> int:
+        return sum(len(r.words) * r.width for r in self.roms())
+
+    def lane_args(self) -> dict:
+        args = dict(block=self.block, abits=self.abits, b=self.bounds,
+                    d_bits=self._d_bits, m_bits=self._m_bits, s_bits=self._s_bits)
+        return args | ({"elem_bits": self.elem_bits} if self.parallel else {})
+
+    @property
+    def lane_kind(self) -> str:
+        return "ParallelLane" if self.parallel else "BlockLane"
+
+    def lane(self) -> wiring.Component:
+        """The lane circuit (every lane of the array is this module)."""
+        return (ParallelLane if self.parallel else BlockLane)(**self.lane_args())
+
+    def lane_verilog(self) -> str:
+        from amaranth.back import verilog
+
+        return verilog.convert(self.lane(), name=self.lane_name,
+                               emit_src=False, strip_internal_attrs=True)
+
+    def roms(self):
+        return self.code_roms + self.d_roms + self.m_roms
+
+    # -- circuit -------------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        r = SimpleNamespace(pass_bits=max(1, (len(self.passes) - 1).bit_length()))
+        # The lanes' domain: their registers, their ROMs, the activation read and the stage-1
+        # flags, so that the lanes' logic depends on registers of this domain only.
+        r.ld = "lanes" if self.gate_lanes else "sync"
+        self._input(m, r)
+        self._issue(m, r)
+        results = self._lanes(m, r)
+        self._output(m, r, results)
+        return m
+
+    def _input(self, m, r):
+        """Beats assemble into blocks in the activation memory; ``buf_full`` once a pass's
+        vector is in."""
+        A, B, K, NP, Ls = self.abits, self.beat, self.block, len(self.passes), self.layouts
+        x = self.x
+        max_nb = max(L.nblocks for L in Ls)
+        per_block = K // B
+        m.submodules.xmem = xmem = Memory(shape=K * A, depth=max(max_nb, 2), init=[])
+        wr = xmem.write_port()
+        r.rd = xmem.read_port(domain=r.ld)
+        pass_in = Signal(r.pass_bits)
+        nin = _pass_constant(m, pass_in, [L.cols // B for L in Ls], "nin")
+        cnt_in = Signal(range(max(L.cols // B for L in Ls) + 1))
+        r.e_buf = e_buf = Signal(signed(self.fmt.exp_bits))
+        buf_full, busy = Signal(), Signal()
+        r.buf_full, r.busy = buf_full, busy
+        m.d.comb += x.ready.eq(~buf_full & ~busy)
+        fire_in = x.valid & x.ready
+        if per_block > 1:
+            asm = Signal((per_block - 1) * B * A)
+            word = Cat(asm, x.payload.elem)
+            with m.If(fire_in):
+                m.d.sync += asm.eq(word[B * A:])
+            sub_last = cnt_in[:(per_block - 1).bit_length()] == per_block - 1
+            m.d.comb += [wr.addr.eq(cnt_in >> (per_block - 1).bit_length()),
+                         wr.data.eq(word), wr.en.eq(fire_in & sub_last)]
+        else:
+            m.d.comb += [wr.addr.eq(cnt_in), wr.data.eq(x.payload.elem),
+                         wr.en.eq(fire_in)]
+        with m.If(fire_in):
+            m.d.sync += e_buf.eq(x.payload.exp)
+            with m.If(cnt_in == nin - 1):
+                m.d.sync += [cnt_in.eq(0), buf_full.eq(1), pass_in.eq(_next_pass(pass_in, NP))]
+            with m.Else():
+                m.d.sync += cnt_in.eq(cnt_in + 1)
+
+    def _issue(self, m, r):
+        """Stage 0: the ROM addresses and the schedule flags of the word the lanes take in
+        the next cycle (stage 1)."""
+        E, NP, Ls = self.fmt.exp_bits, len(self.passes), self.layouts
+        busy = r.busy
+        pass_run = Signal(r.pass_bits)
+        depth_all = sum(L.depth for L in Ls)
+        r.addr = addr = Signal(range(max(depth_all, 2)))
+        r.saddr = saddr = Signal(range(max(sum(L.rows_per_lane * L.nblocks for L in Ls), 2)))
+        bb = Signal(range(max(max(L.nblocks for L in Ls), 2)))
+        t = Signal(range(max(max(L.cycles_per_block for L in Ls), 2)))
+        e_cur = Signal(signed(E))
+        end = _pass_constant(
+            m, pass_run, [b + L.depth - 1 for b, L in zip(self.code_base, Ls, strict=True)],
+            "end")
+        nb_last = _pass_constant(m, pass_run, [L.nblocks - 1 for L in Ls], "nb_last")
+        t_last = _pass_constant(m, pass_run, [L.cycles_per_block - 1 for L in Ls], "t_last")
+        issue_last = addr == end
+
+        r.v1 = v1 = Signal()
+        sign1, lastp1, firstb1, batch1 = Signal(), Signal(), Signal(), Signal()
+        r.sign1, r.lastp1, r.firstb1, r.batch1 = sign1, lastp1, firstb1, batch1
+        r.e1 = e1 = Signal(signed(E))
+        r.pass1 = pass1 = Signal(r.pass_bits)
+        r.pend_full = pend_full = Signal()
+        r.adv = adv = Signal()
+        m.d.comb += adv.eq(~(v1 & batch1 & pend_full))
+        start = Signal()
+        m.d.comb += start.eq(adv & r.buf_full & ~busy)
+        m.d.comb += [r.rd.addr.eq(bb), r.rd.en.eq(adv)]
+        if self.gate_lanes:
+            self._gate_lane_clock(m, busy | v1)
+
+        with m.If(adv):
+            m.d[r.ld] += [
+                v1.eq(busy), sign1.eq(t == 0), lastp1.eq(t == t_last), firstb1.eq(bb == 0),
+                batch1.eq((bb == nb_last) & (t == t_last)), e1.eq(e_cur), pass1.eq(pass_run),
+            ]
+            with m.If(start):
+                m.d.sync += [e_cur.eq(r.e_buf), busy.eq(1), bb.eq(0), t.eq(0),
+                             r.buf_full.eq(0)]
+            with m.Elif(busy):
+                m.d.sync += addr.eq(addr + 1)
+                with m.If(issue_last):
+                    m.d.sync += [busy.eq(0), pass_run.eq(_next_pass(pass_run, NP))]
+                with m.If(t == t_last):
+                    m.d.sync += [t.eq(0), saddr.eq(saddr + 1),
+                                 bb.eq(Mux(bb == nb_last, 0, bb + 1))]
+                with m.Else():
+                    m.d.sync += t.eq(t + 1)
+        # addr and saddr run on from one pass into the next (the ROMs hold the passes in
+        # order) and wrap after the last.
+        with m.If(adv & busy & issue_last & (pass_run == NP - 1)):
+            m.d.sync += [addr.eq(0), saddr.eq(0)]
+
+    def _gate_lane_clock(self, m, enable):
+        """A clock-gating cell: the enable is caught while the clock is low and ANDed with
+        it. The lanes' clock ticks at the edges where a ROM read issues (busy) or the lanes
+        take its word (v1), and through reset. At every other edge the ungated design would
+        only have re-read the same words and kept v1 low."""
+        m.domains.lanes_en = cde = ClockDomain(clk_edge="neg", reset_less=True, local=True)
+        m.domains.lanes = cdl = ClockDomain(local=True)
+        en, gclk = Signal(name="lanes_en_q"), Signal(name="lanes_gclk")
+        m.d.comb += [cde.clk.eq(ClockSignal("sync")), gclk.eq(ClockSignal("sync") & en),
+                     cdl.clk.eq(gclk), cdl.rst.eq(ResetSignal("sync"))]
+        m.d.lanes_en += en.eq(enable | ResetSignal("sync"))
+
+    def _lanes(self, m, r) -> list:
+        """Stage 1: every lane's ROMs and an instance of the lane module; returns the rows
+        (``result`` of each lane)."""
+        A, K, ld = self.abits, self.block, r.ld
+        update = Signal()
+        m.d.comb += update.eq(r.adv & r.v1)
+        chunk1 = r.rd.data
+        act_sum = Signal(signed(self._s_bits))
+        if self._has_m:
+            lo, hi = signed_range(A)
+            m.d.comb += act_sum.eq(adder_tree(m, [element(chunk1, k, A) for k in range(K)],
+                                              lo, hi))
+        results = []
+        for p in range(self.lanes):
+            croms = [spec.build() for spec in self.lane_code_roms[p]]
+            drom = self.d_roms[p].build()
+            for j, crom in enumerate(croms):
+                m.submodules[f"code{p}" if len(croms) == 1 else f"code{p}_{j}"] = \
+                    DomainRenamer(ld)(crom)
+                m.d.comb += [crom.addr.eq(r.addr), crom.en.eq(r.adv)]
+            m.submodules[f"d{p}"] = DomainRenamer(ld)(drom)
+            m.d.comb += [drom.addr.eq(r.saddr), drom.en.eq(r.adv)]
+            res = Signal(signed(self.acc_bits), name=f"row{p}")
+            ports = dict(i_clk=ClockSignal(ld), i_rst=ResetSignal(ld),
+                         i_chunk=chunk1, i_d=drom.data, i_first_block=r.firstb1,
+                         i_update=update, o_result=res)
+            if self.parallel:
+                ports |= dict(i_codes=Cat(*(c.data for c in croms)))
+            else:
+                ports |= dict(i_bits=croms[0].data, i_sign_plane=r.sign1,
+                              i_last_plane=r.lastp1)
+            if self._has_m:
+                mrom = self.m_roms[p].build()
+                m.submodules[f"m{p}"] = DomainRenamer(ld)(mrom)
+                m.d.comb += [mrom.addr.eq(r.saddr), mrom.en.eq(r.adv)]
+                ports |= dict(i_m=mrom.data, i_act_sum=act_sum)
+            m.submodules[f"lane{p}"] = Instance(self.lane_name, **ports)
+            results.append(res)
+        return results
+
+    def _output(self, m, r, results):
+        """A finished batch waits in ``pend`` and leaves beat by beat, each row rescaled."""
+        B, E, P, W = self.beat, self.fmt.exp_bits, self.lanes, self.acc_bits
+        y = self.y
+        pend = Signal(P * W)
+        pend_e = Signal(signed(E))
+        pend_pass = Signal(r.pass_bits)
+        k = Signal(range(max(P // B, 2)))
+        with m.If(r.adv & r.v1 & r.batch1):
+            m.d.sync += [pend.eq(Cat(*results)), pend_e.eq(r.e1), pend_pass.eq(r.pass1),
+                         r.pend_full.eq(1), k.eq(0)]
+        with m.Elif(y.valid & y.ready):
+            # the next beat's rows move down: a constant shift, no wide multiplexer
+            m.d.sync += pend.eq(pend[B * W:])
+        sc = _pass_constant(m, pend_pass, self.shift_const, "shift_const")
+        sh = Signal(signed(max(len(sc), E) + 2))
+        m.d.comb += sh.eq(sc - pend_e)
+        sel = pend[:B * W]
+        outs = []
+        for j in range(B):
+            rs = Rescaler(W, len(sh), self.fmt.fx_bits)
+            m.submodules[f"rescale{j}"] = rs
+            m.d.comb += [rs.v.eq(element(sel, j, W)), rs.s.eq(sh)]
+            outs.append(rs.o)
+        m.d.comb += [y.valid.eq(r.pend_full), y.payload.elem.eq(Cat(*outs))]
+        with m.If(y.valid & y.ready):
+            with m.If(k == P // B - 1):
+                m.d.sync += r.pend_full.eq(0)
+            with m.Else():
+                m.d.sync += k.eq(k + 1)

@@ -1,0 +1,51 @@
+""":func:`golden.integer.rescale` of one value by a run-time shift, bit for bit."""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.integer import MODE
+from golden.numerics import rounding_bias_terms, signed_range
+
+__all__ = ["Rescaler"]
+
+
+class Rescaler(wiring.Component):
+    """:func:`golden.integer.rescale` of one value by a run-time shift: ``v * 2**-s``
+    rounded half away from zero when ``s > 0``, exact when ``s <= 0``, saturated to
+    ``out_bits``. Combinational."""
+
+    def __init__(self, in_bits: int, shift_bits: int, out_bits: int):
+        # The bias below is 2**(s-1) - (v < 0): golden's table for its rounding mode, for
+        # every shift this rescaler can take. Fail here if golden's rule ever changes.
+        for s in range(1, in_bits + 2):
+            if rounding_bias_terms(s, MODE) != (1 << (s - 1), -1, 0):
+                raise ValueError(f"Rescaler implements half_away; golden rounds {MODE}")
+        self._in, self._out = in_bits, out_bits
+        super().__init__({"v": In(signed(in_bits)), "s": In(signed(shift_bits)),
+                          "o": Out(signed(out_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        W, OB = self._in, self._out
+        v, s = self.v, self.s
+        # Shifts beyond these make no difference: right by W + 1 leaves 0, left by OB saturates.
+        right = Signal(range(W + 2))
+        left = Signal(range(OB + 1))
+        m.d.comb += [
+            right.eq(Mux(s > 0, Mux(s > W + 1, W + 1, s), 0)),
+            left.eq(Mux(s < 0, Mux(-s > OB, OB, -s), 0)),
+        ]
+        half = Signal(W + 1)
+        m.d.comb += half.eq((Const(1, W + 2) << right) >> 1)
+        bias = Signal(signed(W + 2))
+        m.d.comb += bias.eq(half - ((v < 0) & (right != 0)))
+        rounded = Signal(signed(W + 2))
+        m.d.comb += rounded.eq((v + bias) >> right)
+        shifted = Signal(signed(W + OB + 1))
+        m.d.comb += shifted.eq(v << left)
+        val = Signal(signed(W + OB + 2))
+        m.d.comb += val.eq(Mux(right != 0, rounded, shifted))
+        lo, hi = signed_range(OB)
+        m.d.comb += self.o.eq(Mux(val > hi, hi, Mux(val < lo, lo, val)))
+        return m

@@ -1,0 +1,177 @@
+"""``silu(gate) * up`` into matvec activations, :func:`golden.integer.swiglu_int`, bit for
+bit."""
+
+from types import SimpleNamespace
+
+import numpy as np
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.integer import IntFormat
+
+from .arith import interpolation_words, signed_width, wire
+from .beat_buffer import BfpBuffer
+from .rounding import round_away, saturate
+from .vector import beat_count, beat_layout, element
+
+__all__ = ["SwigluUnit", "swiglu_layout"]
+
+
+def swiglu_layout(beat: int, fmt: IntFormat) -> data.StructLayout:
+    """SwiGLU input payload: ``gate`` (``beat`` elements of ``fx_bits``) at bit 0, ``up``
+    (the same indices) directly above."""
+    return data.StructLayout({"gate": unsigned(beat * fmt.fx_bits),
+                              "up": unsigned(beat * fmt.fx_bits)})
+
+
+class SwigluUnit(wiring.Component):
+    """``golden.integer.swiglu_int(gate, up, sig_table, fmt)``: matvec activations
+    ``(a, e)`` of ``rescale(silu_int(gate), prob_frac) * up``.
+
+    Per lane, a three-stage front end (it stalls as a whole):
+
+    1. ``t = gate + (sig_range << fx_frac)``; the sigmoid ROM (``2 * sig_range <<
+       sig_step_bits`` words of ``T[i]`` and ``T[i+1] - T[i]``; one memory with a synchronous
+       read port per lane) is addressed by ``t >> (fx_frac - sig_step_bits)``.
+    2. ``sig = T[i] + round((T[i+1] - T[i]) * rem)`` inside ``[-range, range)``, 0 below,
+       ``2**prob_frac`` above; ``s = saturate(round(gate * sig >> prob_frac), fx_bits)``.
+    3. The exact product ``p = s * up`` (``2 * fx_bits`` wide).
+
+    Then block floating point over the whole vector (:class:`hdl.beat_buffer.BfpBuffer`),
+    two passes over a memory of product beats: the input pass stores each beat and ORs the
+    magnitudes (``bitlen(max|p|) == bitlen(OR |p|)``); the output pass reads them back and
+    rounds (``half_away``) and saturates each by ``s = max(0, bitlen - (abits - 1))``; every
+    output beat carries ``e = s - 2 * fx_frac``. The next vector's products are written while
+    the output pass runs (beat ``j`` once it has been read).
+
+    Timing at full rate, vectors back to back: ``cycles = n / beat + 1`` per vector (one beat
+    per cycle plus one cycle to turn the buffer around); :attr:`latency` from the last input
+    beat of a vector into an idle unit to its first output beat: 5 cycles.
+
+    Ports: ``x`` payload :func:`swiglu_layout` (``gate``, ``up``); ``y`` payload
+    ``beat_layout(beat, abits, exp_bits)``.
+    """
+
+    def __init__(self, n: int, beat: int, fmt: IntFormat, sig_table):
+        self.beats = beat_count(n, beat)
+        table = np.asarray(sig_table, np.int64).ravel()
+        self.nseg = 2 * fmt.sig_range << fmt.sig_step_bits
+        if table.shape != (self.nseg + 1,):
+            raise ValueError(f"sigmoid table has {table.size} entries, not {self.nseg + 1}")
+        self.sb = fmt.fx_frac - fmt.sig_step_bits
+        if self.sb < 0:
+            raise ValueError("fx_frac must not be less than sig_step_bits")
+        if int(table.min()) < 0 or int(table.max()) > 1 << fmt.prob_frac:
+            raise ValueError("sigmoid table values must be in [0, 2**prob_frac]")
+        self.n, self.beat, self.fmt, self.table = n, beat, fmt, table
+        F = fmt.fx_bits
+        diff = table[1:] - table[:-1]
+        self.tlw = max(int(table.max()).bit_length(), 1)  # T[i], unsigned
+        self.dw = signed_width(int(diff.min()), int(diff.max()))
+        self.sigw = signed_width(0, max(int(table.max()), 1 << fmt.prob_frac))
+        flo, fhi = -(1 << (F - 1)), (1 << (F - 1)) - 1
+        self.pw = signed_width(min(flo * fhi, 0), flo * flo)  # p = s * up, exact
+        self.smax = max(0, self.pw - (fmt.abits - 1))  # bitlen(|p|) <= pw
+        elo, ehi = -2 * fmt.fx_frac, self.smax - 2 * fmt.fx_frac
+        if signed_width(elo, ehi) > fmt.exp_bits:
+            raise ValueError(f"exponents {elo}..{ehi} do not fit exp_bits = {fmt.exp_bits}")
+        super().__init__({
+            "x": In(stream.Signature(swiglu_layout(beat, fmt))),
+            "y": Out(stream.Signature(beat_layout(beat, fmt.abits, fmt.exp_bits)))})
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per vector at full rate, vectors back to back: ``n / beat + 1``."""
+        return self.beats + 1
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the last input beat of a vector (into an idle unit) to its first output
+        beat: 5 (two front-end stages, the write, the turn-around, the read)."""
+        return 5
+
+    def _rom_init(self) -> list[int]:
+        return interpolation_words(self.table.tolist(), self.tlw, self.dw)
+
+    # -- circuit -------------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        fv1, fv2 = Signal(), Signal()  # the front end's stages 1 and 2 hold a beat
+        bin_ready = Signal()
+        fadv = ~fv2 | bin_ready
+        m.d.comb += self.x.ready.eq(fadv)
+        stage1 = self._sigmoid_lookup(m, fadv)
+        with m.If(fadv):
+            m.d.sync += [fv1.eq(self.x.valid), fv2.eq(fv1)]
+        prods = self._silu_times_up(m, stage1, fadv)
+
+        # Block floating point: store and OR, then read, round and saturate.
+        bfp = BfpBuffer(m, beats=self.beats, beat=self.beat, bits=self.pw,
+                        out_bits=self.fmt.abits, s_max=self.smax, exp_bits=self.fmt.exp_bits)
+        bfp.store(m, fv2, bin_ready, Cat(*prods), prods, named_nodes=False)
+        bfp.emit(m, self.y, lambda s: s - 2 * self.fmt.fx_frac)
+        return m
+
+    def _sigmoid_lookup(self, m, fadv) -> SimpleNamespace:
+        """Stage 1: per lane, the sigmoid ROM read at ``t = gate + (sig_range << fx_frac)``
+        and the gate, up, the remainder of ``t`` and its range registered beside it."""
+        fmt, B, F, sb = self.fmt, self.beat, self.fmt.fx_bits, self.sb
+        tmax = self.nseg << sb  # t in [0, tmax) is inside the table
+        # One sigmoid ROM, a read port per lane.
+        m.submodules.sig = rom = memory.Memory(shape=unsigned(self.tlw + self.dw),
+                                               depth=self.nseg, init=self._rom_init())
+        roms, g1, up1, rem1, in1, above1 = [], [], [], [], [], []
+        for i in range(B):
+            rp = rom.read_port(domain="sync")
+            roms.append(rp)
+            g = element(self.x.payload.gate, i, F)
+            t = Signal(signed(F + 2), name=f"t{i}")
+            # g + (sig_range << fx_frac): the low fx_frac bits pass through (a narrow adder).
+            ff = fmt.fx_frac
+            m.d.comb += t.eq(Cat(g[:ff], g[ff:].as_signed() + fmt.sig_range).as_signed())
+            inside = (t >= 0) & (t < tmax)
+            m.d.comb += [rp.en.eq(fadv),
+                         rp.addr.eq(Mux(inside, t[sb:], 0))]
+            g1.append(Signal(signed(F), name=f"g1_{i}"))
+            up1.append(Signal(signed(F), name=f"up1_{i}"))
+            rem1.append(Signal(max(sb, 1), name=f"rem1_{i}"))
+            in1.append(Signal(name=f"in1_{i}"))
+            above1.append(Signal(name=f"above1_{i}"))
+            with m.If(fadv):
+                m.d.sync += [g1[i].eq(g), up1[i].eq(element(self.x.payload.up, i, F)),
+                             in1[i].eq(inside), above1[i].eq(t >= tmax)]
+                if sb:
+                    m.d.sync += rem1[i].eq(t[:sb])
+        return SimpleNamespace(roms=roms, g1=g1, up1=up1, rem1=rem1, in1=in1, above1=above1)
+
+    def _silu_times_up(self, m, stage1, fadv) -> list:
+        """Stages 2 and 3: per lane, the interpolated sigmoid, ``s = silu(gate)`` rounded by
+        ``prob_frac`` and saturated (registered), and the exact product ``s * up``."""
+        B, F, sb, tlw, pf = self.beat, self.fmt.fx_bits, self.sb, self.tlw, self.fmt.prob_frac
+        s2 = [Signal(signed(F), name=f"s2_{i}") for i in range(B)]
+        up2 = [Signal(signed(F), name=f"up2_{i}") for i in range(B)]
+        for i in range(B):
+            word = stage1.roms[i].data
+            tlo = word[:tlw]
+            diff = word[tlw:].as_signed()
+            interp = Signal(signed(self.sigw + 1), name=f"interp{i}")
+            if sb:
+                dr = wire(m, diff * stage1.rem1[i], f"dr{i}")
+                m.d.comb += interp.eq(tlo + round_away(m, dr, sb, f"dr{i}_rnd"))
+            else:
+                m.d.comb += interp.eq(tlo)
+            sig = Signal(signed(self.sigw), name=f"sig{i}")
+            m.d.comb += sig.eq(Mux(stage1.in1[i], interp, Mux(stage1.above1[i], 1 << pf, 0)))
+            silu = Signal(signed(F + self.sigw), name=f"silu{i}")
+            m.d.comb += silu.eq(stage1.g1[i] * sig)
+            s_new = saturate(m, round_away(m, silu, pf, f"silu{i}_rnd"), F, f"silu{i}_rnd")
+            with m.If(fadv):
+                m.d.sync += [s2[i].eq(s_new), up2[i].eq(stage1.up1[i])]
+        prods = []
+        for i in range(B):
+            p = Signal(signed(self.pw), name=f"p{i}")
+            m.d.comb += p.eq(s2[i] * up2[i])
+            prods.append(p)
+        return prods
