@@ -100,15 +100,20 @@ def choose_ctx(ctx: int | None, positions: int, max_ctx: int, name: str) -> int:
     return ctx
 
 
-def run_float(cfg, layers, x: np.ndarray, ctx: int, step=lambda: None) -> np.ndarray:
-    """The float reference: each layer over all positions, a fresh KV cache per layer."""
-    from golden.llama import KVCache, layer_step
+def run_float(cfg, layers, x: np.ndarray, ctx: int, step=lambda: None,
+              indices=None) -> np.ndarray:
+    """The float reference: each layer over all positions, a fresh KV cache per layer
+    (``indices``: the layers' numbers, which set a gpt-oss layer's attention window)."""
+    from golden import gpt_oss, llama
 
     h = np.array(x, np.float32)
-    for w in layers:
-        cache = KVCache(cfg, ctx)
+    for i, w in zip(indices or range(len(layers)), layers, strict=True):
+        cache = llama.KVCache(cfg, ctx)
         for t in range(len(h)):
-            h[t] = layer_step(cfg, w, h[t], t, cache)
+            if isinstance(cfg, gpt_oss.GptOssConfig):
+                h[t] = gpt_oss.layer_step(cfg, w, h[t], t, cache, cfg.window(i))
+            else:
+                h[t] = llama.layer_step(cfg, w, h[t], t, cache)
             step()
     return h
 
@@ -144,11 +149,6 @@ class ForwardResult:
         which = f"layer {lr.start}" if len(lr) == 1 else f"layers {lr.start}:{lr.stop}"
         return (f"forward: {self.model} {which}, {self.positions} positions, "
                 f"backend {self.backend} -> {self.out}")
-
-
-def _is_checkpoint(spec: str) -> bool:
-    return spec not in ("tiny", "smollm2") and Path(spec).suffix.lower() in (
-        ".safetensors", ".npz")
 
 
 def run_rtl(m, sel, x: np.ndarray, ctx: int, lanes: int | None = None,
@@ -202,10 +202,8 @@ def forward(model: str, layers: str, input_path: Path, backend: str, out: Path,
 
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    if quant is not None and not _is_checkpoint(model):
-        raise UserError("--quant applies to .safetensors/.npz checkpoints; tiny, smollm2 "
-                        "and GGUF files keep their own quantisation")
     m = load_model(model, quant or "q4_1")
+    m.check_quant_given(quant)
     cfg = m.cfg
     sel = parse_layers(layers, cfg.n_layers, m.name)
     x = load_input(input_path, cfg.dim)
@@ -237,7 +235,7 @@ def forward(model: str, layers: str, input_path: Path, backend: str, out: Path,
         try:
             if backend == "float":
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    y = run_float(cfg, weights, x, ctx, step)
+                    y = run_float(cfg, weights, x, ctx, step, indices=list(sel))
                 if not np.all(np.isfinite(y)):
                     raise UserError("the float forward pass overflowed float32 (the input's "
                                     f"largest magnitude is {float(np.abs(x).max()):g})")

@@ -28,10 +28,12 @@ Step = Callable[[int, int], tuple[np.ndarray, int]]
 
 
 def float_stepper(m, ctx: int) -> Step:
-    """The float32 reference, :class:`golden.llama.FloatModel` (logits float32)."""
+    """The float32 reference, :class:`golden.llama.FloatModel` (a gpt-oss model's
+    :class:`golden.gpt_oss.GptOssModel`; logits float32)."""
+    from golden.gpt_oss import GptOssModel
     from golden.llama import FloatModel
 
-    fm = FloatModel(m.cfg, m.weights(), ctx)
+    fm = (GptOssModel if m.is_moe else FloatModel)(m.cfg, m.weights(), ctx)
 
     def step(token: int, pos: int):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -43,12 +45,14 @@ def float_stepper(m, ctx: int) -> Step:
 
 
 def golden_stepper(m, ctx: int) -> Step:
-    """The integer golden, :class:`golden.llama_int.IntModel` with the default
+    """The integer golden, :class:`golden.llama_int.IntModel` (a gpt-oss model's
+    :class:`golden.gpt_oss_int.IntMoeModel`) with the default
     :class:`golden.integer.IntFormat` (logits int, Q.logit_frac)."""
+    from golden.gpt_oss_int import IntMoeModel
     from golden.llama_int import IntModel
 
     try:
-        im = IntModel(m.cfg, m.weights(), ctx)
+        im = (IntMoeModel if m.is_moe else IntModel)(m.cfg, m.weights(), ctx)
     except ValueError as e:
         raise UserError(f"{m.name}: {e}") from None
     return im.step
@@ -153,13 +157,6 @@ def parse_prompt_ids(text: str) -> list[int]:
     return [int(t) for t in text.split(",")]
 
 
-def _is_checkpoint(spec: str) -> bool:
-    from pathlib import Path
-
-    return spec not in ("tiny", "smollm2") and Path(spec).suffix.lower() in (
-        ".safetensors", ".npz")
-
-
 def generate(model: str, tokens: int, backend: str = "float", prompt: str | None = None,
              prompt_ids: list[int] | None = None, ctx: int | None = None,
              quant: str | None = None, on_text=None, on_step=None,
@@ -183,12 +180,10 @@ def generate(model: str, tokens: int, backend: str = "float", prompt: str | None
         raise UserError("give the prompt as --prompt TEXT or --prompt-ids ID,ID,...")
     if prompt is not None and prompt == "":
         raise UserError("--prompt is empty; the model needs at least one token")
-    if quant is not None and not _is_checkpoint(model):
-        raise UserError("--quant applies to .safetensors/.npz checkpoints; tiny, smollm2 "
-                        "and GGUF files keep their own quantisation")
     m = load_model(model, quant or "q4_1")
+    m.check_quant_given(quant)
     cfg = m.cfg
-    tok = m.tokenizer()
+    tok = m.tokenizer(ids_ok=prompt is None)
     if prompt is not None:
         ids = tok.encode(prompt)
         if not ids:

@@ -9,6 +9,8 @@
   added (SmolLM2's file says ``add_bos_token = false``; llama.cpp does the same).
 - **Checkpoints** (``.safetensors``/``.npz``): the ``tokenizer.json`` beside the file,
   through ``tokenizers.Tokenizer.from_file``, encoding without special tokens (no BOS).
+- **No tokenizer** (a checkpoint without ``tokenizer.json``, a GGUF without tokenizer
+  metadata): prompts are given as ids (``--prompt-ids``) and ids show as ``[id]``.
 - **tiny** (vocabulary 256): bytes. Token ``i`` is the byte ``i``: text is encoded as its
   UTF-8 bytes, and ids decode back to bytes, invalid UTF-8 shown as U+FFFD.
 
@@ -19,8 +21,8 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["Tokenizer", "ByteTokenizer", "BpeTokenizer", "gguf_tokenizer", "json_tokenizer",
-           "PRE_SPLITS"]
+__all__ = ["Tokenizer", "ByteTokenizer", "BpeTokenizer", "IdTokenizer", "gguf_tokenizer",
+           "json_tokenizer", "PRE_SPLITS"]
 
 # llama.cpp's pre-tokenizer expressions (llama-vocab.cpp, llm_tokenizer_bpe), by the name in
 # tokenizer.ggml.pre. Each splits every piece the previous ones left.
@@ -57,6 +59,22 @@ class ByteTokenizer(Tokenizer):
 
     def decode(self, ids) -> str:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+
+class IdTokenizer(Tokenizer):
+    """For a model file without a tokenizer, given token ids (``--prompt-ids``): ids show as
+    ``[id]`` text; text cannot be encoded."""
+
+    name = "ids"
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def encode(self, text: str) -> list[int]:
+        raise UserError(self.why)
+
+    def decode(self, ids) -> str:
+        return "".join(f"[{int(i)}]" for i in ids)
 
 
 class BpeTokenizer(Tokenizer):

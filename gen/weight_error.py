@@ -13,7 +13,7 @@ from golden.llama import PROJECTIONS
 from golden.numerics import signed_width
 
 from .errors import UserError
-from .models import QUANTS, Model, _quantize, load_model
+from .models import QUANTS, Model, load_model, quantize
 
 __all__ = ["STORAGE_BITS", "relative_l2", "layer_weight_error", "weight_errors"]
 
@@ -92,7 +92,7 @@ def weight_errors(model_path, quants=QUANTS, layers=None) -> dict:
             per_layer[i] = {}
             for p in PROJECTIONS:
                 ref = floats[i][p]
-                wq = _quantize(ref, q, f"{m.name}: layer {i} {p}")
+                wq = quantize(ref, q, f"{m.name}: layer {i} {p}")
                 diff = wq.dequantize(np.float64) - ref.astype(np.float64)
                 e2, r2 = float(np.sum(diff * diff)), float(np.sum(ref.astype(np.float64) ** 2))
                 num, den = num + e2, den + r2

@@ -22,6 +22,7 @@ import numpy as np
 from golden.blockquant import BlockAffine
 
 __all__ = [
+    "AttentionHeads",
     "LlamaConfig",
     "LayerWeights",
     "KVCache",
@@ -35,13 +36,34 @@ __all__ = [
     "layer_step",
     "layer_forward",
     "ModelWeights",
+    "DenseWeights",
+    "as_float",
     "FloatModel",
     "greedy",
 ]
 
 
+class AttentionHeads:
+    """Grouped-query heads of a config with ``n_heads``, ``n_kv_heads`` and ``head_dim``."""
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.head_dim
+
+    @property
+    def group(self) -> int:
+        return self.n_heads // self.n_kv_heads
+
+    def check_heads(self) -> None:
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.n_kv_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim {self.head_dim} must be even for RoPE")
+
+
 @dataclass(frozen=True)
-class LlamaConfig:
+class LlamaConfig(AttentionHeads):
     dim: int
     n_heads: int
     n_kv_heads: int
@@ -58,31 +80,34 @@ class LlamaConfig:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(
-                f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.n_kv_heads}")
-        if self.head_dim % 2:
-            raise ValueError(f"head_dim {self.head_dim} must be even for RoPE")
+        self.check_heads()
 
     @property
     def head_dim(self) -> int:
         return self.dim // self.n_heads
-
-    @property
-    def kv_dim(self) -> int:
-        return self.n_kv_heads * self.head_dim
-
-    @property
-    def group(self) -> int:
-        return self.n_heads // self.n_kv_heads
 
 
 #: The projections of a layer, in the order the hardware runs them.
 PROJECTIONS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 
 
+def as_float(w) -> np.ndarray:
+    """A weight tensor as float32: a :class:`BlockAffine` dequantised, else as given."""
+    return w.dequantize() if isinstance(w, BlockAffine) else np.asarray(w, dtype=np.float32)
+
+
+class DenseWeights:
+    """Weights that dequantise each named tensor once, on first use (``_float`` caches)."""
+
+    def dense(self, name: str) -> np.ndarray:
+        """Tensor ``name`` as float32 ``[out, in]`` (dequantised once, then cached)."""
+        if name not in self._float:
+            self._float[name] = as_float(getattr(self, name))
+        return self._float[name]
+
+
 @dataclass(eq=False)
-class LayerWeights:
+class LayerWeights(DenseWeights):
     """One decoder layer. Projections are :class:`BlockAffine` (or float32 ``[out, in]``)."""
 
     attn_norm: np.ndarray
@@ -95,14 +120,6 @@ class LayerWeights:
     w_up: BlockAffine
     w_down: BlockAffine
     _float: dict = field(default_factory=dict, repr=False)
-
-    def dense(self, name: str) -> np.ndarray:
-        """Projection ``name`` as float32 ``[out, in]`` (dequantised once, then cached)."""
-        if name not in self._float:
-            w = getattr(self, name)
-            self._float[name] = w.dequantize() if isinstance(w, BlockAffine) else \
-                np.asarray(w, dtype=np.float32)
-        return self._float[name]
 
     def check(self, cfg: LlamaConfig) -> None:
         """Raise ``ValueError`` naming the first tensor whose shape does not fit ``cfg``."""
@@ -253,11 +270,9 @@ class ModelWeights:
         """``embedding`` or ``lm_head`` as float32 ``[vocab, dim]`` (dequantised once; tied
         tensors share the array)."""
         w = getattr(self, name)
-        key = id(w)
-        if key not in self._float:
-            self._float[key] = w.dequantize() if isinstance(w, BlockAffine) else \
-                np.asarray(w, dtype=np.float32)
-        return self._float[key]
+        if id(w) not in self._float:
+            self._float[id(w)] = as_float(w)
+        return self._float[id(w)]
 
     def embed(self, token: int) -> np.ndarray:
         """Row ``token`` of the embedding, float32 ``[dim]`` (the same values as
@@ -290,10 +305,21 @@ class FloatModel:
         if not 0 <= token < cfg.vocab:
             raise ValueError(f"token {token} is outside the vocabulary of {cfg.vocab}")
         x = w.embed(token)
-        for layer, cache in zip(w.layers, self.caches, strict=True):
-            x = layer_step(cfg, layer, x, pos, cache)
+        layers = []
+        for i, (layer, cache) in enumerate(zip(w.layers, self.caches, strict=True)):
+            x = self.layer_step(i, layer, x, pos, cache)
+            layers.append(x)
         h = rms_norm(x, w.final_norm, cfg.eps)
         logits = (w.dense("lm_head") @ h).astype(np.float32)
         if trace is not None:
             trace["h_final"], trace["final_norm"], trace["logits"] = x, h, logits
+            trace["layers"] = layers
         return logits, greedy(logits)
+
+    def layer_step(self, i: int, layer, x: np.ndarray, pos: int, cache: KVCache) -> np.ndarray:
+        """Decoder layer ``i`` at ``pos`` (:func:`layer_step`)."""
+        return layer_step(self.cfg, layer, x, pos, cache)
+
+    def reset(self) -> None:
+        """Empty every KV cache."""
+        self.caches = [KVCache(self.cfg, self.ctx) for _ in self.w.layers]

@@ -45,12 +45,14 @@ from golden.integer import (
 from golden.integer.units import check_acc_bound
 from golden.llama import PROJECTIONS, LayerWeights, LlamaConfig, ModelWeights
 
-__all__ = ["IntLayer", "int_layer_step", "int_layer_forward", "IntModel"]
+__all__ = ["LayerConstants", "IntLayer", "int_layer_step", "int_layer_forward", "IntModel"]
 
 
 @dataclass(eq=False)
-class IntLayer:
-    """A layer's integer constants, derived once from its weights."""
+class LayerConstants:
+    """What every integer decoder layer derives once from its weights: the norm gains, the
+    epsilon term, the exp2 and sigmoid tables and the score constant. ``check(named)`` makes
+    sure the projections are quantised and their accumulators fit."""
 
     cfg: LlamaConfig
     w: LayerWeights
@@ -62,16 +64,27 @@ class IntLayer:
         self.g_attn, self.gf_attn = norm_gain(self.w.attn_norm, cfg.dim, fmt)
         self.g_ffn, self.gf_ffn = norm_gain(self.w.ffn_norm, cfg.dim, fmt)
         self.eps_term = int(round(cfg.dim * cfg.eps * 4.0 ** fmt.res_frac))
-        self.cos, self.sin = rope_table(cfg.head_dim, cfg.theta, self.ctx, fmt.trig_frac)
         self.exp_table = exp2_table(fmt)
         self.sig_table = sigmoid_table(fmt)
         self.score_const = round(math.log2(math.e) / math.sqrt(cfg.head_dim)
                                  * (1 << fmt.score_const_frac))
-        for name in PROJECTIONS:
-            w = getattr(self.w, name)
+
+    def check(self, named) -> None:
+        for name, w in named:
             if not isinstance(w, BlockAffine):
                 raise ValueError(f"integer layer needs quantised weights; {name} is float")
-            check_acc_bound(w, fmt.abits, name)
+            check_acc_bound(w, self.fmt.abits, name)
+
+
+@dataclass(eq=False)
+class IntLayer(LayerConstants):
+    """A Llama layer's integer constants, derived once from its weights."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        cfg = self.cfg
+        self.cos, self.sin = rope_table(cfg.head_dim, cfg.theta, self.ctx, self.fmt.trig_frac)
+        self.check((name, getattr(self.w, name)) for name in PROJECTIONS)
 
     def matvec(self, name: str, a: np.ndarray, e: int) -> np.ndarray:
         """Projection ``name`` of activations ``(a, e)`` as int32 Q.fx
@@ -160,7 +173,7 @@ class IntModel:
                 raise ValueError(f"integer model needs quantised weights; {name} is float")
         self.head_abits = fmt.head_abits or fmt.abits
         check_acc_bound(w.lm_head, self.head_abits, "lm_head")
-        self.layers = [IntLayer(cfg, lw, ctx, fmt) for lw in w.layers]
+        self.layers = [self.make_layer(i, lw) for i, lw in enumerate(w.layers)]
         self.g_final, self.gf_final = norm_gain(w.final_norm, cfg.dim, fmt)
         self.eps_term = int(round(cfg.dim * cfg.eps * 4.0 ** fmt.res_frac))
         self._head_fmt = replace(fmt, abits=self.head_abits)
@@ -176,8 +189,20 @@ class IntModel:
         """Integer logits as float32 values (exact: ``ldexp(logits, -logit_frac)``)."""
         return np.ldexp(np.asarray(logits, np.float64), -self.fmt.logit_frac).astype(np.float32)
 
+    def make_layer(self, i: int, lw):
+        """Layer ``i``'s integer constants (:class:`IntLayer`)."""
+        return IntLayer(self.cfg, lw, self.ctx, self.fmt)
+
+    def make_cache(self, i: int) -> IntCache:
+        """Layer ``i``'s KV cache."""
+        return IntCache(self.cfg, self.ctx)
+
+    def layer_step(self, L, h, pos: int, cache: IntCache):
+        """One layer at ``pos`` (:func:`int_layer_step`)."""
+        return int_layer_step(L, h, pos, cache)
+
     def reset(self) -> None:
-        self.caches = [IntCache(self.cfg, self.ctx) for _ in self.layers]
+        self.caches = [self.make_cache(i) for i in range(len(self.layers))]
 
     def embed(self, token: int) -> np.ndarray:
         return embed_int(self.w.embedding, token, self.fmt)
@@ -197,7 +222,7 @@ class IntModel:
             raise ValueError(f"token {token} is outside the vocabulary of {self.cfg.vocab}")
         h = h0 = self.embed(token)
         for L, cache in zip(self.layers, self.caches, strict=True):
-            h = int_layer_step(L, h, pos, cache)
+            h = self.layer_step(L, h, pos, cache)
         logits, act = self.head(h)
         if trace is not None:
             trace.update(h_embed=h0, h_final=h, final_norm=act, logits=logits)

@@ -407,7 +407,7 @@ BAD = {
               ["architecture 'qwen2' is not supported", "supported: llama"]),
     "unsupported tensor type": (_q5_0, None, [],
                                 ["blk.1.attn_q.weight has type Q5_0",
-                                 "supported: F32, F16, Q4_0, Q4_1, Q8_0"]),
+                                 "supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0"]),
     "heads do not divide": (lambda t, p: _gguf_with(t, p, meta={"attention.head_count_kv": 3}),
                             None, [], ["n_heads 4 is not divisible by n_kv_heads 3"]),
     "missing metadata": (lambda t, p: _gguf_with(t, p, meta={"embedding_length": None}),
@@ -446,7 +446,8 @@ BAD = {
     "bad quant": (_no_config, None, ["--quant", "q3_k"], ["unknown --quant 'q3_k'"]),
     "no config.json": (_no_config, None, [], ["no config.json"]),
     "config not an object": (_config_list, None, [], ["expected a JSON object"]),
-    "missing model": (lambda t, p: p / "none.gguf", None, [], ["not 'tiny', 'smollm2'"]),
+    "missing model": (lambda t, p: p / "none.gguf", None, [],
+                      ["not 'tiny', 'tiny-moe', 'smollm2'"]),
     "bad backend": ("tiny", None, ["--backend", "int8"], ["invalid choice: 'int8'"]),
 }
 

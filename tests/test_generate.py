@@ -413,7 +413,7 @@ BAD = {
     "bad lane": (["--prompt", "a", "--backend", "rtl", "--lane", "wide"],
                  ["invalid choice: 'wide'"]),
     "missing model": (["--model", "{tmp}/none.gguf", "--prompt", "a"],
-                      ["not 'tiny', 'smollm2'"]),
+                      ["not 'tiny', 'tiny-moe', 'smollm2'"]),
     "qwen2 gguf": (["--model", "{qwen2}", "--prompt", "a"],
                    ["architecture 'qwen2' is not supported"]),
     "sentencepiece gguf": (["--model", "{spm}", "--prompt", "a"],

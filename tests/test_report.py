@@ -191,7 +191,8 @@ def test_bad_input(chip, tmp_path, capsys):
     _one_line_error(capsys, d, "--fmax-module", "nosuch", match="not a module of the design")
     _one_line_error(capsys, d, "--target", "vhdl", match="invalid choice")
     _one_line_error(capsys, d, "--sweep", "--lanes", "0", match="expected at least 1")
-    _one_line_error(capsys, d, "--model", tmp_path / "x.gguf", match="not 'tiny', 'smollm2'")
+    _one_line_error(capsys, d, "--model", tmp_path / "x.gguf",
+                    match="not 'tiny', 'tiny-moe', 'smollm2'")
     (d / "hardwire_chip.v").unlink()
     _one_line_error(capsys, d, match="is missing")
     assert not (d / "report.json").exists()

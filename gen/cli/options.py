@@ -50,12 +50,14 @@ def quant_help() -> str:
 
     return (f"quantiser of .safetensors/.npz checkpoint projections: {', '.join(QUANTS)} "
             "(default q4_1; intN per channel, intNg per group of 32, ternary one "
-            "absmean scale per tensor, mxfp4 OCP MX; GGUF and tiny keep their own)")
+            "absmean scale per tensor, mxfp4 OCP MX; GGUF and tiny keep their own), or none "
+            "(the file's floats, for the float backend only); a gpt-oss checkpoint's MXFP4 "
+            "experts are always kept exactly as stored")
 
 
 def model_option(p) -> None:
     p.add_argument("--model", required=True,
-                   help="'tiny', 'smollm2', or a .gguf / .safetensors / .npz file")
+                   help="'tiny', 'tiny-moe', 'smollm2', or a .gguf / .safetensors / .npz file")
 
 
 #: What ``--lanes``, ``--ctx``, ``--beat``, ``--rom-images`` and ``--seed`` mean for ``layer``

@@ -22,9 +22,9 @@ def add_forward(sub) -> argparse.ArgumentParser:
                         epilog="example:\n  hardwire forward --model tiny --layers 0:2 "
                         "--input x.npy --backend golden --out y.npy",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    fw.add_argument("--model", required=True, metavar="M", help="'tiny' (shipped synthetic "
-                    "model), 'smollm2' (SmolLM2-135M Q4_1), or a .gguf file, or a "
-                    ".safetensors/.npz Llama checkpoint with config.json beside it")
+    fw.add_argument("--model", required=True, metavar="M", help="'tiny' or 'tiny-moe' (shipped "
+                    "synthetic models), 'smollm2' (SmolLM2-135M Q4_1), or a .gguf file, or a "
+                    ".safetensors/.npz Llama or gpt-oss checkpoint with config.json beside it")
     fw.add_argument("--layers", required=True, metavar="A:B", help="layers A..B-1 (half-open, "
                     "like a Python slice; A or B may be left out), or N for layer N alone")
     fw.add_argument("--input", required=True, type=Path, metavar="X.npy",
@@ -72,7 +72,8 @@ def add_generate(sub) -> argparse.ArgumentParser:
                         "capital of France is\" --tokens 8\n  hardwire generate --model tiny "
                         "--prompt-ids 1,2,3 --tokens 4 --backend golden --json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    gn.add_argument("--model", required=True, metavar="M", help="'tiny', 'smollm2', a .gguf "
+    gn.add_argument("--model", required=True, metavar="M", help="'tiny', 'tiny-moe', 'smollm2', a "
+                    ".gguf "
                     "file, or a .safetensors/.npz checkpoint with config.json (and "
                     "tokenizer.json) beside it")
     src = gn.add_mutually_exclusive_group(required=True)
@@ -165,7 +166,7 @@ def _side_by_side(a, b, model: str) -> str:
     """Two generations of the same prompt as a table: position, id and text per backend."""
     from ..models import load_model
 
-    tok = load_model(model, "q4_1").tokenizer()
+    tok = load_model(model, "q4_1").tokenizer(ids_ok=True)
     w = max(len(a.backend), len(b.backend), 6)
     lines = [f"{'pos':>4}  {a.backend:>{w}} {'':<12}  {b.backend:>{w}} {'':<12}",
              "-" * (4 + 2 * (w + 15))]

@@ -44,7 +44,13 @@ The names in ``__all__`` below are importable from ``golden.blockquant`` itself.
 from .affine import BlockAffine, block_matvec, f16_exact_parts, interleave_rows, lane_block, stack
 from .gguf import FORMATS, decode, encode
 from .kquants import K_FORMATS
-from .mxfp4 import E2M1_HALVES, mxfp4_elements, quantize_mxfp4
+from .mxfp4 import (
+    E2M1_HALVES,
+    decode_mxfp4_hf,
+    encode_mxfp4_hf,
+    mxfp4_elements,
+    quantize_mxfp4,
+)
 from .quantizers import quantize_per_channel, quantize_per_group, quantize_ternary
 
 __all__ = [
@@ -59,6 +65,8 @@ __all__ = [
     "quantize_per_group",
     "quantize_ternary",
     "quantize_mxfp4",
+    "decode_mxfp4_hf",
+    "encode_mxfp4_hf",
     "mxfp4_elements",
     "E2M1_HALVES",
     "f16_exact_parts",

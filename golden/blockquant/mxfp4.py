@@ -10,7 +10,8 @@ import numpy as np
 from .affine import BlockAffine
 from .quantizers import column_groups, float_matrix
 
-__all__ = ["E2M1_HALVES", "mxfp4_elements", "pack_mxfp4", "decode_mxfp4", "quantize_mxfp4"]
+__all__ = ["E2M1_HALVES", "mxfp4_elements", "pack_mxfp4", "decode_mxfp4", "decode_mxfp4_hf",
+           "encode_mxfp4_hf", "decode_mxfp4_parts", "quantize_mxfp4"]
 
 #: E2M1 magnitudes in halves (``2 * |element|``) by the low three bits of the nibble; bit 3 is
 #: the sign. OCP MX v1.0, table "FP4 (E2M1)": exponent bias 1, one mantissa bit, no inf/NaN.
@@ -83,12 +84,38 @@ def pack_mxfp4(e8m0: np.ndarray, nib: np.ndarray) -> np.ndarray:
 
 def decode_mxfp4(blocks: np.ndarray) -> BlockAffine:
     """MXFP4 blocks (``uint8 [rows, nb, 17]``: the E8M0 byte, then 16 bytes of packed
-    nibbles) exactly."""
-    e8m0, qs = blocks[:, :, 0], blocks[:, :, 1:]
+    nibbles, llama.cpp's ``block_mxfp4``) exactly."""
+    qs = blocks[:, :, 1:]
+    # elements 0..15 in the low nibbles, 16..31 in the high ones
+    return decode_mxfp4_parts(blocks[:, :, 0], np.concatenate([qs & 0x0F, qs >> 4], axis=2))
+
+
+def decode_mxfp4_hf(blocks: np.ndarray, scales: np.ndarray) -> BlockAffine:
+    """MXFP4 as OpenAI ships gpt-oss' experts (``*_blocks uint8 [rows, nb, 16]`` and
+    ``*_scales uint8 [rows, nb]``, E8M0 with bias 127) exactly: byte ``j`` of a block holds
+    element ``2j`` in its low nibble and element ``2j + 1`` in its high nibble."""
+    rows, nb, _ = blocks.shape
+    nib = np.stack([blocks & 0x0F, blocks >> 4], axis=3).reshape(rows, nb, 32)
+    return decode_mxfp4_parts(scales, nib)
+
+
+def encode_mxfp4_hf(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``w [rows, cols]`` quantised by :func:`mxfp4_elements`, in the layout
+    :func:`decode_mxfp4_hf` reads: ``(blocks uint8 [rows, cols/32, 16], scales uint8
+    [rows, cols/32])``."""
+    e8m0, nib = mxfp4_elements(w)
+    rows, nb = e8m0.shape
+    nib = nib.reshape(rows, nb, 16, 2)
+    return (nib[..., 0] | (nib[..., 1] << 4)).astype(np.uint8), e8m0
+
+
+def decode_mxfp4_parts(e8m0: np.ndarray, nib: np.ndarray) -> BlockAffine:
+    """E8M0 scales ``[rows, nb]`` and E2M1 nibbles ``[rows, nb, 32]`` (in element order)
+    exactly in the block-affine form."""
     if np.any(e8m0 == 0xFF):
         raise ValueError("an MXFP4 block scale is NaN (E8M0 0xFF)")
     rows, nb = e8m0.shape
-    nib = np.concatenate([qs & 0x0F, qs >> 4], axis=2).astype(np.int64)  # elements 0..15, 16..31
+    nib = np.asarray(nib, np.int64)
     codes = np.where(nib & 8, -1, 1) * E2M1_HALVES[nib & 7]  # 2 * element
     shared = e8m0.astype(np.int64) - 127
     live = np.any(codes != 0, axis=2)

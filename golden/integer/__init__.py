@@ -30,7 +30,7 @@ softmax weights, SwiGLU, residual add, projections), :mod:`~golden.integer.atten
 importable from ``golden.integer`` itself.
 """
 
-from .arith import bfp, bitlen, from_residual, recip, rescale, to_residual
+from .arith import bfp, bitlen, from_residual, recip, rescale, to_fixed, to_residual
 from .attention import IntCache, attention_int
 from .format import MODE, IntFormat
 from .tables import exp2_table, norm_gain, rope_table, sigmoid_table
@@ -40,6 +40,7 @@ from .units import (
     residual_add,
     rms_norm_int,
     rope_int,
+    sigmoid_int,
     silu_int,
     softmax_weights,
     swiglu_int,
@@ -64,6 +65,8 @@ __all__ = [
     "softmax_weights",
     "exp2_neg",
     "silu_int",
+    "sigmoid_int",
+    "to_fixed",
     "recip",
     "project",
     "attention_int",

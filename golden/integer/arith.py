@@ -7,7 +7,8 @@ from golden.numerics import round_shift, rounding_bias_terms, saturate
 
 from .format import MODE, IntFormat
 
-__all__ = ["bitlen", "rescale", "mul_rescale", "bfp", "recip", "to_residual", "from_residual"]
+__all__ = ["bitlen", "rescale", "mul_rescale", "bfp", "recip", "to_residual", "from_residual",
+           "to_fixed"]
 
 
 def bitlen(v) -> int:
@@ -82,3 +83,13 @@ def to_residual(x, fmt: IntFormat) -> np.ndarray:
 
 def from_residual(h, fmt: IntFormat) -> np.ndarray:
     return np.ldexp(np.asarray(h, np.float64), -fmt.res_frac).astype(np.float32)
+
+
+def to_fixed(x, frac: int, bits: int) -> np.ndarray:
+    """Float constants (biases, sinks, limits) as fixed point with ``frac`` fraction bits:
+    ``x * 2**frac`` rounded half away from zero (exactly, in float64: the scaling is a power
+    of two), saturated to ``bits``. Done once, at generation time."""
+    v = np.ldexp(np.asarray(x, np.float64), frac)
+    r = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    lim = float(1 << (bits - 1))
+    return np.clip(r, -lim, lim - 1).astype(np.int64)

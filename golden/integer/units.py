@@ -17,6 +17,7 @@ __all__ = [
     "rope_int",
     "exp2_neg",
     "softmax_weights",
+    "sigmoid_int",
     "silu_int",
     "swiglu_int",
     "residual_add",
@@ -74,20 +75,25 @@ def softmax_weights(scores, table: np.ndarray, fmt: IntFormat) -> np.ndarray:
     return exp2_neg(scores.max(axis=-1, keepdims=True) - scores, table, fmt)
 
 
-def silu_int(g, table: np.ndarray, fmt: IntFormat) -> np.ndarray:
-    """``g * sigmoid(g)`` for ``g`` in Q.fx, returned in Q.(fx + prob_frac) (exact product).
-
-    The sigmoid is the interpolated :func:`golden.integer.sigmoid_table` on
-    ``[-range, range)``, 0 below and ``2**prob_frac`` above."""
-    g = np.asarray(g, np.int64)
+def sigmoid_int(x, table: np.ndarray, fmt: IntFormat) -> np.ndarray:
+    """``sigmoid(x)`` for ``x`` in Q.fx, in Q.prob_frac: the interpolated
+    :func:`golden.integer.sigmoid_table` on ``[-range, range)``, 0 below and
+    ``2**prob_frac`` above."""
+    x = np.asarray(x, np.int64)
     sb = fmt.fx_frac - fmt.sig_step_bits
-    t = g + np.int64(fmt.sig_range << fmt.fx_frac)
+    t = x + np.int64(fmt.sig_range << fmt.fx_frac)
     n = 2 * fmt.sig_range << fmt.sig_step_bits
     inside = (t >= 0) & (t < np.int64(n << sb))
     tc = np.clip(t, 0, (n << sb) - 1)
     sig = interpolate(table, tc >> np.int64(sb), tc & np.int64((1 << sb) - 1), sb)
-    sig = np.where(inside, sig, np.where(t < 0, 0, np.int64(1 << fmt.prob_frac)))
-    return g * sig
+    return np.where(inside, sig, np.where(t < 0, 0, np.int64(1 << fmt.prob_frac)))
+
+
+def silu_int(g, table: np.ndarray, fmt: IntFormat) -> np.ndarray:
+    """``g * sigmoid(g)`` for ``g`` in Q.fx, returned in Q.(fx + prob_frac) (exact product),
+    the sigmoid by :func:`sigmoid_int`."""
+    g = np.asarray(g, np.int64)
+    return g * sigmoid_int(g, table, fmt)
 
 
 def swiglu_int(gate, up, sig_table: np.ndarray, fmt: IntFormat) -> tuple[np.ndarray, int]:

@@ -1,0 +1,146 @@
+"""Hugging Face checkpoints: ``config.json`` with ``model.safetensors`` (or an ``.npz``)
+beside it."""
+
+from pathlib import Path
+
+import numpy as np
+
+from golden.llama import LayerWeights, LlamaConfig
+
+from ..errors import UserError
+from ..output import read_json_object
+from .arrays import read_arrays
+from .gpt_oss import config_from_hf, hf_layer
+from .model import Model
+from .quant import KEEP_FLOAT, check_quant, quantize, short
+
+__all__ = ["load_checkpoint", "MODEL_TYPES"]
+
+
+class _Raw:
+    """The stored tensors by name (``raw(name)``, ``name in raw``)."""
+
+    def __init__(self, arrays, get):
+        self.arrays, self.get = arrays, get
+
+    def __call__(self, name):
+        return self.get(name)
+
+    def __contains__(self, name) -> bool:
+        return name in self.arrays
+
+# HF tensor name (after "model.layers.N.") -> LayerWeights field.
+_HF_NAMES = {
+    "input_layernorm": "attn_norm", "self_attn.q_proj": "wq", "self_attn.k_proj": "wk",
+    "self_attn.v_proj": "wv", "self_attn.o_proj": "wo", "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "w_gate", "mlp.up_proj": "w_up", "mlp.down_proj": "w_down",
+}
+
+
+#: ``model_type`` values of config.json that hardwire reads.
+MODEL_TYPES = ("llama", "gpt_oss")
+
+
+def _llama_config(conf: dict, conf_path: Path) -> LlamaConfig:
+    try:
+        cfg = LlamaConfig(
+            dim=int(conf["hidden_size"]), n_heads=int(conf["num_attention_heads"]),
+            n_kv_heads=int(conf.get("num_key_value_heads", conf["num_attention_heads"])),
+            ffn=int(conf["intermediate_size"]), eps=float(conf.get("rms_norm_eps", 1e-6)),
+            theta=float(conf.get("rope_theta", 10000.0)),
+            n_layers=int(conf["num_hidden_layers"]),
+            max_ctx=int(conf.get("max_position_embeddings", 2048)),
+            vocab=int(conf.get("vocab_size", 0)))
+        if conf.get("head_dim", cfg.head_dim) != cfg.head_dim:
+            raise ValueError(f"head_dim {conf['head_dim']} != hidden_size / heads")
+    except (KeyError, ValueError, TypeError) as e:
+        raise UserError(f"{conf_path}: bad Llama config ({short(e)})") from None
+    return cfg
+
+
+def load_checkpoint(path: Path, quant: str) -> Model:
+    """A Llama or gpt-oss checkpoint: ``config.json`` (its ``model_type``) beside the tensor
+    file."""
+    check_quant(quant)
+    conf_path = path.parent / "config.json"
+    if not conf_path.is_file():
+        raise UserError(f"{path}: no config.json beside it (HF Llama config expected)")
+    conf = read_json_object(conf_path, lambda e: f"{conf_path}: not valid JSON ({short(e)})",
+                            f"{conf_path}: expected a JSON object (HF Llama config)")
+    kind = conf.get("model_type", "llama")
+    if kind not in MODEL_TYPES:
+        raise UserError(f"{conf_path}: model_type {kind!r} is not supported; "
+                        f"supported: {', '.join(MODEL_TYPES)}")
+    if kind == "gpt_oss":
+        cfg = config_from_hf(conf, str(conf_path))
+    else:
+        cfg = _llama_config(conf, conf_path)
+    arrays = read_arrays(path)
+
+    def get(name):
+        if name not in arrays:
+            raise UserError(f"{path}: tensor {name} is missing")
+        a = np.asarray(arrays[name])
+        if a.dtype.kind != "f":
+            raise UserError(f"{path}: tensor {name} has dtype {a.dtype}, expected float")
+        a = a.astype(np.float32)
+        if not np.all(np.isfinite(a)):
+            raise UserError(f"{path}: tensor {name} holds NaN or infinity")
+        return a
+
+    def raw(name):
+        if name not in arrays:
+            raise UserError(f"{path}: tensor {name} is missing")
+        return np.asarray(arrays[name])
+
+    def layer(i):
+        if kind == "gpt_oss":
+            return hf_layer(get, _Raw(arrays, raw), i, cfg, quant, str(path))
+        t = {}
+        for hf, f in _HF_NAMES.items():
+            a = get(f"model.layers.{i}.{hf}.weight")
+            if f.endswith("norm"):
+                t[f] = a.reshape(-1)
+            else:
+                if a.ndim != 2:
+                    raise UserError(f"{path}: tensor {hf} of layer {i} is not 2-D")
+                t[f] = quantize(a, quant, f"{path}: layer {i} {hf}")
+        return LayerWeights(**t)
+
+    def float_weights(i):
+        return {f: get(f"model.layers.{i}.{hf}.weight") for hf, f in _HF_NAMES.items()
+                if not f.endswith("norm")}
+
+    if kind == "llama":
+        layer.float_weights = float_weights  # read by Model.float_weights
+
+    def embedding():
+        e = get("model.embed_tokens.weight")
+        if e.ndim != 2:
+            raise UserError(f"{path}: tensor model.embed_tokens.weight is not 2-D")
+        return quantize(e, KEEP_FLOAT if quant == KEEP_FLOAT else "q8_0",
+                        f"{path}: embed_tokens")
+
+    def final_norm():
+        return get("model.norm.weight").reshape(-1)
+
+    def lm_head():
+        a = get("lm_head.weight")
+        if a.ndim != 2:
+            raise UserError(f"{path}: tensor lm_head.weight is not 2-D")
+        return quantize(a, quant, f"{path}: lm_head")
+
+    def tokenizer():
+        from ..tokenizer import json_tokenizer
+
+        tj = path.parent / "tokenizer.json"
+        if not tj.is_file():
+            raise UserError(f"{path}: no tokenizer.json beside it; generating text needs one "
+                            "(or give token ids with --prompt-ids)")
+        return json_tokenizer(tj)
+
+    # Tied (no lm_head.weight, or tie_word_embeddings): the LM head is the embedding.
+    tied = "lm_head.weight" not in arrays or conf.get("tie_word_embeddings") is True
+    return Model(path.name, cfg, layer, embedding, norm_loader=final_norm,
+                 head_loader=None if tied else lm_head, tokenizer_loader=tokenizer,
+                 takes_quant=True)
