@@ -72,9 +72,10 @@ from .arith import (
     index_mux,
     interpolation_words,
     priority_bit_length,
-    signed_width,
 )
 from .attention_schedule import CONV, OUT, RECV, AttentionSchedule
+from .attention_sizes import set_widths
+from .attention_window import sink_score, window_signals
 from .beat_buffer import bfp_shift
 from .rounding import RoundShift
 from .vector import beat_layout, element
@@ -107,7 +108,8 @@ class AttentionUnit(wiring.Component):
     """
 
     def __init__(self, n_heads: int, n_kv_heads: int, head_dim: int, ctx: int, beat: int,
-                 fmt: IntFormat, score_const: int, exp_table):
+                 fmt: IntFormat, score_const: int, exp_table, sinks=None,
+                 window: int | None = None):
         if min(n_heads, n_kv_heads, head_dim, ctx, beat) < 1:
             raise ValueError("shape parameters must be positive")
         if n_heads % n_kv_heads:
@@ -125,48 +127,20 @@ class AttentionUnit(wiring.Component):
         if int(table.min()) < 0 or int(table[0]) <= 0:
             raise ValueError("exp_table entries must be non-negative and exp_table[0] positive")
         self.exp_table = table
-        self._widths()
+        if window is not None and window < 1:
+            raise ValueError(f"the attention window must be positive, not {window}")
+        self.window = None if window is None or window >= ctx else int(window)
+        self.slots = ctx if self.window is None else self.window
+        self.sinks = None if sinks is None else [int(v) for v in np.asarray(sinks).ravel()]
+        if self.sinks is not None and len(self.sinks) != n_heads:
+            raise ValueError(f"{len(self.sinks)} sinks for {n_heads} heads")
+        set_widths(self)
         self.pos_bits = max(1, (ctx - 1).bit_length())
         self.in_layout = data.StructLayout({"elem": unsigned(beat * fmt.fx_bits),
                                             "pos": unsigned(self.pos_bits)})
         self.out_layout = beat_layout(beat, fmt.fx_bits)
         super().__init__({"x": In(stream.Signature(self.in_layout)),
                           "y": Out(stream.Signature(self.out_layout))})
-
-    # -- sizes ---------------------------------------------------------------------------------
-
-    def _widths(self):
-        f = self.fmt
-        fb = f.fx_bits
-        hd, ctx = self.head_dim, self.ctx
-        # bfp shifts: bitlen(max |v|) <= fx_bits, so s <= fx_bits - bits + 1.
-        self.sq_max = max(0, fb - (f.q_bits - 1))
-        self.sk_max = max(0, fb - (f.kv_bits - 1))
-        # Score shift score_const_frac - score_frac - qe - ke with qe = sq - fx_frac, etc.
-        self.sh0 = f.score_const_frac - f.score_frac + 2 * f.fx_frac
-        sh_min = self.sh0 - self.sq_max - self.sk_max
-        if sh_min <= -fb or self.sh0 > 62:
-            raise ValueError("score shift range outside what golden's rescale computes exactly")
-        self.c_s = max(0, -sh_min)  # constant pre-shift: exact left shifts become rounding by 0
-        qlo, qhi = -(1 << (f.q_bits - 1)), (1 << (f.q_bits - 1)) - 1
-        klo, khi = -(1 << (f.kv_bits - 1)), (1 << (f.kv_bits - 1)) - 1
-        pmin, pmax = min(qlo * khi, qhi * klo), qlo * klo
-        self.dot_bounds = (hd * pmin, hd * pmax)
-        self.dot_bits = signed_width(*self.dot_bounds)
-        t = [int(e) for e in self.exp_table]
-        self.t_max = max(t)
-        self.t_bits = self.t_max.bit_length()  # also the width of a weight
-        diffs = [t[i + 1] - t[i] for i in range(len(t) - 1)]
-        self.d_bits = signed_width(min(diffs + [0]), max(diffs + [0]))
-        self.rb = f.score_frac - f.exp_lut_bits
-        tlo, thi = klo * self.t_max, khi * self.t_max
-        self.acc_bounds = (ctx * tlo, ctx * thi)
-        self.acc_bits = signed_width(*self.acc_bounds)
-        self.sum_bits = max(2, (ctx * self.t_max).bit_length())
-        # Final shift: bitlen(sum) - 1 + recip_bits - sv_max, sum >= T[0].
-        fs_min = int(t[0]).bit_length() - 1 + f.recip_bits - self.sk_max
-        self.c_f = max(0, -fs_min)
-        self.fs_max = self.sum_bits - 1 + f.recip_bits + self.c_f
 
     @property
     def n_in(self) -> int:
@@ -190,7 +164,7 @@ class AttentionUnit(wiring.Component):
     @property
     def ram_bits(self) -> int:
         """Bits of the KV cache: mantissas and the per-row shift (exponent) fields."""
-        return self.ctx * self.n_kv_heads * 2 * (self.head_dim * self.fmt.kv_bits
+        return self.slots * self.n_kv_heads * 2 * (self.head_dim * self.fmt.kv_bits
                                                   + self.shift_bits)
 
     def cycles(self, pos: int) -> int:
@@ -198,8 +172,10 @@ class AttentionUnit(wiring.Component):
         token's first input beat): ``(n_heads + 4 n_kv) BH + n_heads (2 pos + 2 BH +
         recip_bits + 9)``."""
         bh = self.beats_per_head
+        last = pos if self.window is None else min(pos, self.window - 1)
         return ((self.n_heads + 4 * self.n_kv_heads) * bh
-                + self.n_heads * (2 * pos + 2 * bh + self.fmt.recip_bits + 9))
+                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 9
+                                  + (self.sinks is not None)))
 
     # -- circuit -------------------------------------------------------------------------------
 
@@ -210,6 +186,10 @@ class AttentionUnit(wiring.Component):
         m = Module()
         mem = self._memories(m)
         r = self._registers()
+        window_signals(m, self, r)
+        if self.sinks is not None:  # the weight pass's sink step, through its stages
+            r.sink_pending, r.sink1, r.sink2, r.sink3 = (Signal(name=n) for n in (
+                "sink_pending", "sink1", "sink2", "sink3"))
         self._receive(m, r, mem)
         self._convert_kv(m, r, mem)
         self._load_query(m, r, mem)
@@ -224,13 +204,13 @@ class AttentionUnit(wiring.Component):
         """The raw input token, the KV cache (mantissas and shifts), the scores of a head and
         the exp2 table ROM, with their ports."""
         beat, fx_bits, kv_bits = self.beat, self.fmt.fx_bits, self.fmt.kv_bits
-        rows = self.ctx * self.n_kv_heads
+        rows = self.slots * self.n_kv_heads
         raw = memory.Memory(shape=unsigned(beat * fx_bits), depth=self.n_in, init=[])
         km = memory.Memory(shape=unsigned(self.head_dim * kv_bits), depth=rows, init=[])
         vm = memory.Memory(shape=unsigned(self.head_dim * kv_bits), depth=rows, init=[])
         ke = memory.Memory(shape=unsigned(self.shift_bits), depth=rows, init=[])
         ve = memory.Memory(shape=unsigned(self.shift_bits), depth=rows, init=[])
-        sm = memory.Memory(shape=signed(fx_bits), depth=self.ctx, init=[])
+        sm = memory.Memory(shape=signed(fx_bits), depth=self.slots, init=[])
         rom = memory.Memory(shape=unsigned(self.t_bits + self.d_bits),
                             depth=len(self.exp_table) - 1,
                             init=interpolation_words(self.exp_table, self.t_bits, self.d_bits))
@@ -254,7 +234,7 @@ class AttentionUnit(wiring.Component):
     def _registers(self) -> SimpleNamespace:
         """The unit's state, by what it holds (the Verilog names are the short ones)."""
         fx_bits, recip_bits = self.fmt.fx_bits, self.fmt.recip_bits
-        n_kv, bh, ctx = self.n_kv_heads, self.beats_per_head, self.ctx
+        n_kv, bh, ctx = self.n_kv_heads, self.beats_per_head, self.slots
         heads_in = self.n_heads + 2 * n_kv
         sbits, sum_bits = self.shift_bits, self.sum_bits
         state = Signal(range(8))
@@ -338,8 +318,8 @@ class AttentionUnit(wiring.Component):
         kv_round = RoundShift(m, sk_c, self.sk_max, fx_bits, kv_bits, "kvr", bounded=True)
         kv_beat = Cat(*[kv_round(raw[k * fx_bits:(k + 1) * fx_bits], f"kvm{k}")
                         for k in range(self.beat)])
-        row = Signal(range(self.ctx * self.n_kv_heads))
-        m.d.comb += row.eq(r.pos * self.n_kv_heads + r.conv_kv)
+        row = Signal(range(self.slots * self.n_kv_heads))
+        m.d.comb += row.eq(r.slot * self.n_kv_heads + r.conv_kv)
         lanes = Signal(bh)
         m.d.comb += lanes.eq(Const(1, bh) << r.conv_beat)
         wk, wv = Signal(), Signal()
@@ -391,7 +371,10 @@ class AttentionUnit(wiring.Component):
         m.d.comb += [mem.sm_r.addr.eq(r.issue_pos), mem.vm_r.addr.eq(r.row2),
                      mem.ve_r.addr.eq(Mux(r.weight_mode, r.row2, r.issue_row))]
         diff = Signal(fmt.fx_bits)
-        m.d.comb += diff.eq(r.score_max - mem.sm_r.data)
+        if self.sinks is None:
+            m.d.comb += diff.eq(r.score_max - mem.sm_r.data)
+        else:
+            m.d.comb += diff.eq(r.score_max - Mux(r.sink1, sink_score(self, r), mem.sm_r.data))
         ip = diff[fmt.score_frac:]
         fp = diff[:fmt.score_frac]
         m.d.comb += mem.rom_r.addr.eq(fp[rb:])
@@ -439,8 +422,15 @@ class AttentionUnit(wiring.Component):
         beat, acc_bits = self.beat, self.acc_bits
         m.d.sync += [r.valid1.eq(0), r.valid2.eq(r.valid1), r.valid3.eq(r.valid2 & r.weight_mode),
                      r.pos2.eq(r.pos1), r.row2.eq(r.row1), r.conv_valid.eq(0), r.q_valid.eq(0)]
-        with m.If(r.valid3 & r.weight_mode):
-            m.d.sync += [r.acc.eq(Cat(*r.new_acc)), r.weight_sum.eq(r.weight_sum + r.weight)]
+        if self.sinks is None:
+            with m.If(r.valid3 & r.weight_mode):
+                m.d.sync += [r.acc.eq(Cat(*r.new_acc)), r.weight_sum.eq(r.weight_sum + r.weight)]
+        else:  # the sink's weight joins the sum only
+            m.d.sync += [r.sink2.eq(r.sink1), r.sink3.eq(r.sink2), r.sink1.eq(0)]
+            with m.If(r.valid3 & r.weight_mode):
+                m.d.sync += r.weight_sum.eq(r.weight_sum + r.weight)
+                with m.If(~r.sink3):
+                    m.d.sync += r.acc.eq(Cat(*r.new_acc))
         with m.If(r.out_load):
             m.d.sync += [self.y.payload.elem.eq(Cat(*r.out_elems)), self.y.valid.eq(1)]
             if self.beats_per_head > 1:

@@ -3,6 +3,8 @@
 
 from amaranth.hdl import Cat, Const, Mux
 
+from .attention_window import sink_score
+
 __all__ = ["AttentionSchedule", "RECV", "CONV", "QLOAD", "SCORE", "WEIGHT", "RNORM", "RDIV",
            "OUT"]
 
@@ -78,10 +80,10 @@ class AttentionSchedule:
         u, r = self.unit, self.r
         m.d.sync += [r.q_valid.eq(1), r.q_addr.eq(r.q_addr + 1), r.q_shift.eq(r.sq_c)]
         with m.If(r.head_beat == u.beats_per_head - 1):
-            m.d.sync += [r.head_beat.eq(0), r.issue_pos.eq(0), r.issue_row.eq(r.kv_head),
-                         r.issuing.eq(1), r.weight_mode.eq(0),
-                         r.score_max.eq(-(1 << (u.fmt.fx_bits - 1))), r.v_shift_max.eq(0),
-                         r.state.eq(SCORE)]
+            low = -(1 << (u.fmt.fx_bits - 1)) if u.sinks is None else sink_score(u, r)
+            m.d.sync += [r.head_beat.eq(0), r.issue_pos.eq(0), r.issue_row.eq(r.first_row),
+                         r.issuing.eq(1), r.weight_mode.eq(0), r.score_max.eq(low),
+                         r.v_shift_max.eq(0), r.state.eq(SCORE)]
         with m.Else():
             m.d.sync += r.head_beat.eq(r.head_beat + 1)
 
@@ -89,8 +91,8 @@ class AttentionSchedule:
         """One cached position per cycle, ``0..pos``, into stage 1 (with the assignments
         ``stage1``)."""
         r = self.r
-        m.d.sync += [r.valid1.eq(1), *stage1, r.issue_row.eq(r.issue_row + self.unit.n_kv_heads)]
-        with m.If(r.issue_pos == r.pos):
+        m.d.sync += [r.valid1.eq(1), *stage1, r.issue_row.eq(r.row_step(r.issue_row))]
+        with m.If(r.issue_pos == r.last):
             m.d.sync += r.issuing.eq(0)
         with m.Else():
             m.d.sync += r.issue_pos.eq(r.issue_pos + 1)
@@ -101,15 +103,20 @@ class AttentionSchedule:
         with m.If(r.issuing):
             self._issue_positions(m, [r.pos1.eq(r.issue_pos)])
         with m.Elif(~r.valid1):
-            m.d.sync += [r.issue_pos.eq(0), r.issue_row.eq(r.kv_head), r.issuing.eq(1),
+            m.d.sync += [r.issue_pos.eq(0), r.issue_row.eq(r.first_row), r.issuing.eq(1),
                          r.weight_mode.eq(1), r.acc.eq(0), r.weight_sum.eq(0),
                          r.state.eq(WEIGHT)]
+            if self.unit.sinks is not None:
+                m.d.sync += r.sink_pending.eq(1)
 
     def _weight(self, m):
         """The weight pass, until it has drained."""
         r = self.r
         with m.If(r.issuing):
             self._issue_positions(m, [r.row1.eq(r.issue_row)])
+        if self.unit.sinks is not None:  # then the sink's step
+            with m.Elif(r.sink_pending):
+                m.d.sync += [r.valid1.eq(1), r.sink1.eq(1), r.sink_pending.eq(0)]
         with m.Elif(~r.valid1 & ~r.valid2):
             m.d.sync += r.state.eq(RNORM)
 

@@ -16,8 +16,9 @@ from amaranth.hdl import (
     ResetSignal,
     Signal,
     signed,
+    unsigned,
 )
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -56,7 +57,10 @@ class LaneArray(wiring.Component):
     Pass ``k`` computes ``project(passes[k], a, e)`` (:func:`golden.integer.project`). Each
     lane's ROMs hold its rows of every pass, one after the other, so the lanes stay busy
     whatever the pass: a decoder layer is four passes (q|k|v, o, gate/up, down) on one array.
-    Passes run in order, then start again at pass 0.
+    Passes run in order, then start again at pass 0; with ``select``, each input vector names
+    its pass instead (``sel``, on every beat; the first beat's counts), and each output beat
+    carries the pass it belongs to (a mixture of experts picks its experts' passes per token:
+    the expert is part of the ROM address).
 
     Ports
     -----
@@ -83,7 +87,7 @@ class LaneArray(wiring.Component):
 
     def __init__(self, passes: list[BlockAffine], *, abits: int, lanes: int, beat: int,
                  fmt: IntFormat, rom_images: bool = False, prefix: str = "mv",
-                 parallel: bool = False, gate_lanes: bool = False):
+                 parallel: bool = False, gate_lanes: bool = False, select: bool = False):
         if not passes:
             raise ValueError("at least one pass is needed")
         block = passes[0].block
@@ -95,7 +99,8 @@ class LaneArray(wiring.Component):
             if w.block != block:
                 raise ValueError("every pass needs the same block size")
         self.passes, self.fmt, self.abits, self.beat = passes, fmt, abits, beat
-        self.parallel, self.gate_lanes = parallel, gate_lanes
+        self.parallel, self.gate_lanes, self.select = parallel, gate_lanes, select
+        self.pass_bits = max(1, (len(passes) - 1).bit_length())
         self.layouts = [gbf.BlockFoldedLayout.of(w, lanes, parallel) for w in passes]
         for L in self.layouts:
             if lanes // beat > L.nblocks * L.cycles_per_block:
@@ -147,10 +152,14 @@ class LaneArray(wiring.Component):
             if self._has_m else []
         # rescale shift of pass k = shift_const[k] - e
         self.shift_const = [-w.exp - fmt.fx_frac for w in passes]
-        super().__init__({
-            "x": In(stream.Signature(beat_layout(beat, abits, fmt.exp_bits))),
-            "y": Out(stream.Signature(beat_layout(beat, fmt.fx_bits))),
-        })
+        x_layout = beat_layout(beat, abits, fmt.exp_bits)
+        y_layout = beat_layout(beat, fmt.fx_bits)
+        if select:
+            sel = {"sel": unsigned(self.pass_bits)}
+            x_layout = data.StructLayout(dict(x_layout.members) | sel)
+            y_layout = data.StructLayout(dict(y_layout.members) | sel)
+        super().__init__({"x": In(stream.Signature(x_layout)),
+                          "y": Out(stream.Signature(y_layout))})
 
     @property
     def pass_cycles(self) -> list[int]:
@@ -194,7 +203,7 @@ class LaneArray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        r = SimpleNamespace(pass_bits=max(1, (len(self.passes) - 1).bit_length()))
+        r = SimpleNamespace(pass_bits=self.pass_bits)
         # The lanes' domain: their registers, their ROMs, the activation read and the stage-1
         # flags, so that the lanes' logic depends on registers of this domain only.
         r.ld = "lanes" if self.gate_lanes else "sync"
@@ -215,8 +224,14 @@ class LaneArray(wiring.Component):
         wr = xmem.write_port()
         r.rd = xmem.read_port(domain=r.ld)
         pass_in = Signal(r.pass_bits)
-        nin = _pass_constant(m, pass_in, [L.cols // B for L in Ls], "nin")
         cnt_in = Signal(range(max(L.cols // B for L in Ls) + 1))
+        if self.select:  # the pass of the vector coming in: its first beat names it
+            cur = Signal(r.pass_bits)
+            m.d.comb += cur.eq(Mux(cnt_in == 0, x.payload.sel, pass_in))
+            r.pass_buf = Signal(r.pass_bits)
+        else:
+            cur = pass_in
+        nin = _pass_constant(m, cur, [L.cols // B for L in Ls], "nin")
         r.e_buf = e_buf = Signal(signed(self.fmt.exp_bits))
         buf_full, busy = Signal(), Signal()
         r.buf_full, r.busy = buf_full, busy
@@ -236,9 +251,16 @@ class LaneArray(wiring.Component):
         with m.If(fire_in):
             m.d.sync += e_buf.eq(x.payload.exp)
             with m.If(cnt_in == nin - 1):
-                m.d.sync += [cnt_in.eq(0), buf_full.eq(1), pass_in.eq(_next_pass(pass_in, NP))]
+                m.d.sync += [cnt_in.eq(0), buf_full.eq(1)]
+                if self.select:
+                    m.d.sync += r.pass_buf.eq(cur)
+                else:
+                    m.d.sync += pass_in.eq(_next_pass(pass_in, NP))
             with m.Else():
                 m.d.sync += cnt_in.eq(cnt_in + 1)
+            if self.select:
+                with m.If(cnt_in == 0):
+                    m.d.sync += pass_in.eq(x.payload.sel)
 
     def _issue(self, m, r):
         """Stage 0: the ROM addresses and the schedule flags of the word the lanes take in
@@ -272,6 +294,9 @@ class LaneArray(wiring.Component):
         m.d.comb += [r.rd.addr.eq(bb), r.rd.en.eq(adv)]
         if self.gate_lanes:
             self._gate_lane_clock(m, busy | v1)
+        if self.select:
+            base = (_pass_constant(m, r.pass_buf, self.code_base, "code_base"),
+                    _pass_constant(m, r.pass_buf, self.scale_base, "scale_base"))
 
         with m.If(adv):
             m.d[r.ld] += [
@@ -281,19 +306,25 @@ class LaneArray(wiring.Component):
             with m.If(start):
                 m.d.sync += [e_cur.eq(r.e_buf), busy.eq(1), bb.eq(0), t.eq(0),
                              r.buf_full.eq(0)]
+                if self.select:  # this vector's pass, where its rows are in the ROMs
+                    m.d.sync += [pass_run.eq(r.pass_buf), addr.eq(base[0]),
+                                 saddr.eq(base[1])]
             with m.Elif(busy):
                 m.d.sync += addr.eq(addr + 1)
                 with m.If(issue_last):
-                    m.d.sync += [busy.eq(0), pass_run.eq(_next_pass(pass_run, NP))]
+                    m.d.sync += busy.eq(0)
+                    if not self.select:
+                        m.d.sync += pass_run.eq(_next_pass(pass_run, NP))
                 with m.If(t == t_last):
                     m.d.sync += [t.eq(0), saddr.eq(saddr + 1),
                                  bb.eq(Mux(bb == nb_last, 0, bb + 1))]
                 with m.Else():
                     m.d.sync += t.eq(t + 1)
         # addr and saddr run on from one pass into the next (the ROMs hold the passes in
-        # order) and wrap after the last.
-        with m.If(adv & busy & issue_last & (pass_run == NP - 1)):
-            m.d.sync += [addr.eq(0), saddr.eq(0)]
+        # order) and wrap after the last; with ``select`` they start at each vector's pass.
+        if not self.select:
+            with m.If(adv & busy & issue_last & (pass_run == NP - 1)):
+                m.d.sync += [addr.eq(0), saddr.eq(0)]
 
     def _gate_lane_clock(self, m, enable):
         """A clock-gating cell: the enable is caught while the clock is low and ANDed with
@@ -372,6 +403,8 @@ class LaneArray(wiring.Component):
             m.d.comb += [rs.v.eq(element(sel, j, W)), rs.s.eq(sh)]
             outs.append(rs.o)
         m.d.comb += [y.valid.eq(r.pend_full), y.payload.elem.eq(Cat(*outs))]
+        if self.select:
+            m.d.comb += y.payload.sel.eq(pend_pass)
         with m.If(y.valid & y.ready):
             with m.If(k == P // B - 1):
                 m.d.sync += r.pend_full.eq(0)

@@ -49,11 +49,17 @@ class SwigluUnit(wiring.Component):
     per cycle plus one cycle to turn the buffer around); :attr:`latency` from the last input
     beat of a vector into an idle unit to its first output beat: 5 cycles.
 
+    With ``clamp = (L, alpha)`` it is gpt-oss' activation,
+    :func:`golden.gpt_oss_int.clamped_swiglu_int`: the gate clamped above at ``L`` and up to
+    ``[-L, L]`` (Q.fx) in front of stage 1, the table read at
+    ``rescale(gate * alpha, ALPHA_FRAC)``, and the product ``s * (up + 1)``.
+
     Ports: ``x`` payload :func:`swiglu_layout` (``gate``, ``up``); ``y`` payload
     ``beat_layout(beat, abits, exp_bits)``.
     """
 
-    def __init__(self, n: int, beat: int, fmt: IntFormat, sig_table):
+    def __init__(self, n: int, beat: int, fmt: IntFormat, sig_table,
+                 clamp: tuple[int, int] | None = None):
         self.beats = beat_count(n, beat)
         table = np.asarray(sig_table, np.int64).ravel()
         self.nseg = 2 * fmt.sig_range << fmt.sig_step_bits
@@ -65,13 +71,20 @@ class SwigluUnit(wiring.Component):
         if int(table.min()) < 0 or int(table.max()) > 1 << fmt.prob_frac:
             raise ValueError("sigmoid table values must be in [0, 2**prob_frac]")
         self.n, self.beat, self.fmt, self.table = n, beat, fmt, table
+        self.clamp = None if clamp is None else (int(clamp[0]), int(clamp[1]))
         F = fmt.fx_bits
         diff = table[1:] - table[:-1]
         self.tlw = max(int(table.max()).bit_length(), 1)  # T[i], unsigned
         self.dw = signed_width(int(diff.min()), int(diff.max()))
         self.sigw = signed_width(0, max(int(table.max()), 1 << fmt.prob_frac))
         flo, fhi = -(1 << (F - 1)), (1 << (F - 1)) - 1
-        self.pw = signed_width(min(flo * fhi, 0), flo * flo)  # p = s * up, exact
+        if self.clamp is None:
+            self.pw = signed_width(min(flo * fhi, 0), flo * flo)  # p = s * up, exact
+        else:  # p = s * (clip(up, -L, L) + 1)
+            lim, one = self.clamp[0], 1 << fmt.fx_frac
+            if not 0 < lim < 1 << (F - 2):
+                raise ValueError(f"the SwiGLU limit {lim} must be positive and fit fx_bits")
+            self.pw = signed_width(flo * (lim + one), fhi * (lim + one))
         self.smax = max(0, self.pw - (fmt.abits - 1))  # bitlen(|p|) <= pw
         elo, ehi = -2 * fmt.fx_frac, self.smax - 2 * fmt.fx_frac
         if signed_width(elo, ehi) > fmt.exp_bits:
@@ -127,10 +140,14 @@ class SwigluUnit(wiring.Component):
             rp = rom.read_port(domain="sync")
             roms.append(rp)
             g = element(self.x.payload.gate, i, F)
+            up = element(self.x.payload.up, i, F)
+            arg = g
+            if self.clamp is not None:
+                g, up, arg = self._clamped(m, g, up, i)
             t = Signal(signed(F + 2), name=f"t{i}")
             # g + (sig_range << fx_frac): the low fx_frac bits pass through (a narrow adder).
             ff = fmt.fx_frac
-            m.d.comb += t.eq(Cat(g[:ff], g[ff:].as_signed() + fmt.sig_range).as_signed())
+            m.d.comb += t.eq(Cat(arg[:ff], arg[ff:].as_signed() + fmt.sig_range).as_signed())
             inside = (t >= 0) & (t < tmax)
             m.d.comb += [rp.en.eq(fadv),
                          rp.addr.eq(Mux(inside, t[sb:], 0))]
@@ -140,7 +157,7 @@ class SwigluUnit(wiring.Component):
             in1.append(Signal(name=f"in1_{i}"))
             above1.append(Signal(name=f"above1_{i}"))
             with m.If(fadv):
-                m.d.sync += [g1[i].eq(g), up1[i].eq(element(self.x.payload.up, i, F)),
+                m.d.sync += [g1[i].eq(g), up1[i].eq(up),
                              in1[i].eq(inside), above1[i].eq(t >= tmax)]
                 if sb:
                     m.d.sync += rem1[i].eq(t[:sb])
@@ -172,6 +189,24 @@ class SwigluUnit(wiring.Component):
         prods = []
         for i in range(B):
             p = Signal(signed(self.pw), name=f"p{i}")
-            m.d.comb += p.eq(s2[i] * up2[i])
+            if self.clamp is None:
+                m.d.comb += p.eq(s2[i] * up2[i])
+            else:
+                m.d.comb += p.eq(s2[i] * (up2[i] + (1 << self.fmt.fx_frac)))
             prods.append(p)
         return prods
+
+    def _clamped(self, m, g, up, i: int):
+        """gpt-oss' clamps, and the table's argument ``rescale(g * alpha, ALPHA_FRAC)``."""
+        from golden.gpt_oss_int import ALPHA_FRAC
+
+        F, (lim, alpha) = self.fmt.fx_bits, self.clamp
+        gc = Signal(signed(F), name=f"gc{i}")
+        uc = Signal(signed(F), name=f"uc{i}")
+        m.d.comb += [gc.eq(Mux(g > lim, lim, g)),
+                     uc.eq(Mux(up > lim, lim, Mux(up < -lim, -lim, up)))]
+        ga = wire(m, gc * alpha, f"ga{i}")
+        arg = saturate(m, round_away(m, ga, ALPHA_FRAC, f"ga{i}_rnd"), F, f"ga{i}_sat")
+        a = Signal(signed(F), name=f"arg{i}")
+        m.d.comb += a.eq(arg)
+        return gc, uc, a

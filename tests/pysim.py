@@ -15,9 +15,9 @@ def full_rate(dut, ins: list[int], n_out: int, limit: int = 100000):
         while len(outs) < n_out:
             ctx.set(dut.x.valid, sent < len(ins))
             if sent < len(ins):
-                ctx.set(dut.x.payload.as_value(), ins[sent])
+                ctx.set(_value(dut.x.payload), ins[sent])
             xr, yv = ctx.get(dut.x.ready), ctx.get(dut.y.valid)
-            yp = ctx.get(dut.y.payload.as_value())
+            yp = ctx.get(_value(dut.y.payload))
             await ctx.tick()
             if sent < len(ins) and xr:
                 taken.append(cycle)
@@ -32,3 +32,8 @@ def full_rate(dut, ins: list[int], n_out: int, limit: int = 100000):
     sim.add_testbench(bench)
     sim.run()
     return outs, taken
+
+
+def _value(payload):
+    """A payload as a plain value (a struct view's bits, or the signal itself)."""
+    return payload.as_value() if hasattr(payload, "as_value") else payload

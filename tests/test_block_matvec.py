@@ -191,3 +191,39 @@ def test_per_channel_weights_run_as_lane_blocks(tmp_path):
     # and the golden project() of the original per-channel tensor is what the lanes computed
     for a, e in vectors[:3]:
         np.testing.assert_array_equal(project(w, a, e, FMT), project(wb, a, e, FMT))
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_lane_array_selects_its_pass_per_vector(tmp_path, parallel):
+    """With ``select``, every input vector names its pass (as a mixture of experts names its
+    experts): passes in an order no cycle gives, repeats included; the output beats carry
+    the pass they belong to."""
+    from hdl.lane_array import LaneArray
+
+    why = simulator_available("icarus")
+    if why:
+        pytest.skip(why)
+    rng = np.random.default_rng(9)
+    beat, lanes, abits = 8, 8, 12
+    passes = [_weights(k, r, c, s) for k, r, c, s in (("Q8_0", 16, 64, 1), ("Q4_1", 32, 32, 2),
+                                                       ("Q4_0", 8, 64, 3), ("Q8_0", 16, 32, 4),
+                                                       ("Q4_1", 8, 32, 5))]
+    dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=parallel,
+                    select=True)
+    lo, hi = -(1 << (abits - 1)), 1 << (abits - 1)
+    ins, outs = [], []
+    sel_in, sel_out = beat * abits + FMT.exp_bits, beat * FMT.fx_bits
+    order = [0, 1, 2, 4, 4, 3, 0, 2, 1, 3, 0, 0]
+    for k in order:
+        w = passes[k]
+        a = rng.integers(lo, hi, w.shape[1]) if k % 3 else np.full(w.shape[1], lo)
+        e = int(rng.integers(-14, -6))
+        ins += [b | (k << sel_in) for b in beats(a, beat, abits, exp=e, exp_bits=FMT.exp_bits)]
+        outs += [b | (k << sel_out) for b in beats(project(w, a, e, FMT), beat, FMT.fx_bits)]
+    fields = [(f"row {j}", j * FMT.fx_bits, FMT.fx_bits, True) for j in range(beat)]
+    fields.append(("pass", sel_out, dut.pass_bits, False))
+    d = write_unit(dut, "lane_array", tmp_path / "dut",
+                   {"fields": fields, "cases": [_cases("passes by name", ins, outs)]},
+                   extra_verilog=dut.lane_verilog())
+    res = run_stream(d, simulator="icarus")
+    assert res.ok, res.summary()

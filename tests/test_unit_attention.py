@@ -32,16 +32,19 @@ def score_const(head_dim: int, fmt: IntFormat = FMT) -> int:
 
 def golden_sequence(shape, const, table, qs, ks, vs, fmt=FMT):
     """Payloads of a decode sequence at positions 0..T-1 and golden's outputs; also the
-    weights of every head of every step (to check that a case covers what it claims)."""
+    weights of every head of every step (to check that a case covers what it claims).
+    ``shape`` may carry ``sinks`` and ``window``."""
     nh, nkv, hd, ctx, b = (shape[k] for k in ("n_heads", "n_kv_heads", "head_dim", "ctx",
                                               "beat"))
-    cache = IntCache(SimpleNamespace(n_kv_heads=nkv, head_dim=hd), ctx)
+    sinks, window = shape.get("sinks"), shape.get("window")
+    slots = ctx if window is None else min(ctx, window)
+    cache = IntCache(SimpleNamespace(n_kv_heads=nkv, head_dim=hd), slots)
     ins, outs, probs = [], [], []
     for p in range(len(qs)):
         tr = {}
         att = attention_int(np.asarray(qs[p], np.int64), np.asarray(ks[p], np.int64),
                             np.asarray(vs[p], np.int64), p, cache, const, table, fmt,
-                            nh // nkv, tr)
+                            nh // nkv, tr, sinks=sinks, window=window)
         vec = np.concatenate([np.ravel(qs[p]), np.ravel(ks[p]), np.ravel(vs[p])])
         ins += [x | (p << (b * fmt.fx_bits)) for x in beats(vec, b, fmt.fx_bits)]
         outs += beats(att.ravel(), b, fmt.fx_bits)
@@ -255,3 +258,58 @@ def test_attention_cycles_measured(shape):
         ins, want, _ = golden_sequence(shape, const, table,
                                        *extreme_qkv(rng, shape, shape["ctx"]))
         assert [p for _, p in full_rate(dut, ins, len(want))[0]] == want
+
+
+def _sink_window_cases(shape, const, table, rng):
+    steps = shape["ctx"]
+    cases = []
+    for name, draw in (("random", random_qkv), ("extremes", extreme_qkv),
+                       ("outlier", outlier_qkv)):
+        q, k, v = draw(rng, shape, steps)
+        cases.append(case(name, *golden_sequence(shape, const, table, q, k, v)[:2]))
+    qsh, ksh = shapes_of(shape, 4)
+    z = golden_sequence(shape, const, table, np.zeros(qsh, np.int64), np.zeros(ksh, np.int64),
+                        np.zeros(ksh, np.int64))
+    cases.append(case("zeros", *z[:2]))
+    return cases
+
+
+SINKS = [-(3 << 12), 0, 5 << 12, -(1 << 30)]  # Q.score_frac: small, zero, dominant, none
+
+
+@pytest.mark.parametrize("window, simulator", [(4, "icarus"), (3, "verilator"),
+                                               (None, "icarus"), (20, "icarus")])
+def test_attention_sinks_and_window(tmp_path, window, simulator):
+    """gpt-oss' attention: a sink per head (one dominating, one that vanishes) and a sliding
+    window (a ring of 4 or 3 slots over 16 positions; none; one wider than the context),
+    random, extreme, outlier and zero sequences over the whole context."""
+    shape = dict(TINY, ctx=16) | {"sinks": SINKS, "window": window}
+    const, table = score_const(shape["head_dim"]), exp2_table(FMT)
+    cases = _sink_window_cases(shape, const, table, np.random.default_rng(7))
+    why = simulator_available(simulator)
+    if why:
+        pytest.skip(why)
+    dut = AttentionUnit(**{k: v for k, v in shape.items()}, fmt=FMT, score_const=const,
+                        exp_table=table)
+    if window is not None and window < shape["ctx"]:
+        assert dut.slots == window and dut.ram_bits == window * 2 * 2 * (16 * 16 + 5)
+    d = write_unit(dut, "attention", tmp_path / "design", {"cases": cases,
+                                                           "fields": fields(shape["beat"])})
+    res = run_stream(d, simulator=simulator, build_dir=tmp_path / "sim", seed=5)
+    assert res.tests == 3 and res.ok, res.summary()
+
+
+@pytest.mark.parametrize("window", [3, None])
+def test_attention_sinks_and_window_cycles(window):
+    shape = dict(n_heads=2, n_kv_heads=1, head_dim=8, ctx=7, beat=4, sinks=[1 << 12, -4096],
+                 window=window)
+    table, const = exp2_table(FMT), score_const(8)
+    dut = AttentionUnit(**shape, fmt=FMT, score_const=const, exp_table=table)
+    ins, want, _ = golden_sequence(shape, const, table,
+                                   *random_qkv(np.random.default_rng(4), shape, 7))
+    outs, taken = full_rate(dut, ins, len(want))
+    assert [p for _, p in outs] == want
+    taken.append(outs[-1][0])
+    firsts = taken[::dut.n_in]
+    assert [b - a for a, b in zip(firsts, firsts[1:], strict=False)] == \
+        [dut.cycles(p) for p in range(7)]
