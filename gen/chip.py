@@ -17,11 +17,19 @@ from pathlib import Path
 import numpy as np
 
 from golden.integer import IntFormat
-from golden.llama import PROJECTIONS
 
 from .design import check_rom_images, header, lint_waivers, rom_files, write_design
 from .errors import UserError
-from .layer import convert_modules, default_beat, module_roles, weights_block
+from .layer import (
+    check_lanes,
+    convert_modules,
+    default_beat,
+    layer_tensors,
+    module_roles,
+    weight_bits,
+    weights_block,
+)
+from .moe import chip_moe
 
 __all__ = ["generate_chip", "chip_digest", "TOP", "golden_sequence"]
 
@@ -36,12 +44,10 @@ def chip_digest(m, **params) -> str:
     cached design (``build/chip/``) that a changed model file never reuses."""
     w = m.weights()
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    tensors = [w.embedding, w.lm_head]
     for lw in w.layers:
-        tensors += [getattr(lw, n) for n in PROJECTIONS]
-        h.update(np.ascontiguousarray(lw.attn_norm).tobytes())
-        h.update(np.ascontiguousarray(lw.ffn_norm).tobytes())
-    for t in tensors:
+        for v in lw.vectors().values():
+            h.update(np.ascontiguousarray(v).tobytes())
+    for t in layer_tensors(w):
         for a in (t.codes, t.scale, t.offset):
             h.update(np.ascontiguousarray(a).tobytes())
         h.update(repr((t.exp, t.block, t.bits)).encode())
@@ -65,13 +71,10 @@ def golden_sequence(golden, prompt: list[int], steps: int) -> tuple[list, list, 
     return ins, outs, logits
 
 
-def check_lanes(cfg, lanes: int, head_lanes: int) -> None:
-    rows = [cfg.dim + 2 * cfg.kv_dim, cfg.dim, 2 * cfg.ffn]
-    if lanes < 1 or any(r % lanes for r in rows):
-        raise UserError(f"--lanes {lanes} must divide every pass's rows "
-                        f"({', '.join(map(str, rows))})")
-    if head_lanes < 1 or cfg.vocab % head_lanes:
-        raise UserError(f"--head-lanes {head_lanes} must divide the vocabulary ({cfg.vocab})")
+def check_chip_lanes(cfg, lanes: int, head_lanes: int) -> None:
+    check_lanes(cfg, lanes)
+    if head_lanes < 1:
+        raise UserError(f"--head-lanes must be positive, not {head_lanes}")
 
 
 def generate_chip(model, out: Path, *, lanes: int | None = None,
@@ -87,6 +90,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     ``lane``: ``serial`` (one bit plane of a block per cycle) or ``parallel`` (a block's whole
     codes per cycle, a multiplier per column)."""
     from hdl.chip import Chip
+    from hdl.decoder import default_lanes
 
     from .models import Model, load_model
 
@@ -97,16 +101,14 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     ctx = ctx or min(16, cfg.max_ctx)
     if not 1 <= ctx <= cfg.max_ctx:
         raise UserError(f"--ctx must be in 1..{cfg.max_ctx} for {m.name}, not {ctx}")
-    lanes = lanes or math.gcd(64, cfg.dim, cfg.kv_dim, cfg.ffn)
-    head_lanes = head_lanes or math.gcd(lanes, cfg.vocab)
-    check_lanes(cfg, lanes, head_lanes)
-    beat = beat or math.gcd(default_beat(cfg, lanes, weights_block(w)), head_lanes)
     if lane not in LANE_KINDS:
         raise UserError(f"--lane must be {' or '.join(LANE_KINDS)}, not {lane!r}")
+    lanes = lanes or default_lanes(cfg, parallel=lane == "parallel", block=weights_block(w))
+    head_lanes = head_lanes or lanes  # the LM head is padded to whole lanes
+    check_chip_lanes(cfg, lanes, head_lanes)
+    beat = beat or math.gcd(default_beat(cfg, lanes, weights_block(w)), head_lanes)
     check_rom_images(rom_images)
-    weight_bits = sum(t.codes.size * t.bits for t in [w.embedding, w.lm_head] + [
-        getattr(lw, n) for lw in w.layers for n in PROJECTIONS])
-    files = rom_files(rom_images, weight_bits)
+    files = rom_files(rom_images, weight_bits(w))
     bar = progress(cfg.n_layers) if progress else None
     fmt = IntFormat()
     try:
@@ -151,8 +153,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
         "rom_bits_by_part": {"embedding": top.embed.rom_bits,
                              "layers": sum(layer.rom_bits for layer in top.layers),
                              "lm_head": top.head.rom_bits},
-        "weights": int(sum(p.shape[0] * p.shape[1] for layer in top.layers
-                           for p in layer.passes) + w.lm_head.codes.size),
+        "weights": int(sum(t.codes.size for t in layer_tensors(w)) - w.embedding.codes.size),
         "cycles": {
             "ideal_at_last_pos": top.ideal_cycles(ctx - 1),
             "ideal_note": (("per lane array: all weights / (lanes * block weights per cycle)"
@@ -166,6 +167,9 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
         "lint_waivers": lint_waivers(),
         "modules": module_roles(top, TOP),
     }
+    moe = chip_moe(top)
+    if moe is not None:
+        manifest["moe"] = moe
     write_design(out, manifest, text, top.roms())
     t_end = time.perf_counter()
     if log:

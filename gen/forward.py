@@ -110,7 +110,7 @@ def run_float(cfg, layers, x: np.ndarray, ctx: int, step=lambda: None,
     for i, w in zip(indices or range(len(layers)), layers, strict=True):
         cache = llama.KVCache(cfg, ctx)
         for t in range(len(h)):
-            if isinstance(cfg, gpt_oss.GptOssConfig):
+            if gpt_oss.is_moe(cfg):
                 h[t] = gpt_oss.layer_step(cfg, w, h[t], t, cache, cfg.window(i))
             else:
                 h[t] = llama.layer_step(cfg, w, h[t], t, cache)
@@ -120,16 +120,15 @@ def run_float(cfg, layers, x: np.ndarray, ctx: int, step=lambda: None,
 
 def run_golden(int_layers, x: np.ndarray, step=lambda: None) -> np.ndarray:
     """The integer golden: ``x`` to the residual once, integer between layers, back to float
-    at the end. ``int_layers`` are :class:`golden.llama_int.IntLayer` (one format)."""
+    at the end. ``int_layers`` are :func:`golden.arch.int_layer` constants (one format)."""
     from golden.integer import IntCache, from_residual, to_residual
-    from golden.llama_int import int_layer_step
 
     fmt = int_layers[0].fmt
     h = to_residual(x, fmt)
     for L in int_layers:
-        cache = IntCache(L.cfg, L.ctx)
+        cache = IntCache(L.cfg, L.slots)
         for t in range(len(h)):
-            h[t] = int_layer_step(L, h[t], t, cache)
+            h[t] = L.step(h[t], t, cache)
             step()
     return from_residual(h, fmt)
 
@@ -172,12 +171,11 @@ def run_rtl(m, sel, x: np.ndarray, ctx: int, lanes: int | None = None,
         # file never reuses a stale design.
         w = m.layer(i)
         dig = hashlib.sha256()
-        for name in ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down"):
-            t = getattr(w, name)
+        for t in w.tensors().values():
             for a in (t.codes, t.scale, t.offset):
                 dig.update(np.ascontiguousarray(a).tobytes())
-        dig.update(np.ascontiguousarray(w.attn_norm).tobytes())
-        dig.update(np.ascontiguousarray(w.ffn_norm).tobytes())
+        for v in w.vectors().values():
+            dig.update(np.ascontiguousarray(v).tobytes())
         d = (Path("build") / "forward"
              / f"{stem}_L{i}_ctx{ctx}_lanes{lanes or 'auto'}_{dig.hexdigest()[:10]}")
         if not (d / "manifest.json").exists():
@@ -213,15 +211,15 @@ def forward(model: str, layers: str, input_path: Path, backend: str, out: Path,
     with atomic_file(out, "--out") as f:  # opened first: an unwritable path fails early
         weights = [m.layer(i) for i in sel]  # decode (and check) every layer before running
         if backend in ("golden", "rtl"):
+            from golden.arch import int_layer
             from golden.integer import IntFormat
-            from golden.llama_int import IntLayer
 
             fmt = IntFormat()
             lim = 2.0 ** (fmt.res_bits - 1 - fmt.res_frac)
             int_layers = []
             for i, w in zip(sel, weights, strict=True):
                 try:
-                    int_layers.append(IntLayer(cfg, w, ctx, fmt))
+                    int_layers.append(int_layer(cfg, w, ctx, fmt, index=i))
                 except ValueError as e:
                     raise UserError(f"{m.name} layer {i}: {e}") from None
             res.saturated = n = int(np.count_nonzero((x >= lim) | (x < -lim)))

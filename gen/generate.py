@@ -30,10 +30,9 @@ Step = Callable[[int, int], tuple[np.ndarray, int]]
 def float_stepper(m, ctx: int) -> Step:
     """The float32 reference, :class:`golden.llama.FloatModel` (a gpt-oss model's
     :class:`golden.gpt_oss.GptOssModel`; logits float32)."""
-    from golden.gpt_oss import GptOssModel
-    from golden.llama import FloatModel
+    from golden.arch import float_model
 
-    fm = (GptOssModel if m.is_moe else FloatModel)(m.cfg, m.weights(), ctx)
+    fm = float_model(m.cfg, m.weights(), ctx)
 
     def step(token: int, pos: int):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -48,11 +47,10 @@ def golden_stepper(m, ctx: int) -> Step:
     """The integer golden, :class:`golden.llama_int.IntModel` (a gpt-oss model's
     :class:`golden.gpt_oss_int.IntMoeModel`) with the default
     :class:`golden.integer.IntFormat` (logits int, Q.logit_frac)."""
-    from golden.gpt_oss_int import IntMoeModel
-    from golden.llama_int import IntModel
+    from golden.arch import int_model
 
     try:
-        im = (IntMoeModel if m.is_moe else IntModel)(m.cfg, m.weights(), ctx)
+        im = int_model(m.cfg, m.weights(), ctx)
     except ValueError as e:
         raise UserError(f"{m.name}: {e}") from None
     return im.step

@@ -6,7 +6,6 @@ real token embeddings at positions ``0..ctx-1`` through the integer golden layer
 """
 
 import gc
-import math
 import os
 import time
 from dataclasses import asdict
@@ -15,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from golden.integer import IntCache, IntFormat, to_residual
-from golden.llama import PROJECTIONS
-from golden.llama_int import int_layer_step
 from hdl import not_elaborated
+from hdl.decoder import default_beat
 
 from .design import check_rom_images, header, lint_waivers, module_infos, rom_files, write_design
 from .errors import UserError
@@ -29,23 +27,36 @@ __all__ = ["generate_layer", "default_beat", "convert_modules", "module_roles", 
 TOP = "decoder_layer"
 
 
-def default_beat(cfg, lanes: int, block: int = 32) -> int:
-    """The widest beat (elements per cycle between units) that divides every vector length,
-    the head, the block and the lane count."""
-    return math.gcd(cfg.dim, cfg.kv_dim, cfg.ffn, cfg.head_dim, block, lanes)
+def layer_tensors(w) -> list:
+    """The weight matrices of a layer (``w.tensors()``) or of a whole model
+    (:class:`golden.llama.ModelWeights`: the embedding, the LM head and every layer's)."""
+    layers = getattr(w, "layers", None)
+    if layers is None:
+        return list(w.tensors().values())
+    return [w.embedding, w.lm_head, *(t for lw in layers for t in lw.tensors().values())]
 
 
 def weights_block(w) -> int:
-    """The lane block (:func:`golden.blockquant.lane_block`) of a layer's projections
-    (:class:`golden.llama.LayerWeights`) or of a whole model's tensors
-    (:class:`golden.llama.ModelWeights`: every layer, the LM head and the embedding)."""
+    """The lane block (:func:`golden.blockquant.lane_block`) of a layer's or a whole model's
+    weight matrices (:func:`layer_tensors`)."""
     from golden.blockquant import lane_block
 
-    layers = getattr(w, "layers", None)
-    if layers is None:
-        return lane_block(*(getattr(w, n) for n in PROJECTIONS))
-    return lane_block(w.embedding, w.lm_head,
-                      *(getattr(lw, n) for lw in layers for n in PROJECTIONS))
+    return lane_block(*layer_tensors(w))
+
+
+def weight_bits(w) -> int:
+    """The code bits of a layer's or a whole model's weight matrices."""
+    return sum(t.codes.size * t.bits for t in layer_tensors(w))
+
+
+def check_lanes(cfg, lanes: int) -> None:
+    """``--lanes`` must divide every pass's rows (:func:`hdl.decoder.pass_rows`)."""
+    from hdl.decoder import pass_rows
+
+    rows = pass_rows(cfg)
+    if lanes < 1 or any(r % lanes for r in rows):
+        raise UserError(f"--lanes {lanes} must divide every pass's rows "
+                        f"({', '.join(map(str, rows))})")
 
 
 def _convert(job):
@@ -128,7 +139,7 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
                    ctx: int | None = None, beat: int | None = None, seed: int = 0,
                    quant: str = "q4_1", rom_images: str = "auto", log=print) -> dict:
     """Write the design directory and return its manifest."""
-    from hdl.layer import DecoderLayer
+    from hdl.decoder import decoder_layer, default_lanes
 
     t0 = time.perf_counter()
     from .models import Model
@@ -139,19 +150,15 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
     ctx = ctx or min(16, cfg.max_ctx)
     if not 1 <= ctx <= cfg.max_ctx:
         raise UserError(f"--ctx must be in 1..{cfg.max_ctx} for {m.name}, not {ctx}")
-    lanes = lanes or math.gcd(64, cfg.dim, cfg.kv_dim, cfg.ffn)
-    rows = [cfg.dim + 2 * cfg.kv_dim, cfg.dim, 2 * cfg.ffn]
-    if lanes < 1 or any(r % lanes for r in rows):
-        raise UserError(f"--lanes {lanes} must divide every pass's rows "
-                        f"({', '.join(map(str, rows))})")
+    lanes = lanes or default_lanes(cfg)
+    check_lanes(cfg, lanes)
     beat = beat or default_beat(cfg, lanes, weights_block(w))
     fmt = IntFormat()
     check_rom_images(rom_images)
-    weight_bits = sum(int(np.prod(getattr(w, n).shape)) * getattr(w, n).bits
-                      for n in PROJECTIONS)
-    files = rom_files(rom_images, weight_bits)
+    files = rom_files(rom_images, weight_bits(w))
     try:
-        top = DecoderLayer(cfg, w, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt, rom_images=files)
+        top = decoder_layer(cfg, w, index=layer, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt,
+                            rom_images=files)
     except ValueError as e:
         raise UserError(f"cannot build layer {layer} of {m.name}: {e}") from None
     t_build = time.perf_counter()
@@ -169,13 +176,13 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
                         else rng.integers(-lim, lim, cfg.dim) for p in range(ctx)])
     seqs = {}
     for name, xs in (("real", x_real), ("extreme", x_worst)):
-        cache = IntCache(cfg, ctx)
-        ys = np.stack([int_layer_step(top.golden, xs[p], p, cache) for p in range(ctx)])
+        cache = IntCache(cfg, top.golden.slots)
+        ys = np.stack([top.golden.step(xs[p], p, cache) for p in range(ctx)])
         seqs[name] = (xs.astype(np.int64), ys.astype(np.int64))
     t_golden = time.perf_counter()
 
     unit_cycles = {k: int(v) for k, v in top.unit_cycles(ctx - 1).items()}
-    roms = [r.image for r in top.engine.roms() if r.image is not None]
+    roms = [r.image for r in top.roms() if r.image is not None]
     manifest = header("hardwire-layer/1", "layer", TOP, roms) | {
         "in": {"valid": "x__valid", "ready": "x__ready", "data": "x__payload",
                "beats": top.beats, "beat": beat, "bits": fmt.res_bits, "signed": True,
@@ -191,12 +198,11 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
         "format_int": asdict(fmt),
         "ctx": ctx, "lanes": lanes, "beat": beat,
         "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
-        "weights": int(sum(p.shape[0] * p.shape[1] for p in top.passes)),
+        "weights": int(sum(t.codes.size for t in layer_tensors(w))),
         "weight_error": layer_weight_error(m, layer),
         "cycles": {
             "ideal_at_last_pos": top.ideal_cycles(ctx - 1),
-            "ideal_note": ("all weight bits / (lanes * block bits per cycle) + attention's own "
-                           "work (2 * (pos+1) * n_heads)"),
+            "ideal_note": top.IDEAL_NOTE,
             "units_at_last_pos": unit_cycles,
             "units_sum_at_last_pos": sum(unit_cycles.values()),
         },
@@ -205,12 +211,16 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
         "lint_waivers": lint_waivers(),
         "modules": module_roles(top, TOP),
     }
+    if hasattr(top, "rom_parts"):
+        from .moe import layer_moe
+
+        manifest["moe"] = layer_moe(top)
 
     def tokens(d: Path):
         for name, (xs, ys) in seqs.items():
             np.save(d / f"tokens_{name}_in.npy", xs)
             np.save(d / f"tokens_{name}_out.npy", ys)
-    write_design(out, manifest, text, top.engine.roms(), extra=tokens)
+    write_design(out, manifest, text, top.roms(), extra=tokens)
     t_end = time.perf_counter()
     if log:
         log(f"layer {layer} of {m.name}: {manifest['weights']} weights, {lanes} lanes, beat "

@@ -6,6 +6,8 @@ exact dequantised values. A GGUF file (or ``tiny``) holds weights that are alrea
 the float original is unknown, so only the format names are reported for it.
 """
 
+import re
+
 import numpy as np
 
 from golden.blockquant import BlockAffine
@@ -39,8 +41,13 @@ def relative_l2(q: BlockAffine, ref: np.ndarray) -> float:
 
 
 def _formats(w) -> dict:
-    return {p: getattr(w, p).source if isinstance(getattr(w, p), BlockAffine) else "float"
-            for p in PROJECTIONS}
+    """Each weight matrix's format by name; a mixture of experts' as ``experts.<projection>``,
+    its experts' formats joined by ``/`` where they differ."""
+    out = {}
+    for name, t in w.tensors().items():
+        key = re.sub(r"^experts\.\d+\.", "experts.", name)
+        out.setdefault(key, set()).add(t.source if isinstance(t, BlockAffine) else "float")
+    return {k: "/".join(sorted(v)) for k, v in out.items()}
 
 
 def layer_weight_error(model: Model, i: int) -> dict:

@@ -72,6 +72,13 @@ class BlockFoldedLayout(LaneLayout):
     def words_per_group(self) -> int:
         return self.cycles_per_block
 
+    def rom_bits(self, word_bits: int, const_bits: int) -> int:
+        """Every lane's ROM bits: :attr:`depth` code words of ``word_bits`` (the block in a
+        serial layout; a parallel one's pieces together) and a block constant of
+        ``const_bits`` (``D`` and ``M`` together) per block of each local row."""
+        return self.lanes * (self.depth * word_bits
+                             + self.rows_per_lane * self.nblocks * const_bits)
+
 
 def _lane_major(a: np.ndarray, L: BlockFoldedLayout) -> np.ndarray:
     """``[rows, ...]`` -> ``[lanes, rows_per_lane, ...]`` with row ``i * lanes + p``."""

@@ -1,7 +1,7 @@
 """The float reference of a gpt-oss model (a mixture of experts), one decode step at a time.
 
 It follows Hugging Face ``transformers``' ``GptOssForCausalLM`` (``models/gpt_oss``) and is
-checked against it (``tests/test_gpt_oss_float.py``):
+checked against it (``tests/test_gpt_oss.py``):
 
 - attention: q/k/v/o with biases, grouped-query heads of ``head_dim`` (not ``dim / n_heads``),
   NeoX-style RoPE (element ``i`` pairs with ``i + head_dim/2``) with YaRN scaling
@@ -34,7 +34,7 @@ from golden.llama import AttentionHeads, DenseWeights, FloatModel, KVCache, rms_
 
 __all__ = ["Yarn", "GptOssConfig", "Expert", "MoeLayerWeights",
            "yarn_tables", "route", "clamped_swiglu", "moe_step", "attention_step",
-           "layer_step", "GptOssModel", "SLIDING", "FULL"]
+           "layer_step", "GptOssModel", "SLIDING", "FULL", "is_moe"]
 
 SLIDING, FULL = "sliding_attention", "full_attention"
 
@@ -167,6 +167,21 @@ class MoeLayerWeights(DenseWeights):
     experts: list[Expert]
     _float: dict = field(default_factory=dict, repr=False)
 
+    def tensors(self) -> dict:
+        """Every weight matrix by name (``experts.<e>.<projection>`` for the experts')."""
+        out = {n: getattr(self, n) for n in (*ATTN_PROJECTIONS, "router")}
+        for e, ex in enumerate(self.experts):
+            out |= {f"experts.{e}.{n}": getattr(ex, n) for n in EXPERT_PROJECTIONS}
+        return out
+
+    def vectors(self) -> dict:
+        """Every other tensor by name: norm gains, biases, sinks."""
+        out = {n: getattr(self, n) for n in ("attn_norm", "bq", "bk", "bv", "bo", "sinks",
+                                             "ffn_norm", "router_bias")}
+        for e, ex in enumerate(self.experts):
+            out |= {f"experts.{e}.{n}": getattr(ex, n) for n in ("b_gate", "b_up", "b_down")}
+        return out
+
     def check(self, cfg: GptOssConfig) -> None:
         """Raise ``ValueError`` naming the first tensor whose shape does not fit ``cfg``."""
         d, q, kv, f, e = cfg.dim, cfg.q_dim, cfg.kv_dim, cfg.ffn, cfg.n_experts
@@ -187,6 +202,11 @@ class MoeLayerWeights(DenseWeights):
                 if got != shape:
                     raise ValueError(f"expert {i} tensor {name} has shape {got}, the config "
                                      f"needs {shape}")
+
+
+def is_moe(cfg) -> bool:
+    """Whether a model's configuration is a gpt-oss mixture of experts."""
+    return isinstance(cfg, GptOssConfig)
 
 
 def yarn_tables(cfg: GptOssConfig, positions) -> tuple[np.ndarray, np.ndarray]:

@@ -141,6 +141,10 @@ class IntMoeLayer(LayerConstants):
     def matvec(self, w: BlockAffine, a, e: int, bias: np.ndarray) -> np.ndarray:
         return add_bias(project(w, a, e, self.fmt), bias, self.fmt)
 
+    def step(self, h, pos: int, cache: IntCache) -> np.ndarray:
+        """One decode step (:func:`moe_layer_step`)."""
+        return moe_layer_step(self, h, pos, cache)
+
 
 def _attention(L: IntMoeLayer, h, pos: int, cache: IntCache, t: dict) -> np.ndarray:
     cfg, fmt, w = L.cfg, L.fmt, L.w
@@ -201,9 +205,3 @@ class IntMoeModel(IntModel):
 
     def make_layer(self, i: int, lw) -> IntMoeLayer:
         return IntMoeLayer(self.cfg, lw, self.ctx, self.fmt, index=i)
-
-    def make_cache(self, i: int) -> IntCache:
-        return IntCache(self.cfg, self.layers[i].slots)
-
-    def layer_step(self, L, h, pos: int, cache: IntCache):
-        return moe_layer_step(L, h, pos, cache)

@@ -121,6 +121,14 @@ class LayerWeights(DenseWeights):
     w_down: BlockAffine
     _float: dict = field(default_factory=dict, repr=False)
 
+    def tensors(self) -> dict:
+        """Every weight matrix by name, in the order the hardware runs them."""
+        return {n: getattr(self, n) for n in PROJECTIONS}
+
+    def vectors(self) -> dict:
+        """Every other tensor (the norm gains) by name."""
+        return {"attn_norm": self.attn_norm, "ffn_norm": self.ffn_norm}
+
     def check(self, cfg: LlamaConfig) -> None:
         """Raise ``ValueError`` naming the first tensor whose shape does not fit ``cfg``."""
         want = {

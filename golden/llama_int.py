@@ -69,6 +69,11 @@ class LayerConstants:
         self.score_const = round(math.log2(math.e) / math.sqrt(cfg.head_dim)
                                  * (1 << fmt.score_const_frac))
 
+    @property
+    def slots(self) -> int:
+        """KV-cache positions the layer keeps (:class:`golden.integer.IntCache`)."""
+        return self.ctx
+
     def check(self, named) -> None:
         for name, w in named:
             if not isinstance(w, BlockAffine):
@@ -90,6 +95,10 @@ class IntLayer(LayerConstants):
         """Projection ``name`` of activations ``(a, e)`` as int32 Q.fx
         (:func:`golden.integer.project`)."""
         return project(getattr(self.w, name), a, e, self.fmt)
+
+    def step(self, h, pos: int, cache: IntCache) -> np.ndarray:
+        """One decode step (:func:`int_layer_step`)."""
+        return int_layer_step(self, h, pos, cache)
 
 
 def int_layer_step(L: IntLayer, h, pos: int, cache: IntCache, trace: dict | None = None):
@@ -193,16 +202,9 @@ class IntModel:
         """Layer ``i``'s integer constants (:class:`IntLayer`)."""
         return IntLayer(self.cfg, lw, self.ctx, self.fmt)
 
-    def make_cache(self, i: int) -> IntCache:
-        """Layer ``i``'s KV cache."""
-        return IntCache(self.cfg, self.ctx)
-
-    def layer_step(self, L, h, pos: int, cache: IntCache):
-        """One layer at ``pos`` (:func:`int_layer_step`)."""
-        return int_layer_step(L, h, pos, cache)
-
     def reset(self) -> None:
-        self.caches = [self.make_cache(i) for i in range(len(self.layers))]
+        """Empty KV caches, one per layer, of each layer's :attr:`LayerConstants.slots`."""
+        self.caches = [IntCache(self.cfg, L.slots) for L in self.layers]
 
     def embed(self, token: int) -> np.ndarray:
         return embed_int(self.w.embedding, token, self.fmt)
@@ -222,7 +224,7 @@ class IntModel:
             raise ValueError(f"token {token} is outside the vocabulary of {self.cfg.vocab}")
         h = h0 = self.embed(token)
         for L, cache in zip(self.layers, self.caches, strict=True):
-            h = self.layer_step(L, h, pos, cache)
+            h = L.step(h, pos, cache)
         logits, act = self.head(h)
         if trace is not None:
             trace.update(h_embed=h0, h_final=h, final_norm=act, logits=logits)

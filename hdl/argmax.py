@@ -14,13 +14,19 @@ class ArgmaxUnit(wiring.Component):
     """The index of the largest of ``n`` signed values arriving in beats, and that value;
     equal maxima go to the lowest index (:func:`golden.integer.argmax_int`).
 
-    Ports: ``x`` (``beat_layout(beat, bits)``, ``n / beat`` beats), ``y`` (``{"id",
+    The vector may come padded to ``rows`` elements (an LM head padded to whole lanes): the
+    elements past ``n`` count as the smallest value, and a tie goes to the lower index, so
+    they are never chosen.
+
+    Ports: ``x`` (``beat_layout(beat, bits)``, ``rows / beat`` beats), ``y`` (``{"id",
     "logit"}``, one payload per vector, a cycle after the last beat)."""
 
-    def __init__(self, n: int, beat: int, bits: int):
-        if n % beat:
-            raise ValueError(f"beat {beat} does not divide {n}")
-        self.n, self.beat, self.bits = n, beat, bits
+    def __init__(self, n: int, beat: int, bits: int, rows: int | None = None):
+        rows = n if rows is None else rows
+        if rows % beat or rows < n:
+            raise ValueError(f"beat {beat} does not divide {rows}" if rows % beat else
+                             f"{rows} rows cannot hold {n} values")
+        self.n, self.rows, self.beat, self.bits = n, rows, beat, bits
         self.id_bits = max(1, (n - 1).bit_length())
         self.out_layout = data.StructLayout({"id": unsigned(self.id_bits),
                                              "logit": signed(bits)})
@@ -29,7 +35,7 @@ class ArgmaxUnit(wiring.Component):
 
     @property
     def cycles(self) -> int:
-        return self.n // self.beat + 1
+        return self.rows // self.beat + 1
 
     def _beat_maximum(self, m):
         """The beat's maximum and its index by a tree of comb signals ``mx<level>_<i>`` and
@@ -47,14 +53,21 @@ class ArgmaxUnit(wiring.Component):
             m.d.comb += [v.eq(pair[0]), i.eq(pair[1])]
             return v, i
 
-        return balanced_tree([(element(self.x.payload.elem, i, W), Const(i, range(B)))
-                              for i in range(B)], larger, node)
+        def value(i):
+            v = element(self.x.payload.elem, i, W)
+            last = (self.n - 1 - i) // B  # the last beat whose element i is a value
+            if last >= self.rows // B - 1:
+                return v  # never padding
+            return Mux(cnt > last, Const(-(1 << (W - 1)), signed(W)), v)
+
+        cnt = self._cnt
+        return balanced_tree([(value(i), Const(i, range(B))) for i in range(B)], larger, node)
 
     def elaborate(self, platform):
         m = Module()
-        B, W, nb = self.beat, self.bits, self.n // self.beat
+        B, W, nb = self.beat, self.bits, self.rows // self.beat
+        self._cnt = cnt = Signal(range(nb), name="cnt")
         bv, bi = self._beat_maximum(m)
-        cnt = Signal(range(nb))
         best = Signal(signed(W))
         best_id = Signal(self.id_bits)
         full = Signal()

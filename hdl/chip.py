@@ -1,5 +1,6 @@
 """The whole model in hardware: token ids in, the next token ids out, bit for bit
-:class:`golden.llama_int.IntModel`.
+:class:`golden.llama_int.IntModel` (a Llama) or :class:`golden.gpt_oss_int.IntMoeModel`
+(gpt-oss).
 
 Dataflow of a token (one token in flight; every arrow a ``lib.stream``)::
 
@@ -7,7 +8,8 @@ Dataflow of a token (one token in flight; every arrow a ``lib.stream``)::
                    (codes, D, M)     (each its own lanes, mask ROMs and KV cache)
                       ─> LM head (a lane array, one pass) ─> argmax ─> y (id, logit)
 
-Every decoder layer is a :class:`hdl.layer.DecoderLayer` with its own lane array and mask
+Every decoder layer (:func:`hdl.decoder.decoder_layer`: a :class:`hdl.layer.DecoderLayer`,
+or a :class:`hdl.moe_layer.MoeDecoderLayer` for gpt-oss) has its own lane array and mask
 ROMs; the LM head is one more :class:`hdl.lane_array.LaneArray`; its ROMs hold the head's
 codes and scales (SmolLM2 ties it to the embedding, and the embedding ROM holds the same
 numbers in row order, which is what a lookup needs).
@@ -19,17 +21,17 @@ from amaranth.hdl import Cat, ClockDomain, ClockSignal, Module, ResetSignal, Sig
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.blockquant import lane_block
+from golden.arch import int_model
+from golden.blockquant import lane_block, pad_rows
 from golden.integer import IntFormat
 from golden.llama import LlamaConfig, ModelWeights
-from golden.llama_int import IntModel
 
 from .argmax import ArgmaxUnit
 from .blackbox import Blackbox, module_key
+from .decoder import decoder_layer
 from .embedding import EmbeddingUnit, token_layout
 from .glue import connect_stream
 from .lane_array import LaneArray
-from .layer import DecoderLayer
 from .norm import RmsNormUnit
 
 __all__ = ["Chip"]
@@ -63,15 +65,15 @@ class Chip(wiring.Component):
         self.gate_clocks = gate_clocks
         self.cfg, self.fmt, self.ctx, self.beat = cfg, fmt, ctx, beat
         self.lanes, self.head_lanes = lanes, head_lanes
-        self.golden = IntModel(cfg, w, ctx, fmt)
+        self.golden = int_model(cfg, w, ctx, fmt)
         self.pos_bits = max(1, (ctx - 1).bit_length())
         self.modules = {}
         self.layers = []
         units = {}  # the layers' units by module name: identical units are built once
         for i, lw in enumerate(w.layers):
-            layer = DecoderLayer(cfg, lw, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt,
-                                 rom_images=rom_images, prefix=f"l{i}", parallel=parallel,
-                                 gate_lanes=gate_clocks, units=units)
+            layer = decoder_layer(cfg, lw, index=i, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt,
+                                  rom_images=rom_images, prefix=f"l{i}", parallel=parallel,
+                                  gate_lanes=gate_clocks, units=units)
             # Identical lanes (same widths and bounds) are one module across the layers.
             layer.engine.lane_name = module_key(layer.engine.lane_kind,
                                                  layer.engine.lane_args())
@@ -86,13 +88,16 @@ class Chip(wiring.Component):
         head_fmt = replace(fmt, abits=G.head_abits, fx_frac=fmt.logit_frac,
                            fx_bits=fmt.logit_bits)
         self.head_fmt = head_fmt
-        head = w.lm_head.reblock(lane_block(w.lm_head))
+        # A vocabulary that the head's lanes do not divide is padded with zero rows, which
+        # the argmax never chooses.
+        self.head_rows = -(-cfg.vocab // head_lanes) * head_lanes
+        head = pad_rows(w.lm_head.reblock(lane_block(w.lm_head)), self.head_rows)
         self.norm = RmsNormUnit(cfg.dim, beat, head_fmt, G.g_final, G.gf_final, G.eps_term)
         self.head = LaneArray([head], abits=G.head_abits, lanes=head_lanes, beat=beat,
                               fmt=head_fmt, rom_images=rom_images, prefix="head",
                               parallel=parallel, gate_lanes=gate_clocks)
         self.head.lane_name = module_key(self.head.lane_kind, self.head.lane_args())
-        self.argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits)
+        self.argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits, rows=self.head_rows)
         for name, comp in (("embedding", self.embed), ("final_norm", self.norm),
                            ("head_engine", self.head), ("argmax", self.argmax)):
             self.modules[f"chip_{name}"] = comp
@@ -123,7 +128,8 @@ class Chip(wiring.Component):
 
     @property
     def rom_bits(self) -> int:
-        return sum(e.rom_bits for e in self.engines()) + self.embed.rom_bits
+        return (sum(layer.rom_bits for layer in self.layers) + self.head.rom_bits
+                + self.embed.rom_bits)
 
     @property
     def ram_bits(self) -> int:
@@ -131,9 +137,9 @@ class Chip(wiring.Component):
 
     def roms(self):
         out = []
-        for e in self.engines():
-            out += e.roms()
-        return out + self.embed.roms()
+        for layer in self.layers:
+            out += layer.roms()
+        return out + self.head.roms() + self.embed.roms()
 
     def unit_cycles(self, pos: int) -> dict:
         """Where a token's cycles go, from the units' formulas."""

@@ -62,10 +62,11 @@ class Join(wiring.Component):
 
 
 class BeatFifo(wiring.Component):
-    """A FIFO of ``depth`` beats."""
+    """A FIFO of ``depth`` beats (at least 3: a buffered FIFO of 2 has a memory of one word,
+    whose zero-bit address Verilator rejects)."""
 
     def __init__(self, shape, depth: int):
-        self._shape, self._depth = shape, depth
+        self._shape, self._depth = shape, max(3, depth)
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):

@@ -177,6 +177,14 @@ class LaneArray(wiring.Component):
     def rom_bits(self) -> int:
         return sum(len(r.words) * r.width for r in self.roms())
 
+    @property
+    def pass_rom_bits(self) -> list[int]:
+        """The ROM bits of each pass (its code words and its block constants, every lane's);
+        they add up to :attr:`rom_bits`."""
+        word = sum(r.width for r in self.lane_code_roms[0])
+        const = self._d_bits + (self._m_bits if self._has_m else 0)
+        return [L.rom_bits(word, const) for L in self.layouts]
+
     def lane_args(self) -> dict:
         args = dict(block=self.block, abits=self.abits, b=self.bounds,
                     d_bits=self._d_bits, m_bits=self._m_bits, s_bits=self._s_bits)

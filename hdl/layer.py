@@ -48,10 +48,159 @@ from .rope import RopeUnit
 from .swiglu import SwigluUnit
 from .vector import beat_layout
 
-__all__ = ["DecoderLayer"]
+__all__ = ["LayerBase", "DecoderLayer", "one_token_at_a_time", "join_residual",
+           "dense_cycles"]
 
 
-class DecoderLayer(wiring.Component):
+def one_token_at_a_time(m, layer, nb: int, res_beat):
+    """A layer's input: one token (``nb`` beats) at a time, its position latched from the
+    first beat, into a :class:`hdl.glue.Fork` of two (returned, with the position). ``busy``
+    is high from a token's first input beat to its last output beat."""
+    accepting = Signal(init=1)
+    in_cnt = Signal(range(nb + 1))
+    out_cnt = Signal(range(nb + 1))
+    pos = Signal(layer.pos_bits)
+    m.submodules.fork_in = fork_in = Fork(res_beat, 2)
+    m.d.comb += [fork_in.i.valid.eq(layer.x.valid & accepting),
+                 layer.x.ready.eq(fork_in.i.ready & accepting),
+                 fork_in.i.payload.elem.eq(layer.x.payload.elem)]
+    with m.If(layer.x.valid & layer.x.ready):
+        with m.If(in_cnt == 0):
+            m.d.sync += pos.eq(layer.x.payload.pos)
+        with m.If(in_cnt == nb - 1):
+            m.d.sync += [in_cnt.eq(0), accepting.eq(0)]
+        with m.Else():
+            m.d.sync += in_cnt.eq(in_cnt + 1)
+    # A token is inside (between its first input beat and its last output beat); with
+    # none inside and no input offered, no register of the layer changes.
+    m.d.comb += layer.busy.eq(~accepting | (in_cnt != 0))
+    with m.If(layer.y.valid & layer.y.ready):
+        with m.If(out_cnt == nb - 1):
+            m.d.sync += [out_cnt.eq(0), accepting.eq(1)]
+        with m.Else():
+            m.d.sync += out_cnt.eq(out_cnt + 1)
+    return fork_in, pos
+
+
+def join_residual(m, a, b, dst) -> None:
+    """Beats of ``a`` (the residual, ``h``) and ``b`` (the update, ``y``) side by side into a
+    :class:`hdl.residual.ResidualAdd` input ``dst``."""
+    fire = dst.valid & dst.ready
+    m.d.comb += [dst.valid.eq(a.valid & b.valid), a.ready.eq(fire), b.ready.eq(fire),
+                 dst.payload.h.eq(a.payload.elem), dst.payload.y.eq(b.payload.elem)]
+
+
+def dense_cycles(u, passes: list[int], beats: int, pos: int) -> dict:
+    """A token's cycles at ``pos``, unit by unit: ``u`` has the units (``norm1``, ``rope``,
+    ``attn``, ``bfp``, ``add1``, ``norm2``, ``swiglu``, ``add2``) and ``passes`` the lane
+    array's cycles of q|k|v, o, gate/up and down."""
+    return {
+        "input": beats,
+        "rmsnorm (attn)": u.norm1.cycles,
+        "q|k|v pass": passes[0],
+        "rope": u.rope.cycles,
+        "attention": u.attn.cycles(pos),
+        "bfp": u.bfp.cycles,
+        "o pass": passes[1],
+        "residual add": u.add1.cycles,
+        "rmsnorm (ffn)": u.norm2.cycles,
+        "gate/up pass": passes[2],
+        "swiglu": u.swiglu.cycles,
+        "down pass": passes[3],
+        "residual add 2": u.add2.cycles,
+    }
+
+
+class LayerBase(wiring.Component):
+    """What every decoder layer shares: its units, each a separately emitted module by name
+    (:attr:`modules`), its ports (``x``, ``y``, ``busy``: see the module text) and figures.
+
+    Units with the same parameters are one module, within the layer (both residual adds) and
+    across the layers that share ``units`` (a chip's): built once, so that every unit built is
+    also converted."""
+
+    def _begin(self, units: dict | None) -> None:
+        #: module name -> component, for every unit emitted as its own Verilog module
+        self.modules, self._module_of = {}, {}
+        self._units = {} if units is None else units
+
+    def _unit(self, attr: str, cls, *args, **kwargs) -> None:
+        name = module_key(cls.__name__, *args, **kwargs)
+        if name not in self._units:
+            self._units[name] = cls(*args, **kwargs)
+        self._own(attr, self._units[name], name)
+
+    def _own(self, attr: str, comp, name: str) -> None:
+        self.modules[name] = comp
+        self._module_of[attr] = name
+        setattr(self, attr, comp)
+
+    def _ports(self, ctx: int, beat: int, fmt: IntFormat) -> None:
+        self.pos_bits = max(1, (ctx - 1).bit_length())
+        self.in_layout = data.StructLayout({"elem": unsigned(beat * fmt.res_bits),
+                                            "pos": unsigned(self.pos_bits)})
+        super().__init__({"x": In(stream.Signature(self.in_layout)),
+                          "y": Out(stream.Signature(beat_layout(beat, fmt.res_bits))),
+                          "busy": Out(1)})
+
+    @property
+    def beats(self) -> int:
+        return self.cfg.dim // self.beat
+
+    @property
+    def ram_bits(self) -> int:
+        return self.attn.ram_bits
+
+    # -- the circuit both layers share ---------------------------------------------------------
+    def _boxes(self, m, names) -> dict:
+        """The units ``names`` as instances of their separately emitted modules."""
+        boxes = {n: Blackbox(getattr(self, n), self._module_of[n]) for n in names}
+        for n, box in boxes.items():
+            m.submodules[n] = box
+        return boxes
+
+    def _front(self, m, norm1):
+        """One token at a time in, to the FIFO of ``h`` and the first norm; returns the
+        position and the FIFOs of ``h`` and ``h1``."""
+        res_beat = beat_layout(self.beat, self.fmt.res_bits)
+        nb = self.beats
+        fork_in, pos = one_token_at_a_time(m, self, nb, res_beat)
+        m.submodules.fifo_h = fifo_h = BeatFifo(res_beat, nb)
+        m.submodules.fifo_h1 = fifo_h1 = BeatFifo(res_beat, nb)
+        connect_stream(m, fork_in.o0, fifo_h.i)
+        connect_stream(m, fork_in.o1, norm1.x)
+        return pos, fifo_h, fifo_h1
+
+    def _attention(self, m, qk, v, rope, attn, bfp, pos) -> None:
+        """q|k beats -> RoPE; RoPE's then the v beats -> attention, each beat tagged with the
+        position; attention -> BFP."""
+        B, fx = self.beat, self.fmt.fx_bits
+        cfg = self.cfg
+        n_qk, n_v = (cfg.n_heads + cfg.n_kv_heads) * cfg.head_dim // B, cfg.kv_dim // B
+        m.d.comb += [rope.x.valid.eq(qk.valid), qk.ready.eq(rope.x.ready),
+                     rope.x.payload.elem.eq(qk.payload.elem), rope.x.payload.pos.eq(pos)]
+        m.submodules.to_attn = to_attn = Merge(self.attn.in_layout, [(0, n_qk), (1, n_v)], 2)
+        for src, dst in ((rope.y, to_attn.i0), (v, to_attn.i1)):
+            m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
+                         dst.payload.elem.eq(Value.cast(src.payload)[:B * fx]),
+                         dst.payload.pos.eq(pos)]
+        connect_stream(m, to_attn.o, attn.x)
+        connect_stream(m, attn.y, bfp.x)
+
+    def _h1(self, m, fifo_h, o, add1, fifo_h1, norm2) -> None:
+        """o + h -> h1, to its FIFO and the second norm."""
+        join_residual(m, fifo_h.o, o, add1.x)
+        m.submodules.fork_h1 = fork_h1 = Fork(beat_layout(self.beat, self.fmt.res_bits), 2)
+        connect_stream(m, add1.y, fork_h1.i)
+        connect_stream(m, fork_h1.o0, fifo_h1.i)
+        connect_stream(m, fork_h1.o1, norm2.x)
+
+
+class DecoderLayer(LayerBase):
+    #: how :meth:`ideal_cycles` counts (for a manifest)
+    IDEAL_NOTE = ("all weight bits / (lanes * block bits per cycle) + attention's own work "
+                  "(2 * (pos+1) * n_heads)")
+
     def __init__(self, cfg: LlamaConfig, w: LayerWeights, *, ctx: int, lanes: int, beat: int,
                  fmt: IntFormat | None = None, rom_images: bool = False,
                  prefix: str = "layer", parallel: bool = False, gate_lanes: bool = False,
@@ -73,23 +222,8 @@ class DecoderLayer(wiring.Component):
                                 rom_images=rom_images, prefix=prefix, parallel=parallel,
                                 gate_lanes=gate_lanes)
         d, hd, nh, nkv = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
-        #: module name -> component, for every unit emitted as its own Verilog module
-        self.modules = {}
-        self._module_of = {}
-
-        # Units with the same parameters are one module, within the layer (both residual
-        # adds) and across the layers that share ``units`` (a chip's): built once, so that
-        # every unit built is also converted.
-        units = {} if units is None else units
-
-        def unit(attr, cls, *args):
-            name = module_key(cls.__name__, *args)
-            if name not in units:
-                units[name] = cls(*args)
-            self.modules[name] = units[name]
-            self._module_of[attr] = name
-            setattr(self, attr, units[name])
-
+        self._begin(units)
+        unit = self._unit
         unit("norm1", RmsNormUnit, d, beat, fmt, L.g_attn, L.gf_attn, L.eps_term)
         unit("norm2", RmsNormUnit, d, beat, fmt, L.g_ffn, L.gf_ffn, L.eps_term)
         unit("rope", RopeUnit, nh + nkv, hd, ctx, beat, fmt, L.cos, L.sin)
@@ -98,27 +232,17 @@ class DecoderLayer(wiring.Component):
         unit("swiglu", SwigluUnit, cfg.ffn, beat, fmt, L.sig_table)
         unit("add1", ResidualAdd, d, beat, fmt)
         unit("add2", ResidualAdd, d, beat, fmt)
-        self.modules[f"{prefix}_engine"] = self.engine
-        self._module_of["engine"] = f"{prefix}_engine"
-        self.pos_bits = max(1, (ctx - 1).bit_length())
-        self.in_layout = data.StructLayout({"elem": unsigned(beat * fmt.res_bits),
-                                            "pos": unsigned(self.pos_bits)})
-        super().__init__({"x": In(stream.Signature(self.in_layout)),
-                          "y": Out(stream.Signature(beat_layout(beat, fmt.res_bits))),
-                          "busy": Out(1)})
+        self._own("engine", self.engine, f"{prefix}_engine")
+        self._ports(ctx, beat, fmt)
 
     # -- figures ------------------------------------------------------------------------------
-    @property
-    def beats(self) -> int:
-        return self.cfg.dim // self.beat
-
     @property
     def rom_bits(self) -> int:
         return self.engine.rom_bits
 
-    @property
-    def ram_bits(self) -> int:
-        return self.attn.ram_bits
+    def roms(self) -> list:
+        """Every mask ROM of the layer's weights (:class:`hdl.mask_rom.RomSpec`)."""
+        return self.engine.roms()
 
     def ideal_cycles(self, pos: int) -> float:
         """All weight bits over the lanes' throughput (``lanes * block`` per cycle), plus the
@@ -128,22 +252,7 @@ class DecoderLayer(wiring.Component):
 
     def unit_cycles(self, pos: int) -> dict:
         """Where the cycles of a token go, unit by unit, from the units' own formulas."""
-        e = self.engine
-        return {
-            "input": self.beats,
-            "rmsnorm (attn)": self.norm1.cycles,
-            "q|k|v pass": e.pass_cycles[0],
-            "rope": self.rope.cycles,
-            "attention": self.attn.cycles(pos),
-            "bfp": self.bfp.cycles,
-            "o pass": e.pass_cycles[1],
-            "residual add": self.add1.cycles,
-            "rmsnorm (ffn)": self.norm2.cycles,
-            "gate/up pass": e.pass_cycles[2],
-            "swiglu": self.swiglu.cycles,
-            "down pass": e.pass_cycles[3],
-            "residual add 2": self.add2.cycles,
-        }
+        return dense_cycles(self, self.engine.pass_cycles, self.beats, pos)
 
     # -- circuit ------------------------------------------------------------------------------
     def elaborate(self, platform):
@@ -153,43 +262,10 @@ class DecoderLayer(wiring.Component):
         nb = self.beats
         # The units are instances of separately emitted modules (:attr:`modules`).
         names = ("engine", "norm1", "norm2", "rope", "attn", "bfp", "swiglu", "add1", "add2")
-        boxes = [Blackbox(getattr(self, n), self._module_of[n]) for n in names]
-        e, norm1, norm2, rope, attn, bfp, swiglu, add1, add2 = boxes
-        for n, box in zip(names, boxes, strict=True):
-            m.submodules[n] = box
-        res_beat = beat_layout(B, fmt.res_bits)
+        e, norm1, norm2, rope, attn, bfp, swiglu, add1, add2 = self._boxes(m, names).values()
         act_beat = beat_layout(B, fmt.abits, fmt.exp_bits)
         fx_beat = beat_layout(B, fmt.fx_bits)
-
-        # -- one token at a time; latch its position ----------------------------------------
-        accepting = Signal(init=1)
-        in_cnt = Signal(range(nb + 1))
-        out_cnt = Signal(range(nb + 1))
-        pos = Signal(self.pos_bits)
-        m.submodules.fork_in = fork_in = Fork(res_beat, 2)
-        m.d.comb += [fork_in.i.valid.eq(self.x.valid & accepting),
-                     self.x.ready.eq(fork_in.i.ready & accepting),
-                     fork_in.i.payload.elem.eq(self.x.payload.elem)]
-        with m.If(self.x.valid & self.x.ready):
-            with m.If(in_cnt == 0):
-                m.d.sync += pos.eq(self.x.payload.pos)
-            with m.If(in_cnt == nb - 1):
-                m.d.sync += [in_cnt.eq(0), accepting.eq(0)]
-            with m.Else():
-                m.d.sync += in_cnt.eq(in_cnt + 1)
-        # A token is inside (between its first input beat and its last output beat); with
-        # none inside and no input offered, no register of the layer changes.
-        m.d.comb += self.busy.eq(~accepting | (in_cnt != 0))
-        with m.If(self.y.valid & self.y.ready):
-            with m.If(out_cnt == nb - 1):
-                m.d.sync += [out_cnt.eq(0), accepting.eq(1)]
-            with m.Else():
-                m.d.sync += out_cnt.eq(out_cnt + 1)
-
-        m.submodules.fifo_h = fifo_h = BeatFifo(res_beat, nb)
-        m.submodules.fifo_h1 = fifo_h1 = BeatFifo(res_beat, nb)
-        connect_stream(m, fork_in.o0, fifo_h.i)
-        connect_stream(m, fork_in.o1, norm1.x)
+        pos, fifo_h, fifo_h1 = self._front(m, norm1)
 
         # -- the lane array's input, pass by pass ---------------------------------------------
         m.submodules.to_engine = to_engine = Merge(
@@ -206,35 +282,13 @@ class DecoderLayer(wiring.Component):
             fx_beat, [(0, qk), (1, v), (2, nb), (3, 2 * cfg.ffn // B), (4, nb)], 5)
         connect_stream(m, e.y, route.i)
 
-        # q|k -> RoPE; RoPE then v -> attention, each beat tagged with the position
-        m.d.comb += [rope.x.valid.eq(route.o0.valid), route.o0.ready.eq(rope.x.ready),
-                     rope.x.payload.elem.eq(route.o0.payload.elem),
-                     rope.x.payload.pos.eq(pos)]
-        attn_in = self.attn.in_layout
-        m.submodules.to_attn = to_attn = Merge(attn_in, [(0, qk), (1, v)], 2)
-        for src, dst in ((rope.y, to_attn.i0), (route.o1, to_attn.i1)):
-            m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
-                         dst.payload.elem.eq(Value.cast(src.payload)[:B * fmt.fx_bits]),
-                         dst.payload.pos.eq(pos)]
-        connect_stream(m, to_attn.o, attn.x)
-        connect_stream(m, attn.y, bfp.x)
-
-        # o + h -> h1 (to the FIFO and the second norm)
-        def join(a, b, dst):
-            fire = dst.valid & dst.ready
-            m.d.comb += [dst.valid.eq(a.valid & b.valid), a.ready.eq(fire), b.ready.eq(fire),
-                         dst.payload.h.eq(a.payload.elem), dst.payload.y.eq(b.payload.elem)]
-
-        join(fifo_h.o, route.o2, add1.x)
-        m.submodules.fork_h1 = fork_h1 = Fork(res_beat, 2)
-        connect_stream(m, add1.y, fork_h1.i)
-        connect_stream(m, fork_h1.o0, fifo_h1.i)
-        connect_stream(m, fork_h1.o1, norm2.x)
+        self._attention(m, route.o0, route.o1, rope, attn, bfp, pos)
+        self._h1(m, fifo_h, route.o2, add1, fifo_h1, norm2)
 
         # gate/up beats pair up for SwiGLU; down + h1 -> y
         m.submodules.pairer = pairer = Pairer(fx_beat, swiglu.x.payload.shape())
         connect_stream(m, route.o3, pairer.i)
         connect_stream(m, pairer.o, swiglu.x)
-        join(fifo_h1.o, route.o4, add2.x)
+        join_residual(m, fifo_h1.o, route.o4, add2.x)
         connect_stream(m, add2.y, self.y)
         return m

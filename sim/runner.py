@@ -192,6 +192,18 @@ def run_stream(design: Path, *, simulator: str = "icarus", seed: int = 1, waves:
                 build_dir=build_dir, testcase=testcase, extra={})
 
 
+def _first_error(log: Path) -> str:
+    """The first line of a build log that names an error (else its last line)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return "no build log"
+    for line in lines:
+        if "%Error" in line or "%Warning" in line or "error" in line.lower():
+            return line.strip()
+    return lines[-1].strip() if lines else "empty build log"
+
+
 def _run(design, manifest, test_module, *, simulator, seed, waves, build_dir, testcase, extra):
     from cocotb_tools.runner import get_results, get_runner
 
@@ -210,9 +222,14 @@ def _run(design, manifest, test_module, *, simulator, seed, waves, build_dir, te
         os.environ.update(env)
     runner = get_runner(simulator)
     t0 = time.perf_counter()
-    runner.build(sources=sources, hdl_toplevel=manifest["top"], build_dir=build_dir,
-                 build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                 always=False, log_file=build_dir / "build.log")
+    try:
+        runner.build(sources=sources, hdl_toplevel=manifest["top"], build_dir=build_dir,
+                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                     always=False, log_file=build_dir / "build.log")
+    except (RuntimeError, SystemExit):
+        raise SimError(f"{simulator} could not build {design}: "
+                       f"{_first_error(build_dir / 'build.log')} (log: "
+                       f"{build_dir / 'build.log'})") from None
     t1 = time.perf_counter()
     results = build_dir / "results.xml"
     extra = {"HARDWIRE_DESIGN": str(design), "HARDWIRE_SEED": str(seed),

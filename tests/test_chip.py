@@ -13,8 +13,9 @@ from golden.integer import IntFormat, argmax_int, embed_int
 from hdl import not_elaborated
 from hdl.argmax import ArgmaxUnit
 from hdl.embedding import EmbeddingUnit
-from sim.runner import run_stream, simulator_available, write_unit
+from sim.runner import run_stream, write_unit
 from sim.streams import beats
+from tests.tools import chip_design, collect_refused, need
 
 FMT = IntFormat()
 SIMS = ["icarus", "verilator"]
@@ -22,12 +23,6 @@ SIMS = ["icarus", "verilator"]
 
 def _hex(values) -> list[str]:
     return [format(v, "x") for v in values]
-
-
-def _need(simulator):
-    why = simulator_available(simulator)
-    if why:
-        pytest.skip(why)
 
 
 def _embeddings() -> dict[str, BlockAffine]:
@@ -55,7 +50,7 @@ def _embeddings() -> dict[str, BlockAffine]:
 @pytest.mark.parametrize("simulator", SIMS)
 @pytest.mark.parametrize("name", ["tiny_q8_0", "q4_1", "extreme_left", "extreme_right"])
 def test_embedding_bit_exact(tmp_path, simulator, name):
-    _need(simulator)
+    need(simulator)
     emb = _embeddings()[name]
     vocab, dim = emb.shape
     beat, pos_bits = 16, 4
@@ -98,14 +93,19 @@ def _argmax_vectors(n, rng) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("simulator", SIMS)
-def test_argmax_bit_exact(tmp_path, simulator):
-    _need(simulator)
-    n, beat, bits = 96, 8, 32
-    dut = ArgmaxUnit(n, beat, bits)
+@pytest.mark.parametrize("n, rows", [(96, 96), (93, 112)])
+def test_argmax_bit_exact(tmp_path, simulator, n, rows):
+    """Random, equal and extreme vectors; a vector padded past ``n`` (an LM head padded to
+    whole lanes; more than two beats of padding here) whose padding holds the largest value
+    and is never chosen."""
+    need(simulator)
+    beat, bits = 8, 32
+    dut = ArgmaxUnit(n, beat, bits, rows=rows)
     rng = np.random.default_rng(9)
     ins, outs = [], []
     for v in _argmax_vectors(n, rng):
-        ins += beats(v, beat, bits)
+        pad = np.full(rows - n, (1 << 31) - 1)
+        ins += beats(np.concatenate([v, pad]), beat, bits)
         i = argmax_int(v)
         outs.append(i | (int(v[i]) & 0xFFFFFFFF) << dut.id_bits)
     design = write_unit(dut, "argmax", tmp_path / "rtl",
@@ -120,11 +120,7 @@ def test_argmax_bit_exact(tmp_path, simulator):
 @pytest.fixture(scope="module")
 def tiny_chip(tmp_path_factory):
     """The tiny model's chip at ctx 8 (its golden sequence fills the caches)."""
-    from gen.chip import generate_chip
-
-    d = tmp_path_factory.mktemp("chip") / "tiny"
-    generate_chip("tiny", d, ctx=8, log=None)
-    return d
+    return chip_design(tmp_path_factory, "tiny", "tiny", ctx=8)
 
 
 def test_tiny_chip_manifest(tiny_chip):
@@ -151,7 +147,7 @@ def test_tiny_chip_bit_exact(tiny_chip, simulator):
     with stalls on both sides."""
     from sim.runner import run_chip
 
-    _need(simulator)
+    need(simulator)
     res = run_chip(tiny_chip, simulator=simulator, stall_tokens=3)
     print(res.summary())
     assert res.tests == 3 and res.failed == 0, res.summary()
@@ -166,11 +162,7 @@ def test_tiny_chip_bit_exact_verilator(tiny_chip):
 @pytest.fixture(scope="module")
 def tiny_chip_parallel(tmp_path_factory):
     """The tiny chip with parallel lanes (``--lane parallel``)."""
-    from gen.chip import generate_chip
-
-    d = tmp_path_factory.mktemp("chip") / "tiny_parallel"
-    generate_chip("tiny", d, ctx=8, lane="parallel", log=None)
-    return d
+    return chip_design(tmp_path_factory, "tiny", "tiny_parallel", ctx=8, lane="parallel")
 
 
 def test_tiny_chip_parallel_lanes(tiny_chip, tiny_chip_parallel):
@@ -181,7 +173,7 @@ def test_tiny_chip_parallel_lanes(tiny_chip, tiny_chip_parallel):
 
     from sim.runner import run_chip
 
-    _need("icarus")
+    need("icarus")
     ms, mp = (json.loads((d / "manifest.json").read_text())
               for d in (tiny_chip, tiny_chip_parallel))
     assert (ms["lane"], mp["lane"]) == ("serial", "parallel")
@@ -203,7 +195,7 @@ def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
 
     from gen.cli import main
 
-    _need("verilator")
+    need("verilator")
     monkeypatch.chdir(tmp_path)  # build/chip/ goes here
     out = {}
     for backend in ("golden", "rtl"):
@@ -234,7 +226,7 @@ def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("args, words", [
     (["--lanes", "3"], "--lanes 3 must divide"),
-    (["--head-lanes", "7"], "--head-lanes 7 must divide the vocabulary (256)"),
+    (["--head-lanes", "7"], "32 lanes finish rows faster than 1-element beats can leave"),
     (["--ctx", "17"], "--ctx must be in 1..16"),
 ])
 def test_chip_bad_input(tmp_path, capsys, args, words):
@@ -245,6 +237,7 @@ def test_chip_bad_input(tmp_path, capsys, args, words):
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+    collect_refused()
 
 
 def test_derived_layers_are_their_own_conversion():

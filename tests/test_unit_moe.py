@@ -229,3 +229,81 @@ def test_replay_cycles():
     _, taken = full_rate(dut, list(range(12)), 36)
     firsts = taken[::4]
     assert [b - a for a, b in zip(firsts, firsts[1:], strict=False)] == [dut.cycles] * 2
+
+
+def _tagger_harness(dut, width: int, id_bits: int):
+    """A one-stream wrapper of a :class:`hdl.tagger.PassTagger` for :mod:`sim.tb_stream`: an
+    input beat with ``is_id`` set goes to the ids FIFO, any other to the vectors' FIFO."""
+    from amaranth.hdl import Module, Mux
+    from amaranth.lib import data, stream, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from hdl.glue import BeatFifo, connect_stream
+
+    class Harness(wiring.Component):
+        def __init__(self):
+            self.inner = dut
+            lay = data.StructLayout({"data": width, "id": id_bits, "is_id": 1})
+            super().__init__({"x": In(stream.Signature(lay)),
+                              "y": Out(stream.Signature(dut.y.payload.shape()))})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.dut = d = self.inner
+            m.submodules.vecs = vecs = BeatFifo(width, 4)
+            m.submodules.ids = ids = BeatFifo(id_bits, 8)
+            x = self.x
+            m.d.comb += [vecs.i.valid.eq(x.valid & ~x.payload.is_id),
+                         ids.i.valid.eq(x.valid & x.payload.is_id),
+                         vecs.i.payload.eq(x.payload.data), ids.i.payload.eq(x.payload.id),
+                         x.ready.eq(Mux(x.payload.is_id, ids.i.ready, vecs.i.ready))]
+            connect_stream(m, vecs.o, d.x)
+            connect_stream(m, ids.o, d.ids)
+            wiring.connect(m, wiring.flipped(self.y), d.y)
+            return m
+
+    return Harness()
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_pass_tagger(tmp_path, simulator):
+    """Tokens of fixed passes and top-2 experts' gate/up and down vectors: each beat leaves
+    named with its pass (an expert's ``base + 2 * id``). The experts' ids come before their
+    vectors or only after the first gate/up beat is waiting (the tagger holds it)."""
+    from amaranth.hdl import unsigned
+
+    from hdl.router import router_layout
+    from hdl.tagger import PassTagger
+
+    rng = np.random.default_rng(3)
+    width, n_experts, k = 10, 8, 2
+    segs = [(0, 2), (1, 1), (2, 2)] + [(("gate_up", 3), 3), (("down", 4), 2)] * k
+    ids_lay = router_layout(n_experts, FMT)
+    id_bits = ids_lay.size
+    dut = PassTagger(unsigned(width), ids_lay, segs, pass_bits=5)
+    ins, outs = [], []
+    id_at = width
+    flag = width + id_bits
+    for _ in range(5):
+        experts = rng.choice(n_experts, k, replace=False)
+        if rng.random() < 0.3:
+            experts[:] = [n_experts - 1, 0]  # the extreme ids
+        j = 0
+        for kind, n in segs:
+            late = rng.random() < 0.5
+            gate_up = isinstance(kind, tuple) and kind[0] == "gate_up"
+            if gate_up:
+                e = int(experts[j])
+                id_beat = (1 << flag) | (e << (id_at + ids_lay["id"].offset))
+                j += 1
+                if not late:
+                    ins.append(id_beat)
+            for t in range(n):
+                v = int(rng.integers(0, 1 << width))
+                ins.append(v)
+                if gate_up and late and t == 0:
+                    ins.append(id_beat)
+                sel = kind if isinstance(kind, int) else kind[1] + 2 * e
+                outs.append(v | (sel << width))
+    _run(tmp_path, _tagger_harness(dut, width, id_bits), "tagger", [_cases("tokens", ins, outs)],
+         [("data", 0, width, False), ("sel", width, 5, False)], simulator)

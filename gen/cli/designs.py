@@ -121,8 +121,8 @@ def add_chip(sub) -> argparse.ArgumentParser:
     model_option(chp)
     shape_options(chp, "chip")
     chp.add_argument("--head-lanes", type=at_least_one,
-                     help="lanes of the LM head; must divide the vocabulary (default: --lanes "
-                          "if it divides it)")
+                     help="lanes of the LM head (default: --lanes); a vocabulary they do "
+                          "not divide is padded with zero rows to whole lanes")
     chp.add_argument("--lane", default="serial", choices=("serial", "parallel"),
                      help="serial: each lane reads one bit plane of a weight block per cycle "
                           "(an adder tree); parallel: a block's whole codes per cycle (a "

@@ -47,10 +47,10 @@ def run_forward(a):
     """Run hidden states through a range of a model's decoder layers, one decode
     step per position (row t of --input is position t), and save the result.
 
-      float   the float32 reference (golden/llama.py)
-      golden  the bit-exact integer model of the hardware (golden/llama_int.py): the
-              input becomes the integer residual once, stays integer between layers,
-              and is converted back to float at the end
+      float   the float32 reference (golden/llama.py; gpt-oss: golden/gpt_oss.py)
+      golden  the bit-exact integer model of the hardware (golden/llama_int.py;
+              golden/gpt_oss_int.py): the input becomes the integer residual once,
+              stays integer between layers, and is converted back to float at the end
       rtl     the generated Verilog of each layer (hardwire layer), run in Verilator;
               designs are kept in build/forward/, so a second run skips generation
     """
@@ -108,8 +108,9 @@ def run_generate(a):
     (KV cache), then each new token (the largest logit, lowest id on ties) is fed back.
     No BOS is added. Prints the prompt and the new text as it is produced.
 
-      float   the float32 reference (golden/llama.py)
-      golden  the bit-exact integer model of the hardware (golden/llama_int.py)
+      float   the float32 reference (golden/llama.py; gpt-oss: golden/gpt_oss.py)
+      golden  the bit-exact integer model of the hardware (golden/llama_int.py;
+              golden/gpt_oss_int.py)
       rtl     the generated chip (hardwire chip) in Verilator; generated and built
               once per model, KV-cache size and --lanes (cached in build/chip/)
 

@@ -16,9 +16,9 @@ class Model:
     @property
     def is_moe(self) -> bool:
         """Whether the model is a gpt-oss mixture of experts."""
-        from golden.gpt_oss import GptOssConfig
+        from golden.gpt_oss import is_moe
 
-        return isinstance(self.cfg, GptOssConfig)
+        return is_moe(self.cfg)
 
     def check_quant_given(self, quant: str | None) -> None:
         """``--quant`` given for a model it does not shape is an error."""

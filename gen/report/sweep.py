@@ -154,7 +154,7 @@ def sweep_points(m: dict, model, cal: dict, fmax_mhz: float | None,
     at ``fmax_mhz``."""
     from golden.integer import IntFormat
 
-    from ..chip import check_lanes
+    from ..chip import check_chip_lanes
     from ..layer import default_beat, weights_block
 
     cfg = model.cfg
@@ -172,7 +172,7 @@ def sweep_points(m: dict, model, cal: dict, fmax_mhz: float | None,
     match = None
     for p, h, beat in sorted(combos):
         try:
-            check_lanes(cfg, p, h)
+            check_chip_lanes(cfg, p, h)
             units, ideal = _chip_cycles(model, m["ctx"], p, h, beat, fmt, cache)
         except (UserError, ValueError) as e:
             skipped.append({"lanes": p, "head_lanes": h, "beat": beat, "reason": str(e)})

@@ -41,7 +41,15 @@ Modules: :mod:`~golden.blockquant.affine` (the type and its exact arithmetic),
 The names in ``__all__`` below are importable from ``golden.blockquant`` itself.
 """
 
-from .affine import BlockAffine, block_matvec, f16_exact_parts, interleave_rows, lane_block, stack
+from .affine import (
+    BlockAffine,
+    block_matvec,
+    f16_exact_parts,
+    interleave_rows,
+    lane_block,
+    pad_rows,
+    stack,
+)
 from .gguf import FORMATS, decode, encode
 from .kquants import K_FORMATS
 from .mxfp4 import (
@@ -72,4 +80,5 @@ __all__ = [
     "f16_exact_parts",
     "stack",
     "interleave_rows",
+    "pad_rows",
 ]

@@ -167,6 +167,19 @@ def stack(ws: list[BlockAffine]) -> BlockAffine:
     return BlockAffine(codes, scale, offset, exp, first.block, max(w.bits for w in ws), src)
 
 
+def pad_rows(w: BlockAffine, rows: int) -> BlockAffine:
+    """``w`` with zero rows below, to ``rows`` in all (a zero row's product is exactly 0)."""
+    extra = rows - w.shape[0]
+    if extra < 0:
+        raise ValueError(f"cannot pad {w.shape[0]} rows to {rows}")
+    if extra == 0:
+        return w
+    z = np.zeros((extra, w.nblocks), np.int64)
+    return BlockAffine(np.concatenate([w.codes, np.zeros((extra, w.shape[1]), w.codes.dtype)]),
+                       np.concatenate([w.scale, z]), np.concatenate([w.offset, z]), w.exp,
+                       w.block, w.bits, w.source)
+
+
 def interleave_rows(a: BlockAffine, b: BlockAffine, group: int) -> BlockAffine:
     """Rows ``a[0:g], b[0:g], a[g:2g], b[g:2g], ...`` (``g = group``), stacked exactly: a
     beat of ``a``'s outputs is followed by the same rows of ``b``."""
