@@ -32,6 +32,7 @@ MANIFEST = "manifest.json"
 REPORT = "report.json"  # 'hardwire report' of a chip or layer; 'hardwire synth' of a matvec
 CYCLES = "cycles.json"  # 'hardwire sim' of a layer or chip: where the cycles went
 PARETO = "pareto.png"
+MOE_PLOT = "moe.png"  # 'hardwire report' of a mixture-of-experts design
 ROM_PRIMITIVE_FILE = "hardwire_rom.v"
 
 

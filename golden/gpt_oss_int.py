@@ -54,7 +54,8 @@ from golden.llama_int import IntModel, LayerConstants
 from golden.numerics import saturate
 
 __all__ = ["ALPHA_FRAC", "LOG2E_FRAC", "yarn_rope_table", "add_bias", "route_int",
-           "clamped_swiglu_int", "combine_int", "IntMoeLayer", "moe_layer_step", "IntMoeModel"]
+           "clamped_swiglu_int", "combine_int", "moe_shape_tables", "IntMoeLayer",
+           "moe_layer_step", "IntMoeModel"]
 
 #: Fraction bits of ``swiglu_alpha`` (1.702 -> 6971 / 4096, 6e-5 off).
 ALPHA_FRAC = 12
@@ -107,6 +108,17 @@ def combine_int(weights: np.ndarray, ys: list[np.ndarray], fmt: IntFormat) -> np
     return rescale(acc, fmt.prob_frac, fmt.fx_bits)
 
 
+def moe_shape_tables(cfg: GptOssConfig, ctx: int, fmt: IntFormat, index: int) -> dict:
+    """The constants of gpt-oss layer ``index`` that its weights do not change (beside
+    :func:`golden.llama_int.shape_tables`): its window, the YaRN tables, log2(e), the SwiGLU
+    limit and alpha."""
+    cos, sin = yarn_rope_table(cfg, ctx, fmt.trig_frac)
+    return {"window": cfg.window(index), "cos": cos, "sin": sin,
+            "log2e": round(math.log2(math.e) * (1 << LOG2E_FRAC)),
+            "limit": int(to_fixed(cfg.swiglu_limit, fmt.fx_frac, fmt.fx_bits)),
+            "alpha": round(cfg.swiglu_alpha * (1 << ALPHA_FRAC))}
+
+
 @dataclass(eq=False)
 class IntMoeLayer(LayerConstants):
     """A gpt-oss layer's integer constants (layer ``index``), derived once from its
@@ -117,13 +129,9 @@ class IntMoeLayer(LayerConstants):
     def __post_init__(self):
         super().__post_init__()
         cfg, fmt, w = self.cfg, self.fmt, self.w
-        self.window = cfg.window(self.index)
-        self.cos, self.sin = yarn_rope_table(cfg, self.ctx, fmt.trig_frac)
+        self.__dict__.update(moe_shape_tables(cfg, self.ctx, fmt, self.index))
         self.sinks = to_fixed(np.asarray(w.sinks, np.float64) * math.log2(math.e),
                               fmt.score_frac, fmt.fx_bits)
-        self.log2e = round(math.log2(math.e) * (1 << LOG2E_FRAC))
-        self.limit = int(to_fixed(cfg.swiglu_limit, fmt.fx_frac, fmt.fx_bits))
-        self.alpha = round(cfg.swiglu_alpha * (1 << ALPHA_FRAC))
         fx = fmt.fx_frac, fmt.fx_bits
         self.bias = {n: to_fixed(getattr(w, n), *fx) for n in ("bq", "bk", "bv", "bo")}
         self.bias["router"] = to_fixed(w.router_bias, *fx)

@@ -45,7 +45,17 @@ from golden.integer import (
 from golden.integer.units import check_acc_bound
 from golden.llama import PROJECTIONS, LayerWeights, LlamaConfig, ModelWeights
 
-__all__ = ["LayerConstants", "IntLayer", "int_layer_step", "int_layer_forward", "IntModel"]
+__all__ = ["shape_tables", "LayerConstants", "IntLayer", "int_layer_step", "int_layer_forward",
+           "IntModel"]
+
+
+def shape_tables(cfg, fmt: IntFormat) -> dict:
+    """The constants of a layer that its weights do not change: the epsilon term, the exp2
+    and sigmoid tables and the score constant."""
+    return {"eps_term": int(round(cfg.dim * cfg.eps * 4.0 ** fmt.res_frac)),
+            "exp_table": exp2_table(fmt), "sig_table": sigmoid_table(fmt),
+            "score_const": round(math.log2(math.e) / math.sqrt(cfg.head_dim)
+                                 * (1 << fmt.score_const_frac))}
 
 
 @dataclass(eq=False)
@@ -63,11 +73,7 @@ class LayerConstants:
         cfg, fmt = self.cfg, self.fmt
         self.g_attn, self.gf_attn = norm_gain(self.w.attn_norm, cfg.dim, fmt)
         self.g_ffn, self.gf_ffn = norm_gain(self.w.ffn_norm, cfg.dim, fmt)
-        self.eps_term = int(round(cfg.dim * cfg.eps * 4.0 ** fmt.res_frac))
-        self.exp_table = exp2_table(fmt)
-        self.sig_table = sigmoid_table(fmt)
-        self.score_const = round(math.log2(math.e) / math.sqrt(cfg.head_dim)
-                                 * (1 << fmt.score_const_frac))
+        self.__dict__.update(shape_tables(cfg, fmt))
 
     @property
     def slots(self) -> int:

@@ -34,7 +34,14 @@ from .glue import connect_stream
 from .lane_array import LaneArray
 from .norm import RmsNormUnit
 
-__all__ = ["Chip"]
+__all__ = ["Chip", "chip_cycles"]
+
+
+def chip_cycles(embed, layers: list[int], norm, head: int, argmax) -> dict:
+    """A token's cycles through a chip, part by part: the embedding, each layer's
+    (``layers``), the final norm, the LM head's pass (``head``) and the argmax."""
+    return {"embedding": embed.cycles, **{f"layer {i}": c for i, c in enumerate(layers)},
+            "final norm": norm.cycles, "LM head": head, "argmax": argmax.cycles}
 
 
 class Chip(wiring.Component):
@@ -143,13 +150,9 @@ class Chip(wiring.Component):
 
     def unit_cycles(self, pos: int) -> dict:
         """Where a token's cycles go, from the units' formulas."""
-        out = {"embedding": self.embed.cycles}
-        for i, layer in enumerate(self.layers):
-            out[f"layer {i}"] = sum(layer.unit_cycles(pos).values())
-        out["final norm"] = self.norm.cycles
-        out["LM head"] = self.head.cycles_per_vector
-        out["argmax"] = self.argmax.cycles
-        return out
+        return chip_cycles(self.embed, [sum(layer.unit_cycles(pos).values())
+                                        for layer in self.layers],
+                           self.norm, self.head.cycles_per_vector, self.argmax)
 
     def ideal_cycles(self, pos: int) -> float:
         """All weight bits over each array's lane throughput, plus each layer's attention."""

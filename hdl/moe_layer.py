@@ -45,7 +45,7 @@ from .swiglu import SwigluUnit
 from .tagger import PassTagger
 from .vector import beat_layout
 
-__all__ = ["MoeDecoderLayer", "moe_passes", "moe_cycles"]
+__all__ = ["MoeDecoderLayer", "moe_passes", "moe_units", "moe_cycles"]
 
 
 def _interleave(a: np.ndarray, b: np.ndarray, group: int) -> np.ndarray:
@@ -71,6 +71,26 @@ def moe_passes(cfg: GptOssConfig, w: MoeLayerWeights, L: IntMoeLayer, lanes: int
         passes.append(ex.w_down.reblock(lb))
         biases += [_interleave(eb["w_gate"], eb["w_up"], beat), eb["w_down"]]
     return passes, biases
+
+
+def moe_units(unit, cfg: GptOssConfig, L, ctx: int, beat: int, fmt: IntFormat,
+              router_rows: int) -> None:
+    """``unit(attr, cls, *args, **kwargs)`` for every unit of a layer beside its lane array
+    and biases, with the constants of ``L`` (:class:`golden.gpt_oss_int.IntMoeLayer`'s)."""
+    d, hd, nh, nkv, k = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads, cfg.top_k
+    unit("norm1", RmsNormUnit, d, beat, fmt, L.g_attn, L.gf_attn, L.eps_term)
+    unit("norm2", RmsNormUnit, d, beat, fmt, L.g_ffn, L.gf_ffn, L.eps_term)
+    unit("rope", RopeUnit, nh + nkv, hd, ctx, beat, fmt, L.cos, L.sin)
+    unit("attn", AttentionUnit, nh, nkv, hd, ctx, beat, fmt, L.score_const, L.exp_table,
+         sinks=L.sinks, window=L.window)
+    unit("bfp", BfpUnit, cfg.q_dim, beat, fmt.fx_bits, fmt.fx_frac, fmt.abits,
+         fmt.exp_bits)
+    unit("swiglu", SwigluUnit, cfg.ffn, beat, fmt, L.sig_table, clamp=(L.limit, L.alpha))
+    unit("router", RouterUnit, cfg.n_experts, k, router_rows, beat, fmt, L.exp_table,
+         L.log2e)
+    unit("combine", CombineUnit, d, beat, k, cfg.n_experts, fmt)
+    unit("add1", ResidualAdd, d, beat, fmt)
+    unit("add2", ResidualAdd, d, beat, fmt)
 
 
 def moe_cycles(u, passes: dict, beats: int, top_k: int, pos: int) -> dict:
@@ -116,21 +136,7 @@ class MoeDecoderLayer(LayerBase):
         self.bias = BiasAdd(biases, [p.shape[0] for p in self.passes], beat, fmt,
                             rom_images=rom_images, prefix=f"{prefix}_bias")
         self._begin(units)
-        unit = self._unit
-        d, hd, nh, nkv, k = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads, cfg.top_k
-        unit("norm1", RmsNormUnit, d, beat, fmt, L.g_attn, L.gf_attn, L.eps_term)
-        unit("norm2", RmsNormUnit, d, beat, fmt, L.g_ffn, L.gf_ffn, L.eps_term)
-        unit("rope", RopeUnit, nh + nkv, hd, ctx, beat, fmt, L.cos, L.sin)
-        unit("attn", AttentionUnit, nh, nkv, hd, ctx, beat, fmt, L.score_const, L.exp_table,
-             sinks=L.sinks, window=L.window)
-        unit("bfp", BfpUnit, cfg.q_dim, beat, fmt.fx_bits, fmt.fx_frac, fmt.abits,
-             fmt.exp_bits)
-        unit("swiglu", SwigluUnit, cfg.ffn, beat, fmt, L.sig_table, clamp=(L.limit, L.alpha))
-        unit("router", RouterUnit, cfg.n_experts, k, self.router_rows, beat, fmt, L.exp_table,
-             L.log2e)
-        unit("combine", CombineUnit, d, beat, k, cfg.n_experts, fmt)
-        unit("add1", ResidualAdd, d, beat, fmt)
-        unit("add2", ResidualAdd, d, beat, fmt)
+        moe_units(self._unit, cfg, L, ctx, beat, fmt, self.router_rows)
         for attr in ("engine", "bias"):
             self._own(attr, getattr(self, attr), f"{prefix}_{attr}")
         self._ports(ctx, beat, fmt)

@@ -264,3 +264,44 @@ def test_parallel_lanes_are_not_estimated(tmp_path):
     assert lanes[0]["method"].startswith("none: not synthesised")
     assert r["speed"]["fmax"]["mhz"] is None
     assert "not estimated: hw_ParallelLane_" in table and "Fmax: -" in table
+
+
+@pytest.mark.parametrize("lane", ["serial", "parallel"])
+def test_moe_report(tmp_path, capsys, lane):
+    """A mixture of experts' report: its ROM by part and read share (the manifest's), the
+    same weights with per-expert lanes and as a dense model of equal ROM, whose shape model
+    gives the built design's own cycles; the public gpt-oss shapes beside HNLPU; a plot;
+    the same bytes on a second run."""
+    d = tmp_path / "moe"
+    generate_chip("tiny-moe", d, ctx=8, lane=lane, log=None)
+    assert hardwire("report", d) == 0
+    text = capsys.readouterr().out
+    assert "mixture of experts: 8 experts, top-2" in text and "HNLPU" in text
+    r = json.loads((d / "report.json").read_text())
+    x = r["moe"]
+    built, *others = x["points"]
+    assert built["variant"] == "shared" and built["matches_design"] is True
+    assert built["rom_bits"] == r["area"]["memory"]["rom_bits"]
+    per = [p for p in others if p["variant"] == "per-expert"]
+    dense = next(p for p in others if p["variant"] == "dense")
+    assert per and all(p["lanes"] > built["lanes"] for p in per)
+    assert all(p["read_share"] == built["read_share"] < dense["read_share"] for p in per)
+    # the experts read one after the other in the built design, at once with G = lanes
+    same = next((p for p in per if p["group_lanes"] == built["lanes_per_layer"]), None)
+    if same is not None:
+        assert same["cycles_per_token"] < built["cycles_per_token"]
+    assert dense["cycles_per_token"] > built["cycles_per_token"]
+    ref = x["reference"]["gpt-oss-120b"]
+    assert (ref["layers"], ref["experts"], ref["top_k"]) == (36, 128, 4)
+    shared = [p for p in ref["points"] if p["variant"] == "shared"]
+    assert shared[0]["read_share"] < 0.05 < 0.95 < next(
+        p for p in ref["points"] if p["variant"] == "dense")["read_share"]
+    # ~117 B weights, MXFP4 experts at 5 code bits and an 8-bit scale per 32
+    assert 5.0e11 < shared[0]["rom_bits"] < 6.5e11
+    assert (d / "moe.png").stat().st_size > 10000
+    first = (d / "report.json").read_bytes()
+    assert hardwire("report", d) == 0
+    capsys.readouterr()
+    assert (d / "report.json").read_bytes() == first
+    assert hardwire("report", d, "--sweep") == 2
+    assert "--sweep takes a dense chip" in capsys.readouterr().err

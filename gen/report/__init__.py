@@ -29,13 +29,14 @@ import json
 import time
 from pathlib import Path
 
-from ..design import PARETO, REPORT, Design, synth_dir
+from ..design import MOE_PLOT, PARETO, REPORT, Design, synth_dir
 from ..errors import UserError
 from ..output import atomic_file
 from .area import area as area_part
 from .calibration import CALIBRATION, fit_calibration, lane_bits
 from .fmax import choose_fmax
-from .plot import plot
+from .moe import moe_part
+from .plot import moe_plot, plot
 from .speed import speed as speed_part
 from .sweep import STRATEGIES, design_lane_bits, pareto_front, sweep_points
 from .table import table
@@ -91,6 +92,13 @@ def _synthesise(d: Design, target: str, dsp: bool, timeout: float, jobs, log,
     return _load(d.path)
 
 
+def _lane_logic(area: dict) -> float | None:
+    """One decoder-layer lane's logic (the largest lane module's, per instance)."""
+    lanes = [r["per_instance"]["logic"] for r in area["modules"]
+             if r["kind"] in ("BlockLane", "ParallelLane") and r["per_instance"]]
+    return max(lanes) if lanes else None
+
+
 def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool = False,
                 timeout: float = 900.0, jobs: int | None = None, fmax_module: str | None = None,
                 sweep: bool = False, model: str | None = None, quant: str | None = None,
@@ -114,6 +122,9 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
     m = d.manifest
     if sweep and m["kind"] != "chip":
         raise UserError("--sweep needs a chip design ('hardwire chip')")
+    if sweep and "moe" in m:
+        raise UserError("--sweep takes a dense chip; a mixture of experts' report compares "
+                        "its datapaths (per-expert lanes, dense of equal ROM) without it")
     times = {}
     if synth:
         d = _synthesise(d, target, dsp, timeout, jobs, log, times)
@@ -139,6 +150,7 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
         "speed": speed_part(design, m, fmax),
         "weight_error": weight_error(m, mdl, model),
         "sweep": None,
+        "moe": moe_part(m, mdl, _lane_logic(area)),
     }
     if sweep:
         if mdl is None:
@@ -151,6 +163,8 @@ def make_report(design, *, target: str = "ecp5", dsp: bool = False, synth: bool 
         data["sweep"]["logic_unit"] = area["logic_unit"]
         times["sweep"] = time.perf_counter() - t
         plot(data["sweep"], m, design / PARETO)
+    if data["moe"] is not None:
+        moe_plot(data["moe"], m, design / MOE_PLOT)
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     with atomic_file(design / REPORT, "report") as f:
         f.write(text.encode())

@@ -5,7 +5,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..output import atomic_file
 
-__all__ = ["plot"]
+__all__ = ["plot", "moe_plot"]
 
 
 def plot(sweep: dict, m: dict, out: Path) -> None:
@@ -51,6 +51,62 @@ def plot(sweep: dict, m: dict, out: Path) -> None:
                  f"and RAM {m['ram_bits']:,} bits at every point", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_file(out, "plot") as f:
+        fig.savefig(f, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def moe_plot(x: dict, m: dict, out: Path) -> None:
+    """``DIR/moe.png``: tokens/s against lanes for the design's weights as built, with
+    per-expert lane groups and as a dense model of equal ROM (left); the reference shapes'
+    variants beside HNLPU (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5), dpi=110)
+    styles = {"shared": ("*", "k", "built: shared lane array"),
+              "per-expert": ("o", "tab:blue", "per-expert lane groups (G lanes each)"),
+              "dense": ("s", "tab:orange", "dense, equal ROM")}
+    for v, (marker, color, label) in styles.items():
+        pts = [p for p in x["points"] or [] if p["variant"] == v]
+        if not pts:
+            continue
+        a.scatter([p["lanes"] for p in pts], [p["tokens_per_s"] for p in pts], marker=marker,
+                  c=color, s=120 if marker == "*" else 50, label=label, zorder=3)
+        for p in pts:
+            a.annotate((f"G={p['group_lanes']}, " if p["group_lanes"] else "")
+                       + f"reads {100 * p['read_share']:.0f} %",
+                       (p["lanes"], p["tokens_per_s"]), textcoords="offset points",
+                       xytext=(6, -4), fontsize=7)
+    a.set_xscale("log")
+    a.set_xlabel("lanes in the chip (log)")
+    a.set_ylabel(f"tokens/s at {x['fmax_mhz']:.1f} MHz")
+    a.set_title(f"{m.get('model')}: the same weights, three datapaths", fontsize=9)
+    a.grid(True, which="both", alpha=0.3)
+    if x["points"]:
+        a.legend(fontsize=8)
+    names, vals, colors = [], [], []
+    for name, ref in x["reference"].items():
+        for p in ref["points"]:
+            if p["position"] != min(q["position"] for q in ref["points"]):
+                continue
+            names.append(f"{name}\n{p['variant']}")
+            vals.append(p["tokens_per_s"])
+            colors.append(styles[p["variant"]][1])
+    b.bar(range(len(vals)), vals, color=colors)
+    h = x["hnlpu"]
+    b.axhline(h["tokens_per_s"], color="tab:red", ls="--",
+              label=f"HNLPU: {h['model']}, {h['chips']} chips at {h['process']}")
+    b.set_xticks(range(len(vals)), names, fontsize=7)
+    b.set_yscale("log")
+    b.set_ylabel(f"tokens/s at {x['fmax_mhz']:.1f} MHz (log)")
+    pos = min(p["position"] for p in next(iter(x["reference"].values()))["points"])
+    b.set_title(f"public gpt-oss shapes, 64 lanes per layer, position {pos}", fontsize=9)
+    b.legend(fontsize=8)
+    b.grid(True, axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     with atomic_file(out, "plot") as f:
         fig.savefig(f, format="png", metadata={"Software": None})

@@ -118,11 +118,62 @@ def table(d: dict, design: Path, times: dict) -> str:
         if sw["design_point_matches_manifest"] is False:
             out.append("  WARNING: the sweep's cycles for this design differ from its manifest")
         out.append(f"  plot: {design / 'pareto.png'}")
+    if d.get("moe") is not None:
+        out += _moe(d["moe"], design)
     tm = ", ".join(f"{k} {v:.1f} s" for k, v in times.items() if v is not None)
     out.append("")
     out.append(f"time: {tm}")
     out.append(f"report: {design / 'report.json'}")
     return "\n".join(out)
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.1f} %"
+
+
+def _moe(x: dict, design: Path) -> list[str]:
+    """The mixture-of-experts section: the design's ROM and read share, the variants of its
+    weights, the reference shapes beside HNLPU."""
+    dm = x["design"]
+    rb = dm["rom_bits"]
+    out = ["", f"mixture of experts: {dm['experts']} experts, top-{dm['top_k']}; ROM "
+           f"{sum(rb.values()):,} bits (" + ", ".join(f"{k} {v:,}" for k, v in rb.items())
+           + f"); a token reads {_pct(dm['read_share'])} of it"]
+    head = ["variant", "G", "lanes", "cycles/token", "tokens/s", "ROM bits", "read",
+            "lanes busy", "lane logic"]
+
+    def row(p, first):
+        return [first, fmt_n(p["group_lanes"]), fmt_n(p["lanes"]), fmt_n(p["cycles_per_token"]),
+                fmt_n(p["tokens_per_s"]), fmt_n(p["rom_bits"]), _pct(p["read_share"]),
+                _pct(p["lane_utilisation"])]
+
+    if x["points"]:
+        names = {"shared": "built: shared lanes", "per-expert": "per-expert lanes",
+                 "dense": "dense, equal ROM"}
+        out += _grid(head, [row(p, names[p["variant"]]) + [fmt_n(p["lane_logic"])]
+                            for p in x["points"]])
+        out.append(f"  the design's weights at its lanes and beat, tokens/s at "
+                   f"{x['fmax_mhz']:.1f} MHz; G: lanes per expert group (top-k groups at "
+                   "once); ROM bits the design's; lane logic = lanes x one lane's calibrated logic")
+    else:
+        out.append("  variants of the design's weights: give --model FILE")
+    out.append(f"reference shapes (public configs, no weights; nominal ROM; 64 lanes per "
+               f"layer, G = 64; tokens/s at {x['fmax_mhz']:.1f} MHz):")
+    rows = []
+    for name, ref in x["reference"].items():
+        for p in ref["points"]:
+            rows.append([f"{name} {p['variant']}", str(p["position"]), fmt_n(p["lanes"]),
+                         f"{p['rom_bits'] / 1e9:,.1f} G", _pct(p["read_share"]),
+                         fmt_n(p["cycles_per_token"]), fmt_n(p["tokens_per_s"])])
+    out += _grid(["shape, variant", "pos", "lanes", "ROM bits", "read", "cycles/token",
+                  "tokens/s"], rows)
+    h = x["hnlpu"]
+    out.append(f"  HNLPU ({h['source']}): {h['model']} on {h['chips']} chips at {h['process']}, "
+               f"{h['tokens_per_s']:,} tokens/s, i.e. "
+               f"{x['fmax_mhz'] * 1e6 / h['tokens_per_s']:,.0f} cycles per token at "
+               f"{x['fmax_mhz']:.1f} MHz")
+    out.append(f"  plot: {design / 'moe.png'}")
+    return out
 
 
 def _grid(head: list[str], rows: list[list[str]]) -> list[str]:

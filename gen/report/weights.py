@@ -12,8 +12,8 @@ def model_for(m: dict, spec: str | None, quant: str | None):
 
     name = m.get("model")
     if spec is None:
-        if name == "tiny":
-            spec = "tiny"
+        if name in ("tiny", "tiny-moe"):
+            spec = name
         else:
             try:
                 if name == smollm2_path().name:
@@ -36,8 +36,6 @@ def model_for(m: dict, spec: str | None, quant: str | None):
 
 
 def weight_error(m: dict, model, spec: str | None) -> dict:
-    from golden.llama import PROJECTIONS
-
     from ..models import QUANTS
     from ..weight_error import weight_errors
 
@@ -57,7 +55,7 @@ def weight_error(m: dict, model, spec: str | None) -> dict:
                 "note": "the model file is not known to the report: give --model FILE (and "
                         "--quant) to list its formats and, for a float checkpoint, their error"}
     layers = range(model.cfg.n_layers) if m["kind"] == "chip" else [m.get("layer", 0)]
-    fmts = sorted({getattr(model.layer(i), p).source for i in layers for p in PROJECTIONS})
+    fmts = sorted({t.source for i in layers for t in model.layer(i).tensors().values()})
     formats = {"layers": fmts}
     if m["kind"] == "chip":
         formats |= {"embedding": model.embedding().source, "lm_head": model.lm_head().source}
