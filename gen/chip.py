@@ -30,6 +30,7 @@ from .layer import (
     weights_block,
 )
 from .moe import chip_moe
+from .output import check_output_directory
 
 __all__ = ["generate_chip", "chip_digest", "TOP", "golden_sequence"]
 
@@ -95,6 +96,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     from .models import Model, load_model
 
     t0 = time.perf_counter()
+    check_output_directory(out)  # before the work: a bad --out fails at once
     m = model if isinstance(model, Model) else load_model(model, quant)
     cfg = m.cfg
     w = m.weights()

@@ -178,6 +178,11 @@ def generate(model: str, tokens: int, backend: str = "float", prompt: str | None
         raise UserError("give the prompt as --prompt TEXT or --prompt-ids ID,ID,...")
     if prompt is not None and prompt == "":
         raise UserError("--prompt is empty; the model needs at least one token")
+    if prompt is not None:
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as e:  # bytes the shell passed that are not UTF-8
+            raise UserError(f"--prompt is not valid UTF-8 text (position {e.start})") from None
     m = load_model(model, quant or "q4_1")
     m.check_quant_given(quant)
     cfg = m.cfg

@@ -20,6 +20,7 @@ from hdl.decoder import default_beat
 from .design import check_rom_images, header, lint_waivers, module_infos, rom_files, write_design
 from .errors import UserError
 from .models import load_model
+from .output import check_output_directory
 from .weight_error import layer_weight_error
 
 __all__ = ["generate_layer", "default_beat", "convert_modules", "module_roles", "TOP"]
@@ -142,6 +143,7 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
     from hdl.decoder import decoder_layer, default_lanes
 
     t0 = time.perf_counter()
+    check_output_directory(out)  # before the work: a bad --out fails at once
     from .models import Model
 
     m = model if isinstance(model, Model) else load_model(model, quant)

@@ -21,6 +21,7 @@ from golden.numerics import ROUNDING_MODES
 
 from .design import check_rom_images, header, lint_waivers, module_infos, rom_files, write_design
 from .errors import UserError
+from .output import check_output_directory
 
 __all__ = ["STRATEGIES", "MatVecConfig", "synthetic_weights", "load_weights", "build",
            "generate", "TOP"]
@@ -155,6 +156,7 @@ def generate(config: MatVecConfig, w, out: Path, *, vectors: int = 64, log=None)
     from amaranth.back import verilog
 
     t0 = time.perf_counter()
+    check_output_directory(out)  # before the work: a bad --out fails at once
     w = np.asarray(w, dtype=np.int64)
     if w.shape != (config.rows, config.cols):
         raise UserError(f"weights have shape {w.shape[0]}x{w.shape[1]} but --rows/--cols say "

@@ -10,7 +10,10 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["atomic_directory", "atomic_file", "read_json_object"]
+__all__ = ["atomic_directory", "atomic_file", "read_json_object", "check_output_directory"]
+
+#: The file that marks a directory as one hardwire wrote (:mod:`gen.design`).
+_MARK = "manifest.json"
 
 
 def read_json_object(path: Path, bad: Callable[[Exception], str], not_object: str) -> dict:
@@ -25,11 +28,38 @@ def read_json_object(path: Path, bad: Callable[[Exception], str], not_object: st
     return value
 
 
+def check_output_directory(out) -> None:
+    """Refuse, in one line, an output directory that writing would lose data in, or cannot
+    be made: the working directory or one that holds it, an existing directory that is not
+    empty and holds no ``manifest.json`` (hardwire never wrote it), a file, or a path under
+    a file. Cheap: the generators call it before their work."""
+    out = Path(out)
+    if str(out) in ("", "."):
+        raise UserError(f"--out {str(out)!r} is the working directory; give a directory of "
+                        "its own")
+    res, cwd = out.resolve(), Path.cwd().resolve()
+    if res == cwd or res in cwd.parents:
+        raise UserError(f"--out {out} is the working directory or holds it; give a directory "
+                        "of its own")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"output path {out} exists and is not a directory")
+    if out.is_dir() and not (out / _MARK).is_file() and any(out.iterdir()):
+        raise UserError(f"--out {out} exists and is not a hardwire design (no {_MARK}); "
+                        "remove it or give another directory")
+    up = res.parent
+    while not up.exists():
+        up = up.parent
+    if not up.is_dir():
+        raise UserError(f"cannot write output directory {out}: {up} is not a directory")
+
+
 @contextlib.contextmanager
 def atomic_directory(out: Path):
-    """Yield a temporary directory beside ``out``; on success it replaces ``out``, on any
-    error it is removed and ``out`` is left as it was."""
+    """Yield a temporary directory beside ``out``; on success it replaces ``out`` (a design
+    directory hardwire wrote, or an empty one: :func:`check_output_directory`), on any error
+    it is removed and ``out`` is left as it was."""
     out = Path(out)
+    check_output_directory(out)
     parent = out.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ The functions here *are* the definitions. Docstrings describe them, tests pin ev
 hardware implements the same formulas (checked bit for bit by the cocotb testbenches).
 
 All functions take and return ``np.int64`` arrays (or Python ints) and never go through floating
-point.
+point, except :func:`roundf`, the one rounding of floats to integers that the quantisers and
+fixed-point constants share.
 """
 
 import numpy as np
@@ -19,12 +20,23 @@ __all__ = [
     "signed_width",
     "signed_range",
     "csd_digits",
+    "roundf",
 ]
 
 #: Rounding modes for a right shift by ``s`` bits, i.e. for ``v / 2**s``. The name says what
 #: happens: ``floor`` is the hardware "truncate" (toward minus infinity), ``trunc_zero`` rounds
 #: toward zero, and the ``half_*`` modes round to nearest and differ only on exact ties.
 ROUNDING_MODES = ("floor", "trunc_zero", "half_up", "half_down", "half_away", "half_even")
+
+
+def roundf(x) -> np.ndarray:
+    """C's ``roundf``/``round``, as llama.cpp's reference quantisers use it: the nearest
+    integer, ties away from zero, as floats of ``x``'s type. Exact: ``floor(|x|)`` plus one
+    when the fraction is at least a half (no ``|x| + 0.5``, which rounds 0.49999997f up)."""
+    x = np.asarray(x)
+    a = np.abs(x)
+    f = np.floor(a)
+    return np.sign(x) * (f + np.floor(2 * (a - f)))
 
 
 def _as_int64(v):

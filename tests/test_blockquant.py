@@ -108,3 +108,27 @@ def test_k_quants_decode_matches_dequantize(fmt):
     _, _, bits, block = K_FORMATS[fmt]
     assert (wq.bits, wq.block, wq.source) == (bits, block, fmt)
     assert wq.codes.min() == -(1 << (bits - 1)) and wq.codes.max() == (1 << (bits - 1)) - 1
+
+
+@pytest.mark.parametrize("fmt", ["Q8_0", "Q4_0", "Q4_1"])
+def test_encode_equals_llama_cpp_on_ties(fmt):
+    """The reference quantisers' bytes (gguf-py's ports of quantize_row_*_ref) on blocks
+    where every element is a rounding tie, and on random ones."""
+    import gguf.quants as gq
+    from gguf import GGMLQuantizationType
+
+    from golden.blockquant import encode
+
+    rng = np.random.default_rng(7)
+    if fmt == "Q8_0":  # x * (127 / amax) = k + 0.5
+        x = rng.integers(-127, 127, (64, 32)) + 0.5
+        x[:, 0] = 127
+    elif fmt == "Q4_0":  # x / d + 8 = k + 0.5 with d = -max/8
+        x = rng.integers(-8, 7, (64, 32)) + 0.5
+        x[:, 0] = -8
+    else:  # (x - min) / d = k + 0.5 with d = (max - min) / 15
+        x = rng.integers(0, 15, (64, 32)) + 0.5
+        x[:, :2] = [0, 15]
+    x = np.concatenate([x, rng.standard_normal((64, 32))]).astype(np.float32)
+    want = gq.quantize(x, getattr(GGMLQuantizationType, fmt)).reshape(-1)
+    np.testing.assert_array_equal(encode(fmt, x), want)

@@ -114,3 +114,38 @@ def test_help_and_console_script():
     r = subprocess.run([sys.executable, "-m", "gen.cli", "matvec", "--bogus"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_out_never_loses_data(tmp_path, capsys, monkeypatch):
+    """--out replaces only a design directory hardwire wrote (or an empty one): never a
+    directory of other files, the working directory or one that holds it; a path under a
+    file is named as such. Nothing is left beside it."""
+    u = tmp_path / "u"
+    (u / "sub").mkdir(parents=True)
+    (u / "p.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    cases = [("u", "--out u exists and is not a hardwire design (no manifest.json)"),
+             (".", "is the working directory"), ("", "is the working directory"),
+             (str(tmp_path.parent), "is the working directory or holds it"),
+             ("u/p.txt/sub", "u/p.txt is not a directory"),
+             ("u/p.txt", "exists and is not a directory")]
+    for out, msg in cases:
+        assert hardwire(*BASE, "--out", out) == 2, out
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err, (out, err)
+    assert sorted(p.name for p in u.iterdir()) == ["p.txt", "sub"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u"]
+    # a design directory is replaced; so is an empty one
+    for d in ("d", "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        assert hardwire(*BASE, "--out", d) == 0
+        assert hardwire(*BASE, "--out", d) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "empty", "u"]
+
+
+def test_prompt_not_utf8(capsys):
+    """Bytes that are not UTF-8 (as a shell passes them: surrogate escapes) get one line."""
+    bad = b"\xff\xfe".decode("utf-8", "surrogateescape")
+    assert hardwire("generate", "--model", "tiny", "--prompt", bad, "--tokens", "2") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--prompt is not valid UTF-8" in err, err

@@ -249,7 +249,10 @@ def test_bad_input(files, tmp_path):
     forward(write_gguf(hf, tmp_path / "k.gguf", arch_keys={"expert_used_count": 12}),
             "experts_per_tok 12 is more than the 8 experts")
     forward(write_gguf(hf, tmp_path / "f32.gguf", float_experts=True),
-            "tensor blk.0.ffn_gate_exps.weight is F32", "expected a block format")
+            "tensor blk.0.ffn_gate_exps.weight is F32, expected a block format")
+    forward(write_gguf(hf, tmp_path / "e7.gguf", arch_keys={"expert_count": 7}),
+            "tensor blk.0.ffn_gate_exps.weight has shape [8, 32, 64], the config needs "
+            "[7, 32, 64]")
     # MXFP4 blocks whose bytes do not fit the shape
     from safetensors.torch import load_file, save_file
 

@@ -94,3 +94,16 @@ def test_csd_digits():
     assert not np.any((d[:, 1:] != 0) & (d[:, :-1] != 0)), "adjacent nonzero digits"
     with pytest.raises(ValueError):
         csd_digits(np.array([255]), 4)
+
+
+def test_roundf_is_c_roundf():
+    """llama.cpp's roundf: ties away from zero, exactly (0.49999997f stays 0, which
+    ``floor(x + 0.5)`` in float32 gets wrong)."""
+    from golden.numerics import roundf
+
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, -0.49999997, 2.4999998,
+                  126.5, -127.5, 0.0, 7.0], np.float32)
+    want = [1, 2, 3, -1, -2, -3, 0, 0, 2, 127, -128, 0, 7]
+    assert roundf(x).tolist() == want
+    assert roundf(x).dtype == np.float32
+    assert float(np.floor(np.float32(0.49999997) + np.float32(0.5))) == 1.0  # the trap

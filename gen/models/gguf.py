@@ -88,9 +88,11 @@ class GgufFile:
         """A 3-D expert tensor ``[n, rows, cols]`` in a block format, one tensor per
         expert."""
         t, kind, shape = self._get(name)
-        if kind in _FLOATS or shape[::-1] != [n, rows, cols]:
-            raise UserError(f"{self.path}: tensor {name} is {kind} {shape[::-1]}, expected a "
-                            f"block format [{n}, {rows}, {cols}]")
+        if kind in _FLOATS:
+            raise UserError(f"{self.path}: tensor {name} is {kind}, expected a block format")
+        if list(shape[::-1]) != [n, rows, cols]:
+            raise UserError(f"{self.path}: tensor {name} has shape {list(shape[::-1])}, the "
+                            f"config needs [{n}, {rows}, {cols}] (experts, rows, columns)")
         return split_experts(kind, t.data, n, rows, cols, f"{self.path}: tensor {name}")
 
     def rows(self, name: str) -> int:

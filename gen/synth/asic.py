@@ -19,7 +19,7 @@ from hdl.mask_rom import ROM_PRIMITIVE_NAME
 
 from ..design import MANIFEST, Design, manifest_bytes
 from ..errors import UserError
-from ..output import atomic_directory
+from ..output import atomic_directory, check_output_directory
 from .gating import clock_gates, instance_paths
 from .macros import PLACEHOLDER, check_macros, find_roms, macros_md, write_macros
 from .modules import synth_layer
@@ -56,6 +56,7 @@ def asic_handoff(design: str | Path, out: str | Path, *, clock_period_ns: float 
     t0 = time.perf_counter()
     design = Path(design).resolve()
     out = Path(out)
+    check_output_directory(out)
     if not clock_period_ns > 0:
         raise UserError(f"--clock-period must be positive, not {clock_period_ns:g}")
     src = Design.open(design, need_dir=False).require("top", "sources", quoted=True)

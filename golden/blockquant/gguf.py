@@ -7,6 +7,8 @@ block-affine form; MXFP4 and the k-quants have their own modules
 
 import numpy as np
 
+from golden.numerics import roundf
+
 from .affine import BlockAffine, common_exponent, f16_exact_parts, to_common
 from .kquants import K_FORMATS, decode_k
 from .mxfp4 import decode_mxfp4, mxfp4_elements, pack_mxfp4
@@ -100,7 +102,7 @@ def encode(fmt: str, w: np.ndarray) -> np.ndarray:
         amax = np.abs(x).max(axis=2)
         d = amax / 127.0
         inv = np.where(d != 0, 1.0 / np.where(d != 0, d, 1), 0).astype(np.float32)
-        q = np.round(x * inv[:, :, None]).astype(np.int8)
+        q = roundf(x * inv[:, :, None]).astype(np.int8)  # llama.cpp: roundf, ties away
         out[:, :, 0:2] = d.astype(np.float16)[:, :, None].view(np.uint8)
         out[:, :, 2:] = q.view(np.uint8)
     elif fmt == "Q4_0":

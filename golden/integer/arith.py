@@ -3,7 +3,7 @@ point, the reciprocal, and the two conversions between float and the residual fo
 
 import numpy as np
 
-from golden.numerics import round_shift, rounding_bias_terms, saturate
+from golden.numerics import round_shift, roundf, rounding_bias_terms, saturate
 
 from .format import MODE, IntFormat
 
@@ -89,7 +89,6 @@ def to_fixed(x, frac: int, bits: int) -> np.ndarray:
     """Float constants (biases, sinks, limits) as fixed point with ``frac`` fraction bits:
     ``x * 2**frac`` rounded half away from zero (exactly, in float64: the scaling is a power
     of two), saturated to ``bits``. Done once, at generation time."""
-    v = np.ldexp(np.asarray(x, np.float64), frac)
-    r = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    r = roundf(np.ldexp(np.asarray(x, np.float64), frac))
     lim = float(1 << (bits - 1))
     return np.clip(r, -lim, lim - 1).astype(np.int64)
