@@ -2,7 +2,7 @@
 from yosys where it was synthesised, else calibrated (:mod:`.calibration`)."""
 
 from .. import design as _design
-from .calibration import CALIBRATION, METRIC, builtin, drivers
+from .calibration import CALIBRATION, CALIBRATION_SOURCE, METRIC, builtin, drivers
 
 __all__ = ["area", "estimate"]
 
@@ -36,7 +36,8 @@ def _calibration(d: "_design.Design", plan, est: dict | None, values: dict, targ
                       "source": "this design (yosys)"}
         elif target == "ecp5":
             out[k] = {"logic_factor": 1.0, "FF_factor": 1.0,
-                      "source": "built-in (tiny chip" + (", -nodsp)" if dsp else ")")}
+                      "source": f"built-in ({CALIBRATION_SOURCE.get(k, 'tiny chip')}"
+                                + (", -nodsp)" if dsp else ")")}
         out.get(k, {})["terms"] = {t: {"logic_per": c[0], "FF_per": c[1]}
                                    for t, c in CALIBRATION[k].items()}
     return out

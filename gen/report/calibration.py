@@ -5,8 +5,8 @@ import re
 
 from .. import design as _design
 
-__all__ = ["CALIBRATION", "CALIBRATION_FMAX", "TERMS", "METRIC", "lane_bits", "drivers",
-           "builtin", "fit_calibration"]
+__all__ = ["CALIBRATION", "CALIBRATION_FMAX", "CALIBRATION_SOURCE", "TERMS", "METRIC",
+           "lane_bits", "drivers", "builtin", "fit_calibration"]
 
 
 #: The built-in calibration: each module kind's logic (ECP5 LUT4-equivalents, LUT4 + 2 x
@@ -25,21 +25,34 @@ __all__ = ["CALIBRATION", "CALIBRATION_FMAX", "TERMS", "METRIC", "lane_bits", "d
 #:
 #: Checked against SmolLM2-135M layer 0 (16-bit activations, 64 lanes, beat 32, head_dim 64;
 #: ``hardwire synth --modules`` on five of its modules): see the README's report section.
+#:
+#: The mixture of experts' own kinds (``BiasAdd``, ``CombineUnit``, ``MoeDecoderLayer``,
+#: ``RouterUnit``) are fitted the same way to the tiny-moe chip (``hardwire chip --model
+#: tiny-moe --no-clock-gating``: 64 lanes, beat 16; ``hardwire synth --target ecp5 --modules
+#: 'hw_RouterUnit*,hw_CombineUnit*,l0_bias,l0_layer,...'``, 1,174 s on one core).
 CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
     # kind: {driver: (LUT4-eq, FF) per driver unit}
     "ArgmaxUnit": {"beat": (125.9, 2.812)},
     "AttentionUnit": {"head_dim": (6498.0, 174.4)},
     "BfpUnit": {"beat": (287.5, 51.5)},
+    "BiasAdd": {"beat": (222.4, 43.88)},
     "BlockLane": {"lane_bits": (3.693, 0.06135)},
     "Chip": {"1": (10.0, 9.0)},
+    "CombineUnit": {"beat": (2797.0, 131.8)},
     "DecoderLayer": {"beat": (90.44, 99.0)},
     "EmbeddingUnit": {"beat": (427.1, 1.75)},
     "LaneArray": {"beat": (1131.0, 0.0), "lanes": (114.2, 84.07)},
+    "MoeDecoderLayer": {"beat": (96.12, 119.7)},
     "ResidualAdd": {"beat": (128.1, 96.12)},
     "RmsNormUnit": {"beat": (3861.0, 190.3)},
     "RopeUnit": {"beat": (3363.0, 74.19)},
+    "RouterUnit": {"beat": (271.6, 37.75)},
     "SwigluUnit": {"beat": (8159.0, 243.9)},
 }
+
+#: The design each built-in kind was fitted to, where it is not the tiny chip.
+CALIBRATION_SOURCE = {k: "tiny-moe chip" for k in ("BiasAdd", "CombineUnit", "MoeDecoderLayer",
+                                                   "RouterUnit")}
 
 #: The built-in Fmax, for a design whose own module has not been placed: nextpnr-ecp5 on the
 #: tiny chip's layer-0 lane alone (see :func:`make_report`), LFE5U-25F, seed 1.
@@ -52,7 +65,8 @@ TERMS = {"BlockLane": ("lane_bits",), "LaneArray": ("beat", "lanes"),
           "AttentionUnit": ("head_dim",), "RmsNormUnit": ("beat",), "BfpUnit": ("beat",),
           "ResidualAdd": ("beat",), "RopeUnit": ("beat",), "SwigluUnit": ("beat",),
           "EmbeddingUnit": ("beat",), "ArgmaxUnit": ("beat",), "DecoderLayer": ("beat",),
-          "Chip": ("1",)}
+          "Chip": ("1",), "RouterUnit": ("beat",), "CombineUnit": ("beat",),
+          "BiasAdd": ("beat",), "MoeDecoderLayer": ("beat",)}
 
 
 #: The logic figure of each target: what the area table, the calibration and the sweep count.

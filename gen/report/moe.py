@@ -94,6 +94,7 @@ def _rom(L, fmts, parallel) -> int:
 def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant):
     """One layer's figures: cycles at ``pos`` (and their weight-reading part), nominal ROM
     bits and the bits one token reads, lanes, and the lane-cycles that read a weight."""
+    from hdl import not_elaborated
     from hdl.layer import dense_cycles
     from hdl.moe_layer import moe_cycles
 
@@ -112,6 +113,7 @@ def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant):
         dense_u = SimpleNamespace(**vars(u))
         dense_u.swiglu = SwigluUnit(E * f, beat, u.swiglu.fmt, t.sig_table,
                                     clamp=(t.limit, t.alpha))
+        not_elaborated(dense_u.swiglu)  # built for its cycle formula
         passes = [qkv.cycles_per_vector, o.cycles_per_vector, gu.cycles_per_vector,
                   dn.cycles_per_vector]
         cycles = dense_cycles(dense_u, passes, beats, pos)
