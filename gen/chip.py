@@ -18,7 +18,14 @@ import numpy as np
 
 from golden.integer import IntFormat
 
-from .design import check_rom_images, header, lint_waivers, rom_files, write_design
+from .design import (
+    check_lane_stages,
+    check_rom_images,
+    header,
+    lint_waivers,
+    rom_files,
+    write_design,
+)
 from .errors import UserError
 from .layer import (
     check_lanes,
@@ -82,14 +89,14 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
                   head_lanes: int | None = None, ctx: int | None = None,
                   beat: int | None = None, seed: int = 0, quant: str = "q4_1",
                   rom_images: str = "auto", gate_clocks: bool = True, lane: str = "serial",
-                  log=print,
-                  progress=None) -> dict:
+                  lane_stages: int = 0, log=print, progress=None) -> dict:
     """Write the design directory and return its manifest. ``progress(total)`` may return a
     bar (``update``, ``close``) for the layers' construction. ``gate_clocks``: each layer and
     the head stage on its own gated clock (:class:`hdl.chip.Chip`; for ASICs), or every
     register on ``clk`` (for FPGAs, whose clock nets cannot be gated by logic cleanly).
     ``lane``: ``serial`` (one bit plane of a block per cycle) or ``parallel`` (a block's whole
-    codes per cycle, a multiplier per column)."""
+    codes per cycle, a multiplier per column); ``lane_stages`` pipeline registers in every
+    lane (:mod:`hdl.lanes`)."""
     from hdl.chip import Chip
     from hdl.decoder import default_lanes
 
@@ -105,6 +112,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
         raise UserError(f"--ctx must be in 1..{cfg.max_ctx} for {m.name}, not {ctx}")
     if lane not in LANE_KINDS:
         raise UserError(f"--lane must be {' or '.join(LANE_KINDS)}, not {lane!r}")
+    check_lane_stages(lane_stages)
     lanes = lanes or default_lanes(cfg, parallel=lane == "parallel", block=weights_block(w))
     head_lanes = head_lanes or lanes  # the LM head is padded to whole lanes
     check_chip_lanes(cfg, lanes, head_lanes)
@@ -116,7 +124,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     try:
         top = Chip(cfg, w, ctx=ctx, lanes=lanes, head_lanes=head_lanes, beat=beat, fmt=fmt,
                    rom_images=files, gate_clocks=gate_clocks, parallel=lane == "parallel",
-                   progress=(lambda: bar.update(1)) if bar else None)
+                   lane_stages=lane_stages, progress=(lambda: bar.update(1)) if bar else None)
     except ValueError as e:
         raise UserError(f"cannot build the chip of {m.name}: {e}") from None
     finally:
@@ -150,7 +158,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
         "config": asdict(cfg) | {"head_dim": cfg.head_dim},
         "format_int": asdict(fmt),
         "ctx": ctx, "lanes": lanes, "head_lanes": head_lanes, "beat": beat,
-        "clock_gating": gate_clocks, "lane": lane,
+        "clock_gating": gate_clocks, "lane": lane, "lane_stages": lane_stages,
         "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
         "rom_bits_by_part": {"embedding": top.embed.rom_bits,
                              "layers": sum(layer.rom_bits for layer in top.layers),

@@ -67,6 +67,13 @@ def check_rom_images(mode: str) -> None:
         raise UserError(f"--rom-images must be auto, inline or files, not {mode!r}")
 
 
+def check_lane_stages(stages: int) -> None:
+    from hdl import MAX_LANE_STAGES
+
+    if not 0 <= stages <= MAX_LANE_STAGES:
+        raise UserError(f"--lane-stages must be 0..{MAX_LANE_STAGES}, not {stages}")
+
+
 def rom_files(mode: str, bits: int) -> bool:
     """Whether ROMs of ``bits`` in all are written as image files under ``--rom-images
     mode``."""

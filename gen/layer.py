@@ -17,7 +17,15 @@ from golden.integer import IntCache, IntFormat, to_residual
 from hdl import not_elaborated
 from hdl.decoder import default_beat
 
-from .design import check_rom_images, header, lint_waivers, module_infos, rom_files, write_design
+from .design import (
+    check_lane_stages,
+    check_rom_images,
+    header,
+    lint_waivers,
+    module_infos,
+    rom_files,
+    write_design,
+)
 from .errors import UserError
 from .models import load_model
 from .output import check_output_directory
@@ -138,8 +146,10 @@ def module_roles(top, name: str) -> dict:
 
 def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
                    ctx: int | None = None, beat: int | None = None, seed: int = 0,
-                   quant: str = "q4_1", rom_images: str = "auto", log=print) -> dict:
-    """Write the design directory and return its manifest."""
+                   quant: str = "q4_1", rom_images: str = "auto", lane_stages: int = 0,
+                   log=print) -> dict:
+    """Write the design directory and return its manifest. ``lane_stages`` pipeline
+    registers in every lane (:mod:`hdl.lanes`)."""
     from hdl.decoder import decoder_layer, default_lanes
 
     t0 = time.perf_counter()
@@ -154,13 +164,14 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
         raise UserError(f"--ctx must be in 1..{cfg.max_ctx} for {m.name}, not {ctx}")
     lanes = lanes or default_lanes(cfg)
     check_lanes(cfg, lanes)
+    check_lane_stages(lane_stages)
     beat = beat or default_beat(cfg, lanes, weights_block(w))
     fmt = IntFormat()
     check_rom_images(rom_images)
     files = rom_files(rom_images, weight_bits(w))
     try:
         top = decoder_layer(cfg, w, index=layer, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt,
-                            rom_images=files)
+                            rom_images=files, lane_stages=lane_stages)
     except ValueError as e:
         raise UserError(f"cannot build layer {layer} of {m.name}: {e}") from None
     t_build = time.perf_counter()
@@ -198,7 +209,7 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
         "model": m.name, "layer": layer,
         "config": asdict(cfg) | {"head_dim": cfg.head_dim},
         "format_int": asdict(fmt),
-        "ctx": ctx, "lanes": lanes, "beat": beat,
+        "ctx": ctx, "lanes": lanes, "beat": beat, "lane_stages": lane_stages,
         "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
         "weights": int(sum(t.codes.size for t in layer_tensors(w))),
         "weight_error": layer_weight_error(m, layer),

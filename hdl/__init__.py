@@ -1,6 +1,10 @@
 """Amaranth 0.5 components. Weights are constructor arguments (constants), never ports."""
 
-__all__ = ["not_elaborated"]
+__all__ = ["not_elaborated", "MAX_LANE_STAGES"]
+
+#: The most pipeline registers a lane takes (:mod:`hdl.lanes`), here so that the command
+#: line can name it without importing Amaranth.
+MAX_LANE_STAGES = 4
 
 
 def not_elaborated(*components) -> None:

@@ -13,8 +13,8 @@ from golden.numerics import signed_range
 
 from .vector import element
 
-__all__ = ["signed_width", "wire", "counter", "index_mux", "balanced_tree", "wired_tree",
-           "adder_tree", "selected_sum", "bit_length", "priority_bit_length", "pack",
+__all__ = ["signed_width", "wire", "counter", "index_mux", "indexed_constant", "balanced_tree",
+           "wired_tree", "adder_tree", "selected_sum", "bit_length", "priority_bit_length", "pack",
            "interpolation_words"]
 
 
@@ -49,6 +49,18 @@ def index_mux(values, index):
     for h in range(1, len(values)):
         out = Mux(index == h, values[h], out)
     return out
+
+
+def indexed_constant(m, sel, values, name: str) -> Signal:
+    """``values[sel]`` of constants as a named signal just wide enough: a small
+    multiplexer chain (``values[-1]`` innermost)."""
+    values = [int(v) for v in values]
+    sig = Signal(signed(signed_width(min(values + [0]), max(values + [0]))), name=name)
+    expr = values[-1]
+    for k in range(len(values) - 2, -1, -1):
+        expr = Mux(sel == k, values[k], expr)
+    m.d.comb += sig.eq(expr)
+    return sig
 
 
 def balanced_tree(values, op, node=None):

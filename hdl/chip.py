@@ -50,7 +50,8 @@ class Chip(wiring.Component):
     Parameters: the model (``cfg``, quantised :class:`golden.llama.ModelWeights`), ``ctx`` (KV
     cache positions per layer), ``lanes`` per decoder layer, ``head_lanes`` for the LM head,
     ``beat``, and ``parallel`` lanes (a block's whole codes per cycle; see
-    :class:`hdl.lane_array.LaneArray`) instead of bit-serial ones. Units are emitted as
+    :class:`hdl.lane_array.LaneArray`) instead of bit-serial ones, and ``lane_stages``
+    pipeline registers in every lane (:mod:`hdl.lanes`). Units are emitted as
     separate modules (:attr:`modules`), each decoder layer as ``l<i>_layer`` with its own units.
 
     With ``gate_clocks``, each decoder layer and the head stage get their own gated clock
@@ -67,7 +68,7 @@ class Chip(wiring.Component):
     def __init__(self, cfg: LlamaConfig, w: ModelWeights, *, ctx: int, lanes: int,
                  head_lanes: int, beat: int, fmt: IntFormat | None = None,
                  rom_images: bool = False, gate_clocks: bool = True, progress=None,
-                 parallel: bool = False):
+                 parallel: bool = False, lane_stages: int = 0):
         fmt = fmt or IntFormat()
         self.gate_clocks = gate_clocks
         self.cfg, self.fmt, self.ctx, self.beat = cfg, fmt, ctx, beat
@@ -80,7 +81,7 @@ class Chip(wiring.Component):
         for i, lw in enumerate(w.layers):
             layer = decoder_layer(cfg, lw, index=i, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt,
                                   rom_images=rom_images, prefix=f"l{i}", parallel=parallel,
-                                  gate_lanes=gate_clocks, units=units)
+                                  gate_lanes=gate_clocks, units=units, lane_stages=lane_stages)
             # Identical lanes (same widths and bounds) are one module across the layers.
             layer.engine.lane_name = module_key(layer.engine.lane_kind,
                                                  layer.engine.lane_args())
@@ -102,7 +103,7 @@ class Chip(wiring.Component):
         self.norm = RmsNormUnit(cfg.dim, beat, head_fmt, G.g_final, G.gf_final, G.eps_term)
         self.head = LaneArray([head], abits=G.head_abits, lanes=head_lanes, beat=beat,
                               fmt=head_fmt, rom_images=rom_images, prefix="head",
-                              parallel=parallel, gate_lanes=gate_clocks)
+                              parallel=parallel, gate_lanes=gate_clocks, stages=lane_stages)
         self.head.lane_name = module_key(self.head.lane_kind, self.head.lane_args())
         self.argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits, rows=self.head_rows)
         for name, comp in (("embedding", self.embed), ("final_norm", self.norm),

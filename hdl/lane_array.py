@@ -27,24 +27,14 @@ from golden.blockquant import BlockAffine
 from golden.integer import IntFormat
 from golden.numerics import signed_range
 
-from .arith import adder_tree, signed_width
+from . import MAX_LANE_STAGES
+from .arith import adder_tree, indexed_constant, signed_width
 from .lanes import BlockLane, ParallelLane
 from .mask_rom import RomSpec, twos_complement
 from .rescaler import Rescaler
 from .vector import beat_layout, element
 
 __all__ = ["LaneArray"]
-
-
-def _pass_constant(m, sel, values, name: str) -> Signal:
-    """A pass-indexed constant ``values[sel]``, as a small multiplexer."""
-    values = [int(v) for v in values]
-    sig = Signal(signed(signed_width(min(values + [0]), max(values + [0]))), name=name)
-    expr = values[-1]
-    for k in range(len(values) - 2, -1, -1):
-        expr = Mux(sel == k, values[k], expr)
-    m.d.comb += sig.eq(expr)
-    return sig
 
 
 def _next_pass(p, passes: int):
@@ -83,11 +73,17 @@ class LaneArray(wiring.Component):
     bits`` cycles of ROM reads (``rows/lanes * nblocks`` when parallel; :attr:`pass_cycles`);
     every batch of ``lanes`` rows leaves in ``lanes / beat`` beats while the next batch
     computes. A pass's input can load once the previous pass has issued its last ROM read.
+    With ``stages`` pipeline registers in the lanes, each batch leaves ``stages`` cycles
+    later (the flags that go with it travel beside the lanes' registers; the scale ROMs are
+    read and the activation sum delayed to meet the lanes' block term).
     """
 
     def __init__(self, passes: list[BlockAffine], *, abits: int, lanes: int, beat: int,
                  fmt: IntFormat, rom_images: bool = False, prefix: str = "mv",
-                 parallel: bool = False, gate_lanes: bool = False, select: bool = False):
+                 parallel: bool = False, gate_lanes: bool = False, select: bool = False,
+                 stages: int = 0):
+        if not 0 <= stages <= MAX_LANE_STAGES:
+            raise ValueError(f"a lane takes 0..{MAX_LANE_STAGES} pipeline stages, not {stages}")
         if not passes:
             raise ValueError("at least one pass is needed")
         block = passes[0].block
@@ -100,6 +96,9 @@ class LaneArray(wiring.Component):
                 raise ValueError("every pass needs the same block size")
         self.passes, self.fmt, self.abits, self.beat = passes, fmt, abits, beat
         self.parallel, self.gate_lanes, self.select = parallel, gate_lanes, select
+        #: the lanes' pipeline registers (:mod:`hdl.lanes`): each pass's rows leave this
+        #: many cycles later
+        self.stages = stages
         self.pass_bits = max(1, (len(passes) - 1).bit_length())
         self.layouts = [gbf.BlockFoldedLayout.of(w, lanes, parallel) for w in passes]
         for L in self.layouts:
@@ -163,7 +162,8 @@ class LaneArray(wiring.Component):
 
     @property
     def pass_cycles(self) -> list[int]:
-        return [L.cycles_per_vector for L in self.layouts]
+        """Each pass's cycles: its ROM reads, then the lanes' pipeline latency."""
+        return [L.cycles_per_vector + self.stages for L in self.layouts]
 
     @property
     def cycles_per_vector(self) -> int:
@@ -188,6 +188,8 @@ class LaneArray(wiring.Component):
     def lane_args(self) -> dict:
         args = dict(block=self.block, abits=self.abits, b=self.bounds,
                     d_bits=self._d_bits, m_bits=self._m_bits, s_bits=self._s_bits)
+        if self.stages:
+            args |= {"stages": self.stages}
         return args | ({"elem_bits": self.elem_bits} if self.parallel else {})
 
     @property
@@ -239,7 +241,7 @@ class LaneArray(wiring.Component):
             r.pass_buf = Signal(r.pass_bits)
         else:
             cur = pass_in
-        nin = _pass_constant(m, cur, [L.cols // B for L in Ls], "nin")
+        nin = indexed_constant(m, cur, [L.cols // B for L in Ls], "nin")
         r.e_buf = e_buf = Signal(signed(self.fmt.exp_bits))
         buf_full, busy = Signal(), Signal()
         r.buf_full, r.busy = buf_full, busy
@@ -282,11 +284,11 @@ class LaneArray(wiring.Component):
         bb = Signal(range(max(max(L.nblocks for L in Ls), 2)))
         t = Signal(range(max(max(L.cycles_per_block for L in Ls), 2)))
         e_cur = Signal(signed(E))
-        end = _pass_constant(
+        end = indexed_constant(
             m, pass_run, [b + L.depth - 1 for b, L in zip(self.code_base, Ls, strict=True)],
             "end")
-        nb_last = _pass_constant(m, pass_run, [L.nblocks - 1 for L in Ls], "nb_last")
-        t_last = _pass_constant(m, pass_run, [L.cycles_per_block - 1 for L in Ls], "t_last")
+        nb_last = indexed_constant(m, pass_run, [L.nblocks - 1 for L in Ls], "nb_last")
+        t_last = indexed_constant(m, pass_run, [L.cycles_per_block - 1 for L in Ls], "t_last")
         issue_last = addr == end
 
         r.v1 = v1 = Signal()
@@ -294,17 +296,17 @@ class LaneArray(wiring.Component):
         r.sign1, r.lastp1, r.firstb1, r.batch1 = sign1, lastp1, firstb1, batch1
         r.e1 = e1 = Signal(signed(E))
         r.pass1 = pass1 = Signal(r.pass_bits)
-        r.pend_full = pend_full = Signal()
+        r.pend_full = Signal()
         r.adv = adv = Signal()
-        m.d.comb += adv.eq(~(v1 & batch1 & pend_full))
+        self._pipeline(m, r)
         start = Signal()
         m.d.comb += start.eq(adv & r.buf_full & ~busy)
         m.d.comb += [r.rd.addr.eq(bb), r.rd.en.eq(adv)]
         if self.gate_lanes:
-            self._gate_lane_clock(m, busy | v1)
+            self._gate_lane_clock(m, busy | r.in_flight)
         if self.select:
-            base = (_pass_constant(m, r.pass_buf, self.code_base, "code_base"),
-                    _pass_constant(m, r.pass_buf, self.scale_base, "scale_base"))
+            base = (indexed_constant(m, r.pass_buf, self.code_base, "code_base"),
+                    indexed_constant(m, r.pass_buf, self.scale_base, "scale_base"))
 
         with m.If(adv):
             m.d[r.ld] += [
@@ -334,6 +336,27 @@ class LaneArray(wiring.Component):
             with m.If(adv & busy & issue_last & (pass_run == NP - 1)):
                 m.d.sync += [addr.eq(0), saddr.eq(0)]
 
+    def _pipeline(self, m, r):
+        """The lanes' last stage's flags (``vo``, ``batcho``, ``eo``, ``passo``, stage 1's moved
+        on ``stages`` times) and ``saddr_t``, the scale address the lanes' block term reads."""
+        flags = [r.v1, r.batch1, r.e1, r.pass1]
+        r.in_flight = r.v1
+        for k in range(self.stages):
+            nxt = [Signal(f.shape(), name=f"{f.name}_s{k + 1}") for f in flags]
+            with m.If(r.adv):
+                m.d[r.ld] += [n.eq(f) for n, f in zip(nxt, flags, strict=True)]
+            flags = nxt
+            r.in_flight = r.in_flight | flags[0]
+        r.vo, r.batcho, r.eo, r.passo = flags
+        # the array advances unless a finished batch meets a full output buffer
+        m.d.comb += r.adv.eq(~(r.vo & r.batcho & r.pend_full))
+        r.saddr_t = r.saddr
+        for k in range(BlockLane.term_offset(self.stages)):
+            nxt = Signal.like(r.saddr, name=f"saddr_t{k + 1}")
+            with m.If(r.adv):
+                m.d[r.ld] += nxt.eq(r.saddr_t)
+            r.saddr_t = nxt
+
     def _gate_lane_clock(self, m, enable):
         """A clock-gating cell: the enable is caught while the clock is low and ANDed with
         it. The lanes' clock ticks at the edges where a ROM read issues (busy) or the lanes
@@ -358,6 +381,11 @@ class LaneArray(wiring.Component):
             lo, hi = signed_range(A)
             m.d.comb += act_sum.eq(adder_tree(m, [element(chunk1, k, A) for k in range(K)],
                                               lo, hi))
+            for k in range(BlockLane.term_offset(self.stages)):
+                nxt = Signal.like(act_sum, name=f"act_sum_t{k + 1}")
+                with m.If(r.adv):
+                    m.d[ld] += nxt.eq(act_sum)
+                act_sum = nxt
         results = []
         for p in range(self.lanes):
             croms = [spec.build() for spec in self.lane_code_roms[p]]
@@ -367,11 +395,13 @@ class LaneArray(wiring.Component):
                     DomainRenamer(ld)(crom)
                 m.d.comb += [crom.addr.eq(r.addr), crom.en.eq(r.adv)]
             m.submodules[f"d{p}"] = DomainRenamer(ld)(drom)
-            m.d.comb += [drom.addr.eq(r.saddr), drom.en.eq(r.adv)]
+            m.d.comb += [drom.addr.eq(r.saddr_t), drom.en.eq(r.adv)]
             res = Signal(signed(self.acc_bits), name=f"row{p}")
             ports = dict(i_clk=ClockSignal(ld), i_rst=ResetSignal(ld),
                          i_chunk=chunk1, i_d=drom.data, i_first_block=r.firstb1,
                          i_update=update, o_result=res)
+            if self.stages:
+                ports |= dict(i_en=r.adv)
             if self.parallel:
                 ports |= dict(i_codes=Cat(*(c.data for c in croms)))
             else:
@@ -380,7 +410,7 @@ class LaneArray(wiring.Component):
             if self._has_m:
                 mrom = self.m_roms[p].build()
                 m.submodules[f"m{p}"] = DomainRenamer(ld)(mrom)
-                m.d.comb += [mrom.addr.eq(r.saddr), mrom.en.eq(r.adv)]
+                m.d.comb += [mrom.addr.eq(r.saddr_t), mrom.en.eq(r.adv)]
                 ports |= dict(i_m=mrom.data, i_act_sum=act_sum)
             m.submodules[f"lane{p}"] = Instance(self.lane_name, **ports)
             results.append(res)
@@ -394,13 +424,13 @@ class LaneArray(wiring.Component):
         pend_e = Signal(signed(E))
         pend_pass = Signal(r.pass_bits)
         k = Signal(range(max(P // B, 2)))
-        with m.If(r.adv & r.v1 & r.batch1):
-            m.d.sync += [pend.eq(Cat(*results)), pend_e.eq(r.e1), pend_pass.eq(r.pass1),
+        with m.If(r.adv & r.vo & r.batcho):
+            m.d.sync += [pend.eq(Cat(*results)), pend_e.eq(r.eo), pend_pass.eq(r.passo),
                          r.pend_full.eq(1), k.eq(0)]
         with m.Elif(y.valid & y.ready):
             # the next beat's rows move down: a constant shift, no wide multiplexer
             m.d.sync += pend.eq(pend[B * W:])
-        sc = _pass_constant(m, pend_pass, self.shift_const, "shift_const")
+        sc = indexed_constant(m, pend_pass, self.shift_const, "shift_const")
         sh = Signal(signed(max(len(sc), E) + 2))
         m.d.comb += sh.eq(sc - pend_e)
         sel = pend[:B * W]

@@ -204,7 +204,7 @@ class DecoderLayer(LayerBase):
     def __init__(self, cfg: LlamaConfig, w: LayerWeights, *, ctx: int, lanes: int, beat: int,
                  fmt: IntFormat | None = None, rom_images: bool = False,
                  prefix: str = "layer", parallel: bool = False, gate_lanes: bool = False,
-                 units: dict | None = None):
+                 units: dict | None = None, lane_stages: int = 0):
         fmt = fmt or IntFormat()
         for name, n in (("dim", cfg.dim), ("kv_dim", cfg.kv_dim), ("ffn", cfg.ffn)):
             if n % beat:
@@ -220,7 +220,7 @@ class DecoderLayer(LayerBase):
                        interleave_rows(blk["w_gate"], blk["w_up"], beat), blk["w_down"]]
         self.engine = LaneArray(self.passes, abits=fmt.abits, lanes=lanes, beat=beat, fmt=fmt,
                                 rom_images=rom_images, prefix=prefix, parallel=parallel,
-                                gate_lanes=gate_lanes)
+                                gate_lanes=gate_lanes, stages=lane_stages)
         d, hd, nh, nkv = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
         self._begin(units)
         unit = self._unit

@@ -120,7 +120,7 @@ class MoeDecoderLayer(LayerBase):
     def __init__(self, cfg: GptOssConfig, w: MoeLayerWeights, *, ctx: int, lanes: int,
                  beat: int, fmt: IntFormat | None = None, rom_images: bool = False,
                  prefix: str = "layer", parallel: bool = False, gate_lanes: bool = False,
-                 units: dict | None = None, index: int = 0):
+                 units: dict | None = None, index: int = 0, lane_stages: int = 0):
         fmt = fmt or IntFormat()
         for name, n in (("dim", cfg.dim), ("q_dim", cfg.q_dim), ("kv_dim", cfg.kv_dim),
                         ("ffn", cfg.ffn), ("head_dim", cfg.head_dim)):
@@ -132,7 +132,7 @@ class MoeDecoderLayer(LayerBase):
         self.router_rows = self.passes[2].shape[0]
         self.engine = LaneArray(self.passes, abits=fmt.abits, lanes=lanes, beat=beat, fmt=fmt,
                                 rom_images=rom_images, prefix=prefix, parallel=parallel,
-                                gate_lanes=gate_lanes, select=True)
+                                gate_lanes=gate_lanes, select=True, stages=lane_stages)
         self.bias = BiasAdd(biases, [p.shape[0] for p in self.passes], beat, fmt,
                             rom_images=rom_images, prefix=f"{prefix}_bias")
         self._begin(units)

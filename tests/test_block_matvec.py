@@ -143,12 +143,15 @@ def test_block_matvec_bit_exact(tmp_path, kind, rows, cols, lanes, beat, abits, 
     assert dut.cycles_per_vector == rows * cols * per_block // (lanes * w.block)
 
 
-@pytest.mark.parametrize("parallel, gated", [(False, False), (True, False), (False, True),
-                                             (True, True)],
-                         ids=["serial", "parallel", "serial-gated", "parallel-gated"])
-def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel, gated):
+@pytest.mark.parametrize("parallel, gated, stages", [
+    (False, False, 0), (True, False, 0), (False, True, 0), (True, True, 0),
+    (False, False, 1), (True, False, 2), (False, True, 4), (True, True, 3)],
+    ids=["serial", "parallel", "serial-gated", "parallel-gated", "serial-s1", "parallel-s2",
+         "serial-gated-s4", "parallel-gated-s3"])
+def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel, gated, stages):
     """q|k|v, o, gate/up interleaved by beat, down: one lane array, passes in a cycle. Gated:
-    the lanes on their own gated clock, as in a chip."""
+    the lanes on their own gated clock, as in a chip. Pipelined lanes (``stages``) give the
+    same rows, ``stages`` cycles later per pass."""
     from golden.blockquant import interleave_rows, stack
     from hdl.lane_array import LaneArray
 
@@ -160,14 +163,14 @@ def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel, gated):
     passes = [stack([lw.wq, lw.wk, lw.wv]), lw.wo, interleave_rows(lw.w_gate, lw.w_up, beat),
               lw.w_down]
     dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=parallel,
-                    gate_lanes=gated)
+                    gate_lanes=gated, stages=stages)
     rng = np.random.default_rng(5)
     steps = [(w, rng.integers(-(1 << (abits - 1)), 1 << (abits - 1), w.shape[1]),
               int(rng.integers(-14, -6))) for _token in range(3) for w in passes]
     d = write_passes(tmp_path, dut, steps, "3 tokens x 4 passes")
     res = run_stream(d, simulator="icarus")
     assert res.ok, res.summary()
-    assert dut.cycles_per_vector == dut.ideal_cycles == sum(
+    assert dut.cycles_per_vector - 4 * stages == dut.ideal_cycles == sum(
         w.shape[0] * w.shape[1] * (1 if parallel else w.bits) for w in passes) / (lanes * 32)
 
 
@@ -193,8 +196,9 @@ def test_per_channel_weights_run_as_lane_blocks(tmp_path):
         np.testing.assert_array_equal(project(w, a, e, FMT), project(wb, a, e, FMT))
 
 
-@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
-def test_lane_array_selects_its_pass_per_vector(tmp_path, parallel):
+@pytest.mark.parametrize("parallel, stages", [(False, 0), (True, 0), (False, 4), (True, 1)],
+                         ids=["serial", "parallel", "serial-s4", "parallel-s1"])
+def test_lane_array_selects_its_pass_per_vector(tmp_path, parallel, stages):
     """With ``select``, every input vector names its pass (as a mixture of experts names its
     experts): passes in an order no cycle gives, repeats included; the output beats carry
     the pass they belong to."""
@@ -209,7 +213,7 @@ def test_lane_array_selects_its_pass_per_vector(tmp_path, parallel):
                                                        ("Q4_0", 8, 64, 3), ("Q8_0", 16, 32, 4),
                                                        ("Q4_1", 8, 32, 5))]
     dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=FMT, parallel=parallel,
-                    select=True)
+                    select=True, stages=stages)
     lo, hi = -(1 << (abits - 1)), 1 << (abits - 1)
     ins, outs = [], []
     sel_in, sel_out = beat * abits + FMT.exp_bits, beat * FMT.fx_bits

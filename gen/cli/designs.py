@@ -110,7 +110,8 @@ def run_layer(a):
     from ..layer import generate_layer
 
     generate_layer(a.model, a.layer, a.out, lanes=a.lanes, ctx=a.ctx, beat=a.beat,
-                   seed=a.seed, quant=a.quant, rom_images=a.rom_images)
+                   seed=a.seed, quant=a.quant, rom_images=a.rom_images,
+                   lane_stages=a.lane_stages)
     return 0
 
 
@@ -147,6 +148,6 @@ def run_chip(a):
 
     generate_chip(a.model, a.out, lanes=a.lanes, head_lanes=a.head_lanes, ctx=a.ctx,
                   beat=a.beat, seed=a.seed, quant=a.quant, rom_images=a.rom_images,
-                  gate_clocks=not a.no_clock_gating, lane=a.lane,
+                  gate_clocks=not a.no_clock_gating, lane=a.lane, lane_stages=a.lane_stages,
                   progress=lambda n: tty_progress(n, "chip: layers", "layer"))
     return 0

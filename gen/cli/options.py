@@ -5,6 +5,8 @@ import argparse
 import inspect
 from pathlib import Path
 
+from hdl import MAX_LANE_STAGES
+
 from ..errors import UserError
 
 __all__ = ["Parser", "doc", "count", "at_least_one", "int_list", "quant_help", "model_option",
@@ -78,6 +80,11 @@ def shape_options(p, command: str) -> None:
     p.add_argument("--ctx", type=at_least_one, help=f"context length: {ctx} (default 16)")
     p.add_argument("--beat", type=at_least_one, help="vector elements per cycle between "
                    f"units (default: the widest {beat})")
+    p.add_argument("--lane-stages", type=count, default=0, metavar="N",
+                   help=f"pipeline registers in every lane, 0..{MAX_LANE_STAGES}, cutting in "
+                        "this order: after the block sum, after the block term D*P + M*S, "
+                        "before it, between its multipliers and their sum; each pass takes N "
+                        "cycles more, for a shorter clock period (default 0)")
 
 
 def output_options(p, command: str) -> None:

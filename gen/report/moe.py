@@ -91,9 +91,10 @@ def _rom(L, fmts, parallel) -> int:
     return L.rom_bits(BLOCK * code if parallel else BLOCK, const)
 
 
-def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant):
-    """One layer's figures: cycles at ``pos`` (and their weight-reading part), nominal ROM
-    bits and the bits one token reads, lanes, and the lane-cycles that read a weight."""
+def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant, stages):
+    """One layer's figures: cycles at ``pos`` (and their weight-reading part, each pass with
+    the lanes' ``stages`` of latency), nominal ROM bits and the bits one token reads, lanes,
+    and the lane-cycles that read a weight."""
     from hdl import not_elaborated
     from hdl.layer import dense_cycles
     from hdl.moe_layer import moe_cycles
@@ -114,18 +115,19 @@ def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant):
         dense_u.swiglu = SwigluUnit(E * f, beat, u.swiglu.fmt, t.sig_table,
                                     clamp=(t.limit, t.alpha))
         not_elaborated(dense_u.swiglu)  # built for its cycle formula
-        passes = [qkv.cycles_per_vector, o.cycles_per_vector, gu.cycles_per_vector,
-                  dn.cycles_per_vector]
+        reads = [L.cycles_per_vector for L in (qkv, o, gu, dn)]
+        passes = [r + stages for r in reads]
         cycles = dense_cycles(dense_u, passes, beats, pos)
         rom = fixed + _rom(gu, ex, parallel) + _rom(dn, ex, parallel)
         return {"cycles": sum(cycles.values()), "weight_cycles": sum(passes),
                 "rom_bits": rom, "read_bits": rom, "lanes": lanes,
-                "busy_lane_cycles": lanes * sum(passes), "attention": cycles["attention"]}
+                "busy_lane_cycles": lanes * sum(reads), "attention": cycles["attention"]}
     router = _layout(-(-E // lanes) * lanes, d, rt[0], lanes, parallel)
     g = lanes if variant == "shared" else group
     gu, dn = _layout(2 * f, d, ex[0], g, parallel), _layout(d, f, ex[0], g, parallel)
     kinds = {"qkv": qkv, "o": o, "router": router, "gate_up": gu, "down": dn}
-    passes = {n: L.cycles_per_vector for n, L in kinds.items()}
+    reads = {n: L.cycles_per_vector for n, L in kinds.items()}
+    passes = {n: r + stages for n, r in reads.items()}
     expert = _rom(gu, ex, parallel) + _rom(dn, ex, parallel)
     rom = fixed + _rom(router, rt, parallel) + E * expert
     read = fixed + _rom(router, rt, parallel) + k * expert
@@ -133,26 +135,29 @@ def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant):
     if variant == "shared":
         cycles = moe_cycles(u, passes, beats, k, pos)
         weight = shared + k * (passes["gate_up"] + passes["down"])
+        busy = sum(reads[n] for n in ("qkv", "o", "router")) + k * (reads["gate_up"]
+                                                                    + reads["down"])
         return {"cycles": sum(cycles.values()), "weight_cycles": weight, "rom_bits": rom,
-                "read_bits": read, "lanes": lanes, "busy_lane_cycles": lanes * weight,
+                "read_bits": read, "lanes": lanes, "busy_lane_cycles": lanes * busy,
                 "attention": cycles["attention"]}
     # per-expert lane groups: the top_k experts at once
     cycles = moe_cycles(u, passes, beats, 1, pos)
     ex_cycles = passes["gate_up"] + passes["down"]
     return {"cycles": sum(cycles.values()), "weight_cycles": shared + ex_cycles,
             "rom_bits": rom, "read_bits": read, "lanes": lanes + E * g,
-            "busy_lane_cycles": lanes * shared + k * g * ex_cycles,
+            "busy_lane_cycles": lanes * sum(reads[n] for n in ("qkv", "o", "router"))
+            + k * g * (reads["gate_up"] + reads["down"]),
             "attention": cycles["attention"]}
 
 
 def shape_figures(cfg, *, lanes: int, beat: int, ctx: int, pos: int, fmt, fmts: dict,
                   parallel: bool = False, variant: str = "shared", group: int | None = None,
-                  head_lanes: int | None = None) -> dict:
+                  head_lanes: int | None = None, stages: int = 0) -> dict:
     """A whole chip of shape ``cfg`` (:class:`golden.gpt_oss.GptOssConfig`), ``variant``
     ``shared`` (as hardwire builds it), ``per-expert`` (``group`` lanes per expert) or
     ``dense`` (equal ROM): cycles per token at ``pos`` by part, ROM bits and bits read per
     token (nominal, ``fmts``), lanes, and the lanes' utilisation (the share of lane-cycles
-    that read a weight)."""
+    that read a weight); ``stages``: the lanes' pipeline registers (:mod:`hdl.lanes`)."""
     from dataclasses import replace
 
     from golden.blockquant import BlockAffine
@@ -172,7 +177,7 @@ def shape_figures(cfg, *, lanes: int, beat: int, ctx: int, pos: int, fmt, fmts: 
             u = _units(cfg, ctx, beat, fmt, i, router_rows)
             built += list(vars(u).values())
             cache[w] = _layer(cfg, u, i, lanes=lanes, group=group, beat=beat, pos=pos,
-                              fmts=fmts, parallel=parallel, variant=variant)
+                              fmts=fmts, parallel=parallel, variant=variant, stages=stages)
         layers.append(cache[w])
     hf = fmts["lm_head"]
     rows = -(-cfg.vocab // head_lanes) * head_lanes
@@ -186,8 +191,8 @@ def shape_figures(cfg, *, lanes: int, beat: int, ctx: int, pos: int, fmt, fmts: 
     emb = EmbeddingUnit(row, beat=beat, fmt=fmt, pos_bits=max(1, (ctx - 1).bit_length()))
     argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits, rows=rows)
     not_elaborated(norm, emb, argmax, *built)
-    parts = chip_cycles(emb, [ly["cycles"] for ly in layers], norm, head.cycles_per_vector,
-                        argmax)
+    head_cycles = head.cycles_per_vector + stages
+    parts = chip_cycles(emb, [ly["cycles"] for ly in layers], norm, head_cycles, argmax)
     total = sum(parts.values())
     ef = fmts["embedding"]
     emb_rom = cfg.vocab * (cfg.dim * ef[0] + cfg.dim // BLOCK * ef[1])
@@ -201,11 +206,11 @@ def shape_figures(cfg, *, lanes: int, beat: int, ctx: int, pos: int, fmt, fmts: 
         "lanes": n_lanes, "beat": beat, "position": pos,
         "cycles_per_token": total,
         "cycles_parts": {"reading weights": sum(ly["weight_cycles"] for ly in layers)
-                         + head.cycles_per_vector,
+                         + head_cycles,
                          "attention": sum(ly["attention"] for ly in layers),
                          "other units": total - sum(ly["weight_cycles"] + ly["attention"]
                                                     for ly in layers)
-                         - head.cycles_per_vector},
+                         - head_cycles},
         "rom_bits": rom, "read_bits_per_token": read,
         "read_share": float(f"{read / rom:.4g}"),
         "lane_utilisation": float(f"{busy / (n_lanes * total):.4g}"),
@@ -276,7 +281,8 @@ def _design_points(m: dict, model, fmt, lane_logic) -> list[dict]:
             try:
                 f = shape_figures(cfg, lanes=lanes, beat=beat, ctx=ctx, pos=ctx - 1, fmt=fmt,
                                   fmts=fmts, parallel=parallel, variant=variant, group=g,
-                                  head_lanes=m.get("head_lanes"))
+                                  head_lanes=m.get("head_lanes"),
+                                  stages=m.get("lane_stages", 0))
             except ValueError:
                 continue
             f["tokens_per_s"] = rate(mhz, f["cycles_per_token"])

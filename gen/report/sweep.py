@@ -20,7 +20,8 @@ __all__ = ["STRATEGIES", "pareto_front", "sweep_points", "design_lane_bits"]
 STRATEGIES = ("per-layer", "shared")
 
 
-def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, cache: dict):
+def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, cache: dict,
+                 stages: int = 0):
     """``(units at the last position, ideal)`` of the chip ``hardwire chip`` would build, from
     the hardware classes' own cycle formulas. Raises ``ValueError`` for an impossible point.
 
@@ -64,7 +65,7 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
                           layer.golden.eps_term)
         units, ideal, layouts, eps_term = cache[sig]
         ls = passes(layouts, lanes)
-        layers.append((units + sum(L.cycles_per_vector for L in ls),
+        layers.append((units + sum(L.cycles_per_vector + stages for L in ls),
                        ideal + sum(L.ideal_cycles for L in ls)))
     head = w.lm_head.reblock(gbq.lane_block(w.lm_head))
     (hl,) = passes([gbf.BlockFoldedLayout.of(head, head_lanes)], head_lanes)
@@ -80,7 +81,7 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
         units[f"layer {i}"] = c
     argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits)
     not_elaborated(norm, emb, argmax)
-    units |= {"final norm": norm.cycles, "LM head": hl.cycles_per_vector,
+    units |= {"final norm": norm.cycles, "LM head": hl.cycles_per_vector + stages,
               "argmax": argmax.cycles}
     ideal = sum(i for _, i in layers) + hl.ideal_cycles
     return units, ideal
@@ -173,7 +174,8 @@ def sweep_points(m: dict, model, cal: dict, fmax_mhz: float | None,
     for p, h, beat in sorted(combos):
         try:
             check_chip_lanes(cfg, p, h)
-            units, ideal = _chip_cycles(model, m["ctx"], p, h, beat, fmt, cache)
+            units, ideal = _chip_cycles(model, m["ctx"], p, h, beat, fmt, cache,
+                                        m.get("lane_stages", 0))
         except (UserError, ValueError) as e:
             skipped.append({"lanes": p, "head_lanes": h, "beat": beat, "reason": str(e)})
             continue

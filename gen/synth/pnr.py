@@ -205,7 +205,8 @@ def place_and_route(netlist: str | Path, target: str, workdir: str | Path, *,
 
 
 def synth_wrapped(sources, top: str, ports: WrapPorts, target: str, workdir: Path, *,
-                   cwd: Path | None, timeout: float, flatten: bool) -> tuple[dict, Path]:
+                   cwd: Path | None, timeout: float, flatten: bool,
+                   dsp: bool = False) -> tuple[dict, Path]:
     """Write the harness around ``top`` and synthesise both into a JSON netlist."""
     workdir.mkdir(parents=True, exist_ok=True)
     name, text = wrapper_verilog(top, ports)
@@ -216,21 +217,21 @@ def synth_wrapped(sources, top: str, ports: WrapPorts, target: str, workdir: Pat
     netlist = workdir / f"{name}.json"
     syn = synth_verilog([*srcs, wrap_v], name, target, workdir, cwd=cwd, timeout=timeout,
                         flatten=flatten, stat_top=None if flatten else top, netlist=netlist,
-                        tag="wrap")
+                        tag="wrap", dsp=dsp)
     return syn, netlist
 
 
 def pnr_verilog(sources: Sequence[str | Path], top: str, ports: WrapPorts, target: str,
                 workdir: str | Path, *, cwd: str | Path | None = None,
                 timeout: float = 1800.0, flatten: bool = False,
-                freq_mhz: float | None = None) -> dict:
+                freq_mhz: float | None = None, dsp: bool = False) -> dict:
     """Wrap ``top`` (see :func:`wrapper_verilog`), synthesise and place-and-route it.
 
     Returns ``{"synth": ..., "pnr": ...}``: the :func:`synth_verilog` result of the wrapped
     design and the :func:`place_and_route` result. Unless ``flatten``, ``synth["stats"]``
     counts the DUT alone (its hierarchy is kept, so the harness does not change it) and
     ``synth["total"]`` includes the harness; with ``flatten`` the two cannot be told apart
-    and ``synth["stats"]`` counts both.
+    and ``synth["stats"]`` counts both. ``dsp`` maps multipliers to DSP blocks.
     """
     if target not in PLACERS:
         raise UserError(f"no place-and-route for target {target!r} (only "
@@ -238,7 +239,7 @@ def pnr_verilog(sources: Sequence[str | Path], top: str, ports: WrapPorts, targe
     workdir = Path(workdir)
     syn, netlist = synth_wrapped(sources, top, ports, target, workdir,
                                   cwd=None if cwd is None else Path(cwd), timeout=timeout,
-                                  flatten=flatten)
+                                  flatten=flatten, dsp=dsp)
     return {"synth": syn, "pnr": place_and_route(netlist, target, workdir, timeout=timeout,
                                                  freq_mhz=freq_mhz)}
 
