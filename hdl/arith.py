@@ -84,11 +84,13 @@ def wired_tree(m: Module, values, op, name: str):
     return balanced_tree(values, op, lambda v, level, i: wire(m, v, f"{name}_{level}_{i}"))
 
 
-def adder_tree(m: Module, terms, lo: int, hi: int):
+def adder_tree(m: Module, terms, lo: int, hi: int, *, cut=None):
     """Balanced sum of ``terms`` (each in ``[lo, hi]``). Every adder drives its own exactly
     sized, kept signal ``sum<n>``: otherwise yosys' ``alumacc`` merges the tree into one
     ``$macc`` and maps it to LUT compressors instead of carry chains (measured: 4x the
-    LUT4-equivalents)."""
+    LUT4-equivalents). ``cut = (level, register)``: after ``level`` levels of adders every
+    partial sum goes through ``register`` (a list of signals to their pipeline registers),
+    the same pairing on either side."""
     count = itertools.count()
 
     def add(a, b):
@@ -98,16 +100,25 @@ def adder_tree(m: Module, terms, lo: int, hi: int):
         m.d.comb += s.eq(x + y)
         return s, xlo + ylo, xhi + yhi
 
-    return balanced_tree([(t, lo, hi) for t in terms], add)[0]
+    values = [(t, lo, hi) for t in terms]
+    if cut is not None:
+        level, register = cut
+        for _ in range(level):
+            if len(values) > 1:
+                values = [add(values[i], values[i + 1]) for i in range(0, len(values) - 1, 2)
+                          ] + values[len(values) - len(values) % 2:]
+        regs = register([v for v, _, _ in values])
+        values = [(r, a, b) for r, (_, a, b) in zip(regs, values, strict=True)]
+    return balanced_tree(values, add)[0]
 
 
-def selected_sum(m: Module, select, chunk, count: int, abits: int):
+def selected_sum(m: Module, select, chunk, count: int, abits: int, *, cut=None):
     """:func:`adder_tree` of the ``count`` signed ``abits``-bit activations of ``chunk``
-    whose bit of ``select`` (a bit plane of weight codes) is set."""
+    whose bit of ``select`` (a bit plane of weight codes) is set (``cut``: the tree's)."""
     lo, hi = signed_range(abits)
     xs = [element(chunk, k, abits) for k in range(count)]
     gated = [x & select[k].replicate(abits).as_signed() for k, x in enumerate(xs)]
-    return adder_tree(m, gated, min(lo, 0), max(hi, 0))
+    return adder_tree(m, gated, min(lo, 0), max(hi, 0), cut=cut)
 
 
 def bit_length(m: Module, v, name: str) -> Signal:

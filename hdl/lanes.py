@@ -9,8 +9,8 @@ circuit, emitted once and instantiated per lane.
 ``stages`` pipeline registers cut a lane's datapath, in this order as ``stages`` grows (the
 cut of the longest remaining path first): after the block sum (the selected sum, or the
 products' tree), after the block term ``D*P + M*S``, before the block term (a serial lane's
-finished ``P``; a parallel lane's products), then between the block term's multipliers and
-their sum (a DSP block's output register).
+finished ``P``; a parallel lane's products), between the block term's multipliers and
+their sum (a DSP block's output register), then halfway up the block sum's adder tree.
 Every register moves with ``en`` (the array's advance), so a stalled array stalls its lanes
 whole; the row leaves ``stages`` advances after its last ROM word. The constants ``d``, ``m``
 and ``act_sum`` are taken at the block term, :meth:`term_offset` advances after the codes.
@@ -52,7 +52,7 @@ class _RowLane(wiring.Component):
     def term_offset(stages: int) -> int:
         """Advances from the codes to the block term (where ``d``, ``m``, ``act_sum`` are
         taken): the cuts before it."""
-        return (stages >= 1) + (stages >= 3)
+        return (stages >= 1) + (stages >= 3) + (stages >= 5)
 
     def _cut(self, m, cut: bool, name: str, *sigs):
         """``sigs`` through a pipeline register moved by ``en`` when ``cut``, else as they
@@ -63,6 +63,19 @@ class _RowLane(wiring.Component):
         with m.If(self.en):
             m.d.sync += [r.eq(s) for r, s in zip(regs, sigs, strict=True)]
         return regs
+
+    def _tree_cut(self, m, flags: list):
+        """The block sum's ``cut`` (:func:`hdl.arith.adder_tree`) at ``stages`` 5: halfway up
+        the tree, ``flags`` (replaced in place) registered beside the partial sums."""
+        if self.stages < 5:
+            return None
+
+        def register(sums):
+            out = self._cut(m, True, "tree", *sums, *flags)
+            flags[:] = out[len(sums):]
+            return out[:len(sums)]
+
+        return ((self._block - 1).bit_length() + 1) // 2, register
 
     def _fire(self, valid):
         """A stage's valid as an enable. Unpipelined it is ``update``'s, which holds only
@@ -111,10 +124,10 @@ class BlockLane(_RowLane):
         m = Module()
         b = self._b
         tree = Signal(signed(signed_width(*b["tree"])))
-        m.d.comb += tree.eq(selected_sum(m, self.bits, self.chunk, self._block, self._abits))
-        tree, valid, sign, last, first = self._cut(
-            m, self.stages >= 1, "sum", tree, self.update, self.sign_plane, self.last_plane,
-            self.first_block)
+        flags = [self.update, self.sign_plane, self.last_plane, self.first_block]
+        m.d.comb += tree.eq(selected_sum(m, self.bits, self.chunk, self._block, self._abits,
+                                         cut=self._tree_cut(m, flags)))
+        tree, valid, sign, last, first = self._cut(m, self.stages >= 1, "sum", tree, *flags)
         hw = signed_width(*b["horner"])
         p, p_next = Signal(signed(hw)), Signal(signed(hw))
         m.d.comb += p_next.eq(Mux(sign, -tree, (p << 1) + tree))
@@ -148,7 +161,8 @@ class ParallelLane(_RowLane):
         *products, valid, first = self._cut(m, self.stages >= 3, "prod", *products,
                                             self.update, self.first_block)
         code = Signal(signed(signed_width(*b["code"])))
-        m.d.comb += code.eq(adder_tree(m, products, plo, phi))
-        code, valid, first = self._cut(m, self.stages >= 1, "sum", code, valid, first)
+        flags = [valid, first]
+        m.d.comb += code.eq(adder_tree(m, products, plo, phi, cut=self._tree_cut(m, flags)))
+        code, valid, first = self._cut(m, self.stages >= 1, "sum", code, *flags)
         self._accumulate(m, code, valid, first, False)
         return m

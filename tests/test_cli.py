@@ -26,6 +26,8 @@ BASE = ["matvec", "--rows", "4", "--cols", "5", "--wbits", "4"]
     (["matvec", "--wbits", "4"], "--rows and --cols"),
     (BASE + ["--seed", "-1"], "non-negative integer"),
     (BASE + ["--rows", "x"], "non-negative integer"),
+    (["chip", "--model", "tiny", "--lane-stages", "6"], "--lane-stages must be 0..5, not 6"),
+    (["layer", "--model", "tiny", "--lane-stages", "-1"], "non-negative integer"),
 ])
 def test_bad_config(tmp_path, capsys, args, msg):
     out = tmp_path / "out"

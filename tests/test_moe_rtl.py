@@ -53,6 +53,15 @@ def test_moe_chip_bit_exact(moe_chip, simulator):
     assert [c[1] for c in res.cases] == ["PASS", "PASS", "SKIP"]
 
 
+def test_moe_chip_pipelined_lanes(tmp_path_factory):
+    """Pipelined lanes in the mixture of experts' lane array (select mode, gated lanes):
+    every position's id and logit equal golden's, at full rate and with stalls."""
+    need("icarus")
+    d = chip_design(tmp_path_factory, "tiny-moe", "tiny_moe_s4", ctx=5, lane_stages=4)
+    res = run_chip(d, simulator="icarus", stall_tokens=2)
+    assert res.tests == 3 and res.failed == 0, res.summary()
+
+
 @pytest.mark.parametrize("layer, ctx, simulator", [
     (0, 8, "icarus"),  # sliding: the ring of 4 slots wraps
     pytest.param(1, 16, "verilator", marks=SLOW),  # full attention over 16 positions

@@ -10,6 +10,7 @@ import pytest
 
 from gen.chip import generate_chip
 from gen.report import STRATEGIES, make_report, pareto_front
+from gen.report.calibration import builtin_fmax
 from gen.synth import plan_layer, split_verilog
 
 from .conftest import hardwire
@@ -252,8 +253,8 @@ def test_layer_design(tmp_path, capsys):
 
 
 def test_parallel_lanes_are_not_estimated(tmp_path):
-    """The built-in figures are of bit-serial lanes: a chip of parallel lanes gets no area
-    estimate for them and no built-in Fmax, and the report says so."""
+    """The built-in areas are of bit-serial lanes: a chip of parallel lanes gets no area
+    estimate for them, and the report says so; its Fmax is the built-in parallel lane's."""
     from gen.chip import generate_chip
 
     d = tmp_path / "chip"
@@ -262,8 +263,18 @@ def test_parallel_lanes_are_not_estimated(tmp_path):
     lanes = [row for row in r["area"]["modules"] if row["kind"] == "ParallelLane"]
     assert len(lanes) == 3 and all(row["total"] is None for row in lanes), lanes
     assert lanes[0]["method"].startswith("none: not synthesised")
-    assert r["speed"]["fmax"]["mhz"] is None
-    assert "not estimated: hw_ParallelLane_" in table and "Fmax: -" in table
+    assert r["speed"]["fmax"]["mhz"] == builtin_fmax("ParallelLane", 0)
+    assert "not estimated: hw_ParallelLane_" in table and "built in (" in table
+
+
+def test_builtin_fmax_covers_every_lane():
+    """Every lane kind at every pipeline depth has its measured built-in Fmax."""
+    from hdl import MAX_LANE_STAGES
+
+    for cls in ("BlockLane", "ParallelLane"):
+        mhz = [builtin_fmax(cls, s) for s in range(MAX_LANE_STAGES + 1)]
+        assert all(f is not None and f > 10 for f in mhz), (cls, mhz)
+    assert builtin_fmax("BlockLane", MAX_LANE_STAGES + 1) is None
 
 
 @pytest.mark.parametrize("lane", ["serial", "parallel"])

@@ -5,8 +5,9 @@ import re
 
 from .. import design as _design
 
-__all__ = ["CALIBRATION", "CALIBRATION_FMAX", "CALIBRATION_SOURCE", "TERMS", "METRIC",
-           "lane_bits", "drivers", "builtin", "fit_calibration"]
+__all__ = ["CALIBRATION", "CALIBRATION_FMAX", "builtin_fmax", "design_fmax",
+           "CALIBRATION_SOURCE", "TERMS", "METRIC", "lane_bits", "drivers", "builtin",
+           "fit_calibration"]
 
 
 #: The built-in calibration: each module kind's logic (ECP5 LUT4-equivalents, LUT4 + 2 x
@@ -54,10 +55,26 @@ CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
 CALIBRATION_SOURCE = {k: "tiny-moe chip" for k in ("BiasAdd", "CombineUnit", "MoeDecoderLayer",
                                                    "RouterUnit")}
 
-#: The built-in Fmax, for a design whose own module has not been placed: nextpnr-ecp5 on the
-#: tiny chip's layer-0 lane alone (see :func:`make_report`), LFE5U-25F, seed 1.
-CALIBRATION_FMAX = {"mhz": 29.78, "module": "the tiny chip's layer-0 lane (hw_BlockLane)",
-                    "device": "ECP5 LFE5U-25F CABGA381"}
+#: The built-in Fmax (MHz), for a design whose own module has not been placed, per lane
+#: module class and ``--lane-stages``: SmolLM2's layer-0 lane (64 lanes) alone in the
+#: shift-register harness, yosys ``synth_ecp5 -nodsp`` and nextpnr-ecp5 on an LFE5U-25F
+#: (``python -m bench.lanes``; measured 2026-12-02).
+CALIBRATION_FMAX = {
+    "mhz": {"BlockLane": {0: 29.08, 1: 44.92, 2: 53.77, 3: 64.59, 4: 71.29, 5: 73.0},
+            "ParallelLane": {0: 27.0, 1: 50.73, 2: 53.41, 3: 64.34, 4: 68.98, 5: 71.04}},
+    "module": "SmolLM2's layer-0 lane", "device": "ECP5 LFE5U-25F CABGA381"}
+
+
+def builtin_fmax(lane_class: str, stages: int = 0) -> float | None:
+    """The built-in Fmax of a lane of ``lane_class`` (``BlockLane``, ``ParallelLane``) with
+    ``stages`` pipeline registers, or ``None`` where none was measured."""
+    return CALIBRATION_FMAX["mhz"].get(lane_class, {}).get(stages)
+
+
+def design_fmax(m: dict) -> float | None:
+    """The built-in Fmax of a design's lanes (its manifest's ``lane`` and ``lane_stages``)."""
+    cls = "ParallelLane" if m.get("lane") == "parallel" else "BlockLane"
+    return builtin_fmax(cls, m.get("lane_stages", 0))
 
 
 #: The driver terms of each kind (see :data:`CALIBRATION`).

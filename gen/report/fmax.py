@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import design as _design
 from ..errors import UserError
-from .calibration import CALIBRATION_FMAX
+from .calibration import CALIBRATION_FMAX, builtin_fmax
 
 __all__ = ["fmax_module", "choose_fmax"]
 
@@ -91,7 +91,7 @@ def choose_fmax(d: "_design.Design", plan, choice: str | None, target: str, dsp:
                 synth: bool, timeout: float, log, times: dict) -> dict:
     """The ``speed.fmax`` part of the report: ``hardwire synth``'s own placement of the chip
     (or of its largest module that fits), else the Fmax module placed alone (cached, or
-    placed now with ``synth``), else the built-in figure for a bit-serial lane. ``times``
+    placed now with ``synth``), else the built-in figure for a lane of its kind. ``times``
     gains the place-and-route time."""
     design, m = d.path, d.manifest
     fmod = fmax_module(m, plan, choice)
@@ -126,11 +126,11 @@ def choose_fmax(d: "_design.Design", plan, choice: str | None, target: str, dsp:
                         "register), placed and routed with nextpnr; the whole chip is not "
                         "placed, and its Fmax is at most this"}
         times.setdefault("nextpnr (earlier run)", res.get("seconds", {}).get("pnr"))
-    elif pnr_target == "ecp5" and not dsp and CALIBRATION_FMAX["mhz"] and \
-            d.module(fmod).cls == "BlockLane":
-        # built in for bit-serial lanes only: a parallel lane's multipliers are another path
+    elif pnr_target == "ecp5" and not dsp and \
+            (mhz := builtin_fmax(d.module(fmod).cls, m.get("lane_stages", 0))):
+        # built in for lanes (per kind and pipeline depth)
         c = CALIBRATION_FMAX
-        fmax = {"mhz": c["mhz"], "module": fmod,
+        fmax = {"mhz": mhz, "module": fmod,
                 "role": next(p.role for p in plan if p.name == fmod),
                 "method": f"calibrated: built-in, {c['module']} placed alone",
                 "device": c["device"],

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .calibration import CALIBRATION_FMAX
+from .calibration import builtin_fmax, design_fmax
 from .speed import rate
 
 __all__ = ["REFERENCE", "HNLPU", "FORMATS", "moe_part", "shape_figures", "reference_shapes"]
@@ -217,14 +217,15 @@ def shape_figures(cfg, *, lanes: int, beat: int, ctx: int, pos: int, fmt, fmts: 
     }
 
 
-def reference_shapes(fmt, *, lanes: int = 64, parallel: bool = False) -> dict:
+def reference_shapes(fmt, *, lanes: int = 64, parallel: bool = False, stages: int = 0) -> dict:
     """The three variants for gpt-oss-20b and gpt-oss-120b at :data:`REFERENCE_POSITIONS`,
-    ``lanes`` per layer (``G = lanes`` per expert), tokens/s at the built-in Fmax."""
+    ``lanes`` per layer (``G = lanes`` per expert) of a kind and pipeline depth, tokens/s at
+    the built-in Fmax of such a lane."""
     from hdl.decoder import default_beat
 
     from ..models.gpt_oss import config_from_hf
 
-    mhz = CALIBRATION_FMAX["mhz"]
+    mhz = builtin_fmax("ParallelLane" if parallel else "BlockLane", stages)
     out = {}
     for name, conf in REFERENCE.items():
         cfg = config_from_hf(conf, name)
@@ -235,7 +236,8 @@ def reference_shapes(fmt, *, lanes: int = 64, parallel: bool = False) -> dict:
             for pos in REFERENCE_POSITIONS:
                 f = shape_figures(cfg, lanes=lanes, beat=beat, ctx=ctx, pos=pos, fmt=fmt,
                                   fmts=FORMATS, parallel=parallel, variant=variant,
-                                  group=lanes if variant == "per-expert" else None)
+                                  group=lanes if variant == "per-expert" else None,
+                                  stages=stages)
                 rows.append(f | {"tokens_per_s": rate(mhz, f["cycles_per_token"])})
         out[name] = {"layers": cfg.n_layers, "experts": cfg.n_experts, "top_k": cfg.top_k,
                      "dim": cfg.dim, "vocab": cfg.vocab, "points": rows}
@@ -272,7 +274,7 @@ def _design_points(m: dict, model, fmt, lane_logic) -> list[dict]:
     fmts["router"] = (lw.router.bits, FORMATS["router"][1])
     fmts["experts"] = (lw.experts[0].w_gate.bits, FORMATS["experts"][1])
     fmts["lm_head"] = (model.lm_head().bits, FORMATS["lm_head"][1])
-    mhz = CALIBRATION_FMAX["mhz"]
+    mhz = design_fmax(m)
     groups = [g for g in (8, 16, 32, 64, 128, 256) if g <= lanes and g % beat == 0
               and (2 * cfg.ffn) % g == 0 and cfg.dim % g == 0]
     pts = []
@@ -303,8 +305,9 @@ def moe_part(m: dict, model, lane_logic: float | None) -> dict | None:
     from golden.integer import IntFormat
 
     fmt = IntFormat(**m["format_int"])
-    out = {"design": moe, "fmax_mhz": CALIBRATION_FMAX["mhz"], "points": None,
-           "reference": reference_shapes(fmt), "hnlpu": HNLPU,
+    out = {"design": moe, "fmax_mhz": design_fmax(m), "points": None,
+           "reference": reference_shapes(fmt, parallel=m.get("lane") == "parallel",
+                                         stages=m.get("lane_stages", 0)), "hnlpu": HNLPU,
            "note": "points: the design's weights as built (shared lane array), with per-expert "
                    "lane groups (E groups of G lanes, top_k at once) and as a dense model of "
                    "equal ROM; cycles from the units' own formulas; ROM bits the design's "
