@@ -62,19 +62,22 @@ def llama_keys(cfg) -> dict:
 
 def add_llama_keys(w, keys: dict) -> None:
     """Write ``keys`` (:func:`llama_keys`) to a GGUFWriter: floats as float32, lists as
-    arrays, ints as uint32; ``None`` drops a key."""
+    arrays, strings as strings, ints as uint32; ``None`` drops a key."""
     for k, v in keys.items():
         if isinstance(v, list):
             w.add_array("llama." + k, v)
+        elif isinstance(v, str):
+            w.add_string("llama." + k, v)
         elif v is not None:
             (w.add_float32 if isinstance(v, float) else w.add_uint32)("llama." + k, v)
 
 
-def write_gguf(path, model, arch="llama", meta=None, override=None, permute=True):
+def write_gguf(path, model, arch="llama", meta=None, override=None, permute=True,
+               extra=None):
     """``model`` as a llama.cpp GGUF: Q8_0 embedding, F32 norms, Q4_1 projections with the
     Q/K rows permuted as llama.cpp's converter does. ``meta`` overrides (or, with None,
     drops) llama.* keys; ``override`` maps a tensor name to ``(raw uint8 [rows, bytes],
-    type)``."""
+    type)``; ``extra`` adds F32 tensors."""
     cfg = model.cfg
     keys = llama_keys(cfg) | (meta or {})
     override = override or {}
@@ -97,6 +100,8 @@ def write_gguf(path, model, arch="llama", meta=None, override=None, permute=True
                 heads = cfg.n_heads if f == "wq" else cfg.n_kv_heads
                 t = t.permute_rows(permute_qk_rows(t.shape[0], heads))  # new[i] = old[o[i]]
             add(f"blk.{i}.{g}.weight", _raw(t), Q.Q4_1)
+    for name, a in (extra or {}).items():
+        add(name, np.asarray(a, np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -228,6 +233,14 @@ def test_checkpoint_requantised_equals_tiny(tmp_path, tiny, x_file, kind):
                                   y_tiny)
     y8 = forward(tmp_path, path, x_file, "float", "0:2", "d.npy", "--quant", "q8_0")
     assert 0 < _rel(y8, y_tiny) < 5e-2  # measured 1.1%
+
+
+def test_transformers_5_config_gives_the_same_model(tmp_path, tiny):
+    """transformers 5 writes RoPE's base only under ``rope_parameters``: it is read from
+    there (it was taken as the default 10000 before, silently)."""
+    p = _edited({"rope_theta": None, "rope_parameters": {"rope_type": "default",
+                                                           "rope_theta": 50000.0}})(tiny, tmp_path)
+    assert load_model(str(p), "q4_1").cfg.theta == 50000.0
 
 
 # --- backends and options --------------------------------------------------------------------
@@ -366,6 +379,28 @@ def _config_list(tiny, tmp_path):
     return p
 
 
+def _edited(config=None, tensors=None):
+    """A checkpoint of tiny with config keys set (a value None drops the key) or tensors
+    added."""
+    def make(tiny, tmp_path):
+        p = _hf_checkpoint(tmp_path, tiny, "npz")
+        conf = json.loads((p.parent / "config.json").read_text())
+        for k, v in (config or {}).items():
+            if v is None:
+                conf.pop(k)
+            else:
+                conf[k] = v
+        (p.parent / "config.json").write_text(json.dumps(conf))
+        if tensors:
+            np.savez(p, **dict(np.load(p)), **tensors)
+        return p
+    return make
+
+
+_LAUREL = {"model.layers.0.laurel.linear_left.weight": np.zeros((4, 64), np.float32),
+           "model.layers.0.laurel.linear_right.weight": np.zeros((64, 4), np.float32)}
+
+
 def _npy(arr):
     def make(tiny, tmp_path):
         p = tmp_path / "bad.npy"
@@ -416,6 +451,13 @@ BAD = {
                        None, [], ["bad llama metadata"]),
     "partial rope": (lambda t, p: _gguf_with(t, p, meta={"rope.dimension_count": 8}),
                      None, [], ["partial RoPE (8 of 16 dims)"]),
+    "rope scaling gguf": (lambda t, p: _gguf_with(t, p, meta={"rope.scaling.type": "linear"}),
+                          None, [], ["llama.rope.scaling.type 'linear' is not supported"]),
+    "rope_freqs gguf": (lambda t, p: _gguf_with(t, p, extra={"rope_freqs.weight": np.ones(8)}),
+                        None, [], ["tensor rope_freqs.weight is not part of a Llama model"]),
+    "bias gguf": (lambda t, p: _gguf_with(t, p, extra={"blk.0.attn_q.bias": np.zeros(64),
+                                                       "blk.1.attn_q.bias": np.zeros(64)}),
+                  None, [], ["tensor blk.0.attn_q.bias (and 1 more) is not part"]),
     "wq rows": (_short_wq, None, [], ["layer 0", "wq has shape (36, 64)", "(64, 64)"]),
     "layer out of range": ("tiny", None, ["--layers", "2:3"],
                            ["--layers 2:3 is out of range", "layers 0..1"]),
@@ -446,6 +488,19 @@ BAD = {
     "bad quant": (_no_config, None, ["--quant", "q3_k"], ["unknown --quant 'q3_k'"]),
     "no config.json": (_no_config, None, [], ["no config.json"]),
     "config not an object": (_config_list, None, [], ["expected a JSON object"]),
+    # A file that describes another model than a plain Llama is refused, not misread.
+    "laurel config": (_edited({"laurel_rank": 4}, _LAUREL), None, [],
+                      ["laurel_rank = 4 is not supported for a Llama model"]),
+    "laurel tensors": (_edited(tensors=_LAUREL), None, [],
+                       ["tensor model.layers.0.laurel.linear_left.weight (and 1 more) is not "
+                        "part of a Llama model"]),
+    "attention bias": (_edited({"attention_bias": True}), None, [],
+                       ["attention_bias = True is not supported"]),
+    "llama3 rope": (_edited({"rope_parameters": {"rope_type": "llama3", "factor": 8.0,
+                                                 "rope_theta": 5e5}}), None, [],
+                    ["rope_type 'llama3' is not supported"]),
+    "rope scaling": (_edited({"rope_scaling": {"type": "linear", "factor": 2.0}}), None, [],
+                     ["rope_scaling = {'type': 'linear', 'factor': 2.0} is not supported"]),
     "missing model": (lambda t, p: p / "none.gguf", None, [],
                       ["not 'tiny', 'tiny-moe', 'smollm2'"]),
     "bad backend": ("tiny", None, ["--backend", "int8"], ["invalid choice: 'int8'"]),

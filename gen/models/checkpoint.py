@@ -40,14 +40,58 @@ _HF_NAMES = {
 #: ``model_type`` values of config.json that hardwire reads.
 MODEL_TYPES = ("llama", "gpt_oss")
 
+#: Llama config keys that describe another model than hardwire builds unless they hold one
+#: of these values (absent is fine): read as a plain Llama, the file would be misread.
+_LLAMA_PLAIN = {"attention_bias": (False,), "mlp_bias": (False,), "laurel_rank": (None, 0),
+                "hc_mult": (None, 1), "rope_scaling": (None,), "num_local_experts": (None,),
+                "num_experts": (None,), "sliding_window": (None,)}
+
+
+def _check_plain_llama(conf: dict, conf_path: Path) -> None:
+    """Refuse a Llama config that changes the architecture in a way hardwire does not
+    build (biases, LAuReL, hyper-connections, RoPE scaling, experts, sliding windows)."""
+    for key, plain in _LLAMA_PLAIN.items():
+        if key in conf and conf[key] not in plain:
+            raise UserError(f"{conf_path}: {key} = {conf[key]!r} is not supported for a "
+                            "Llama model (it would be built as another model than the file "
+                            "describes)")
+    rope = conf.get("rope_parameters")
+    if isinstance(rope, dict) and rope.get("rope_type", "default") != "default":
+        raise UserError(f"{conf_path}: rope_parameters rope_type {rope['rope_type']!r} is "
+                        "not supported for a Llama model (only 'default')")
+
+
+def _rope_theta(conf: dict) -> float:
+    """RoPE's base: ``rope_theta`` at the top (transformers 4) or in ``rope_parameters``
+    (transformers 5 writes it only there)."""
+    if "rope_theta" in conf:
+        return float(conf["rope_theta"])
+    rope = conf.get("rope_parameters")
+    if isinstance(rope, dict) and "rope_theta" in rope:
+        return float(rope["rope_theta"])
+    return 10000.0
+
+
+def _check_llama_tensors(path: Path, names, cfg: LlamaConfig) -> None:
+    """Every stored tensor is one a Llama of ``cfg`` reads (the rotary buffers aside): a
+    tensor of another architecture (``laurel.*``, say) is refused, not ignored."""
+    known = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"} | {
+        f"model.layers.{i}.{hf}.weight" for i in range(cfg.n_layers) for hf in _HF_NAMES}
+    extra = sorted(n for n in names if n not in known and not n.endswith("rotary_emb.inv_freq"))
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise UserError(f"{path}: tensor {extra[0]}{more} is not part of a Llama model of "
+                        "this config; hardwire does not build it")
+
 
 def _llama_config(conf: dict, conf_path: Path) -> LlamaConfig:
+    _check_plain_llama(conf, conf_path)
     try:
         cfg = LlamaConfig(
             dim=int(conf["hidden_size"]), n_heads=int(conf["num_attention_heads"]),
             n_kv_heads=int(conf.get("num_key_value_heads", conf["num_attention_heads"])),
             ffn=int(conf["intermediate_size"]), eps=float(conf.get("rms_norm_eps", 1e-6)),
-            theta=float(conf.get("rope_theta", 10000.0)),
+            theta=_rope_theta(conf),
             n_layers=int(conf["num_hidden_layers"]),
             max_ctx=int(conf.get("max_position_embeddings", 2048)),
             vocab=int(conf.get("vocab_size", 0)))
@@ -76,6 +120,8 @@ def load_checkpoint(path: Path, quant: str) -> Model:
     else:
         cfg = _llama_config(conf, conf_path)
     arrays = read_arrays(path)
+    if kind == "llama":
+        _check_llama_tensors(path, arrays.keys(), cfg)
 
     def get(name):
         if name not in arrays:

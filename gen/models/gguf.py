@@ -167,6 +167,7 @@ def _llama(f: GgufFile) -> Model:
     if rope_dims != cfg.head_dim:
         raise UserError(f"{path}: partial RoPE ({rope_dims} of {cfg.head_dim} "
                         "dims) is not supported")
+    _check_plain_llama(f, cfg)
 
     def layer(i):
         t = {fd: f.tensor(f"blk.{i}.{g}.weight") for g, fd in _GGUF_NAMES.items()}
@@ -183,6 +184,22 @@ def _llama(f: GgufFile) -> Model:
         return LayerWeights(**t)
 
     return f.model(cfg, layer)
+
+
+def _check_plain_llama(f: GgufFile, cfg) -> None:
+    """Refuse what a plain Llama of ``cfg`` does not read (RoPE scaling, and tensors such as
+    llama 3's ``rope_freqs`` or biases), rather than build another model than the file's."""
+    scaling = f.field("llama.rope.scaling.type", "none")
+    if scaling != "none":
+        raise UserError(f"{f.path}: llama.rope.scaling.type {scaling!r} is not supported "
+                        "(only unscaled RoPE)")
+    known = {"token_embd.weight", "output_norm.weight", "output.weight"} | {
+        f"blk.{i}.{g}.weight" for i in range(cfg.n_layers) for g in _GGUF_NAMES}
+    extra = sorted(set(f.tensors) - known)
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise UserError(f"{f.path}: tensor {extra[0]}{more} is not part of a Llama model of "
+                        "this metadata; hardwire does not build it")
 
 
 def _gpt_oss(f: GgufFile, quant: str) -> Model:
