@@ -115,6 +115,7 @@ class GptOssConfig(AttentionHeads):
         if self.sliding_window < 1:
             raise ValueError(f"sliding_window must be positive, not {self.sliding_window}")
         self.check_heads()
+        self.check_positive("eps", "theta")
         if len(self.layer_types) != self.n_layers:
             raise ValueError(f"{len(self.layer_types)} layer types for {self.n_layers} layers")
         bad = [t for t in self.layer_types if t not in (SLIDING, FULL)]

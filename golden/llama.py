@@ -15,6 +15,7 @@ Conventions (the same as Hugging Face):
 All arithmetic is float32, except the RoPE angles, which are computed in float64 and rounded.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,17 @@ class AttentionHeads:
     def group(self) -> int:
         return self.n_heads // self.n_kv_heads
 
+    #: what the float fields are, for messages
+    FIELD_NAMES = {"eps": "the RMS norm epsilon", "theta": "the RoPE base theta"}
+
+    def check_positive(self, *names: str) -> None:
+        """Each named field is a positive, finite number (an RMS epsilon, a RoPE base)."""
+        for name in names:
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{self.FIELD_NAMES.get(name, name)} must be a positive "
+                                 f"finite number, not {v}")
+
     def check_heads(self) -> None:
         if self.n_heads % self.n_kv_heads:
             raise ValueError(
@@ -81,6 +93,7 @@ class LlamaConfig(AttentionHeads):
         if self.dim % self.n_heads:
             raise ValueError(f"dim {self.dim} is not divisible by n_heads {self.n_heads}")
         self.check_heads()
+        self.check_positive("eps", "theta")
 
     @property
     def head_dim(self) -> int:

@@ -451,6 +451,13 @@ BAD = {
                        None, [], ["bad llama metadata"]),
     "partial rope": (lambda t, p: _gguf_with(t, p, meta={"rope.dimension_count": 8}),
                      None, [], ["partial RoPE (8 of 16 dims)"]),
+    "nan eps gguf": (lambda t, p: _gguf_with(t, p, meta={
+        "attention.layer_norm_rms_epsilon": float("nan")}), None, [],
+        ["bad llama metadata (the RMS norm epsilon must be a positive finite number, not nan)"]),
+    "negative eps": (_edited({"rms_norm_eps": -1e-5}), None, [],
+                     ["the RMS norm epsilon must be a positive finite number, not -1e-05"]),
+    "zero theta": (_edited({"rope_theta": 0.0}), None, [],
+                   ["the RoPE base theta must be a positive finite number, not 0.0"]),
     "rope scaling gguf": (lambda t, p: _gguf_with(t, p, meta={"rope.scaling.type": "linear"}),
                           None, [], ["llama.rope.scaling.type 'linear' is not supported"]),
     "rope_freqs gguf": (lambda t, p: _gguf_with(t, p, extra={"rope_freqs.weight": np.ones(8)}),
