@@ -27,6 +27,13 @@ BASE = ["matvec", "--rows", "4", "--cols", "5", "--wbits", "4"]
     (BASE + ["--seed", "-1"], "non-negative integer"),
     (BASE + ["--rows", "x"], "non-negative integer"),
     (["chip", "--model", "tiny", "--lane-stages", "6"], "--lane-stages must be 0..5, not 6"),
+    # options the design would ignore
+    (["layer", "--model", "tiny", "--layer", "0", "--quant", "q9_9"], "unknown --quant 'q9_9'"),
+    (BASE + ["--requant-scale", "0.5"], "--requant-scale applies with --requant only"),
+    (BASE + ["--rounding", "floor"], "--rounding applies with --requant only"),
+    (BASE + ["--digit", "4"], "--digit applies to --strategy serial only, not folded"),
+    (BASE + ["--strategy", "serial", "--word", "4"], "--word applies to --strategy folded"),
+    (BASE + ["--stage-levels", "1"], "--stage-levels applies to --strategy parallel"),
     (["layer", "--model", "tiny", "--lane-stages", "-1"], "non-negative integer"),
 ])
 def test_bad_config(tmp_path, capsys, args, msg):

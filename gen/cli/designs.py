@@ -34,14 +34,14 @@ def add_matvec(sub) -> argparse.ArgumentParser:
                     "min(rows, 8))")
     mv.add_argument("--word", type=count, help="folded: weight bits per lane per cycle, "
                     "1..64 (default min(cols, 32))")
-    mv.add_argument("--digit", type=count, default=1, help="serial: activation bits per "
+    mv.add_argument("--digit", type=count, help="serial: activation bits per "
                     "cycle, 1, 2 or 4 (default 1)")
-    mv.add_argument("--stage-levels", type=count, default=2, help="parallel: adder "
+    mv.add_argument("--stage-levels", type=count, help="parallel: adder "
                     "levels between pipeline registers, 0 for none (default 2)")
     mv.add_argument("--requant", action="store_true", help="requantise outputs to int8")
     mv.add_argument("--requant-scale", type=float, help="real scale for --requant (default: "
                     "the largest reachable |W x| maps to 127)")
-    mv.add_argument("--rounding", default="half_away", help="requant rounding: floor, "
+    mv.add_argument("--rounding", help="requant rounding: floor, "
                     "trunc_zero, half_up, half_down, half_away, half_even (default half_away)")
     src = mv.add_mutually_exclusive_group()
     src.add_argument("--seed", type=count, default=0, help="seed of the synthetic "
@@ -54,6 +54,22 @@ def add_matvec(sub) -> argparse.ArgumentParser:
     mv.add_argument("--out", type=Path, required=True, help="output directory (replaced "
                     "atomically)")
     return mv
+
+
+#: matvec options that only one strategy reads
+_STRATEGY_OPTIONS = {"digit": "serial", "stage_levels": "parallel", "lanes": "folded",
+                     "word": "folded"}
+
+
+def _check_strategy_options(a) -> None:
+    """An option the chosen strategy (or a missing --requant) would ignore is refused."""
+    for opt, strategy in _STRATEGY_OPTIONS.items():
+        if getattr(a, opt) is not None and a.strategy != strategy:
+            raise UserError(f"--{opt.replace('_', '-')} applies to --strategy {strategy} "
+                            f"only, not {a.strategy}")
+    for opt in ("requant_scale", "rounding"):
+        if getattr(a, opt) is not None and not a.requant:
+            raise UserError(f"--{opt.replace('_', '-')} applies with --requant only")
 
 
 def run_matvec(a):
@@ -78,11 +94,13 @@ def run_matvec(a):
         if a.rows is None or a.cols is None:
             raise UserError("give --rows and --cols, or --weights")
         rows, cols, w = a.rows, a.cols, None
+    _check_strategy_options(a)
+    given = {k: getattr(a, k) for k in ("digit", "stage_levels", "rounding")
+             if getattr(a, k) is not None}
     config = MatVecConfig(rows=rows, cols=cols, wbits=a.wbits, abits=a.abits,
                           ternary=a.ternary, strategy=a.strategy, lanes=a.lanes, word=a.word,
-                          digit=a.digit, stage_levels=a.stage_levels, requant=a.requant,
-                          rounding=a.rounding, requant_scale=a.requant_scale, seed=a.seed,
-                          rom_images=a.rom_images)
+                          requant=a.requant, requant_scale=a.requant_scale, seed=a.seed,
+                          rom_images=a.rom_images, **given)
     if w is None:
         w = synthetic_weights(rows, cols, spec, a.seed)
     m = generate(config, w, a.out, vectors=a.vectors,

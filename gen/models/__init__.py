@@ -17,7 +17,7 @@ from ..errors import UserError
 from .checkpoint import load_checkpoint
 from .gguf import SUPPORTED_TYPES, load_gguf
 from .model import Model
-from .quant import QUANTS, quantize
+from .quant import QUANTS, check_quant, quantize
 from .tiny import TINY, TINY_MOE, tiny_model, tiny_moe_model
 
 __all__ = ["Model", "load_model", "tiny_model", "smollm2_path", "TINY", "QUANTS",
@@ -41,6 +41,8 @@ def load_model(spec: str, quant: str = "q4_1") -> Model:
     """``tiny``, ``tiny-moe``, ``smollm2``, a ``.gguf`` path, or a ``.safetensors``/``.npz``
     checkpoint with a ``config.json`` beside it. ``quant`` quantises a file's float
     projections (a llama GGUF keeps its own)."""
+    if quant is not None:
+        check_quant(quant)  # a bad --quant is named even where it would not be used
     if spec == "tiny":
         return tiny_model()
     if spec == "tiny-moe":
