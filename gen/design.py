@@ -11,6 +11,7 @@ without it fall back to the naming rules of :func:`fallback_role`).
 import contextlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -209,6 +210,10 @@ def write_design(out: Path, manifest: Mapping, verilog: str, roms=(),
 
 _MANIFEST_LOCK = threading.Lock()
 
+#: The manifest formats of design directories, and the kind each is.
+DESIGN_FORMATS = {"hardwire-matvec/1": "matvec", "hardwire-layer/1": "layer",
+                  "hardwire-chip/1": "chip"}
+
 
 class Design:
     """A design directory and its manifest, read once.
@@ -277,6 +282,18 @@ class Design:
                 raise UserError(f"{self.manifest_path} lacks key {name}") from None
         return self
 
+    def check_format(self) -> "Design":
+        """Check that the manifest is a design's that this version reads: its ``format``
+        one of :data:`DESIGN_FORMATS`, its ``kind`` the one the format names."""
+        fmt = self.manifest.get("format")
+        if fmt not in DESIGN_FORMATS:
+            raise UserError(f"{self.manifest_path}: format {fmt!r} is not a design this "
+                            f"version reads ({', '.join(DESIGN_FORMATS)})")
+        if DESIGN_FORMATS[fmt] != self.kind:
+            raise UserError(f"{self.manifest_path}: kind {self.manifest.get('kind')!r} does "
+                            f"not match format {fmt!r}")
+        return self
+
     def check_sources(self) -> "Design":
         """Check that ``top`` names a module and ``sources`` lists files that exist."""
         self.require("top", "sources")
@@ -287,6 +304,23 @@ class Design:
         for src in sources:
             if not (self.path / src).is_file():
                 raise UserError(f"{self.path}: source {src} named in {MANIFEST} is missing")
+        return self
+
+    def check_rom_image_files(self) -> "Design":
+        """Check that every ROM image the manifest lists is there and holds one hex word per
+        line (a damaged image would otherwise simulate as a wrong design)."""
+        images = self.manifest.get("rom_images", [])
+        if not isinstance(images, list):
+            raise UserError(f"{self.manifest_path}: 'rom_images' must be a list of files")
+        for name in images:
+            p = self.path / str(name)
+            try:
+                data = p.read_bytes()
+            except OSError:
+                raise UserError(f"{self.path}: ROM image {name} named in {MANIFEST} is "
+                                "missing") from None
+            if not data or not re.fullmatch(rb"(?:[0-9a-fA-F]+\n)+", data):
+                raise UserError(f"{p}: not a ROM image (one hexadecimal word per line)")
         return self
 
     def source_texts(self) -> list[str]:

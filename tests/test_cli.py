@@ -158,3 +158,45 @@ def test_prompt_not_utf8(capsys):
     assert hardwire("generate", "--model", "tiny", "--prompt", bad, "--tokens", "2") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--prompt is not valid UTF-8" in err, err
+
+
+def _damage(d, how):
+    """A design directory ``d`` (a folded matvec with ROM image files) damaged one way."""
+    import json
+
+    mpath = d / "manifest.json"
+    m = json.loads(mpath.read_text())
+    if how == "manifest []":
+        mpath.write_text("[]")
+    elif how == "no top":
+        m.pop("top")
+        mpath.write_text(json.dumps(m))
+    elif how == "unknown format":
+        mpath.write_text(json.dumps(m | {"format": "foo/9"}))
+    elif how == "kind of another format":
+        mpath.write_text(json.dumps(m | {"kind": "chip"}))
+    elif how == "missing source":
+        (d / m["sources"][0]).unlink()
+    elif how == "missing ROM image":
+        (d / m["rom_images"][0]).unlink()
+    elif how == "corrupt ROM image":
+        (d / m["rom_images"][-1]).write_text("0f\nzz\n")
+
+
+@pytest.mark.parametrize("how, msg", [
+    ("manifest []", "not a JSON object"),
+    ("no top", "lacks key 'top'"),
+    ("unknown format", "format 'foo/9' is not a design this version reads"),
+    ("kind of another format", "kind 'chip' does not match format 'hardwire-matvec/1'"),
+    ("missing source", "named in manifest.json is missing"),
+    ("missing ROM image", "ROM image rom_lane000.hex named in manifest.json is missing"),
+    ("corrupt ROM image", "not a ROM image (one hexadecimal word per line)"),
+])
+def test_sim_on_a_damaged_design(generate, capsys, how, msg):
+    """'hardwire sim' on a damaged design directory: one line naming the damage, exit 2."""
+    d, _ = generate(rows=4, cols=5, wbits=4, rom_images="files")
+    _damage(d, how)
+    capsys.readouterr()
+    assert hardwire("sim", d, "--simulator", "icarus") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("hardwire: error: ") and msg in err, err

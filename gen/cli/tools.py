@@ -38,8 +38,9 @@ def run_sim(a):
 
     from ..design import CYCLES, Design
 
-    kind = Design.read(a.design, lambda e: f"{a.design} is not a design directory "
-                                           f"(manifest.json: {e})").kind
+    d = Design.read(a.design, lambda e: f"{a.design} is not a design directory "
+                                        f"(manifest.json: {e})")
+    kind = d.check_format().check_sources().check_rom_image_files().kind
     if kind in ("layer", "chip"):
         from ..cycles import cycle_report
 
