@@ -36,6 +36,7 @@ from .layer import (
     weight_bits,
     weights_block,
 )
+from .limits import check_memory, ctx_bytes
 from .moe import chip_moe
 from .output import check_output_directory
 
@@ -110,6 +111,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
     ctx = ctx or min(16, cfg.max_ctx)
     if not 1 <= ctx <= cfg.max_ctx:
         raise UserError(f"--ctx must be in 1..{cfg.max_ctx} for {m.name}, not {ctx}")
+    check_memory(ctx_bytes(cfg, ctx), f"--ctx {ctx}")
     if lane not in LANE_KINDS:
         raise UserError(f"--lane must be {' or '.join(LANE_KINDS)}, not {lane!r}")
     check_lane_stages(lane_stages)

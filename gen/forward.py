@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .limits import check_memory, ctx_bytes
 from .output import atomic_file
 
 __all__ = ["BACKENDS", "DEFAULT_CTX", "parse_layers", "load_input", "choose_ctx",
@@ -206,6 +207,7 @@ def forward(model: str, layers: str, input_path: Path, backend: str, out: Path,
     sel = parse_layers(layers, cfg.n_layers, m.name)
     x = load_input(input_path, cfg.dim)
     ctx = choose_ctx(ctx, len(x), cfg.max_ctx, m.name)
+    check_memory(ctx_bytes(cfg, ctx), f"--ctx {ctx}")
     res = ForwardResult(m.name, sel, len(x), ctx, backend, Path(out))
 
     with atomic_file(out, "--out") as f:  # opened first: an unwritable path fails early

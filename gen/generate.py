@@ -20,6 +20,7 @@ import numpy as np
 
 from .design import MANIFEST, Design
 from .errors import UserError
+from .limits import check_memory, ctx_bytes
 
 __all__ = ["BACKENDS", "GenerateResult", "generate", "parse_prompt_ids", "float_stepper",
            "golden_stepper", "rtl_stepper"]
@@ -212,6 +213,7 @@ def generate(model: str, tokens: int, backend: str = "float", prompt: str | None
     elif need > ctx:
         raise UserError(f"{len(ids)} prompt tokens + {tokens} new ones exceed --ctx {ctx}; "
                         "raise --ctx or lower --tokens")
+    check_memory(ctx_bytes(cfg, ctx), f"--ctx {ctx}")
 
     if backend == "rtl":
         step = rtl_stepper(m, ctx, lanes=lanes, progress=progress, design=chip, lane=lane)

@@ -27,6 +27,7 @@ from .design import (
     write_design,
 )
 from .errors import UserError
+from .limits import check_memory, ctx_bytes
 from .models import load_model
 from .output import check_output_directory
 from .weight_error import layer_weight_error
@@ -82,6 +83,17 @@ def _convert_index(i: int) -> str:
     return _convert(_JOBS[i])
 
 
+def _worker_init() -> None:
+    """A conversion worker: no garbage collection (it is short-lived: collection only slows
+    Amaranth down there, about 30 % of a conversion) and no Ctrl-C of its own. The parent
+    takes the interrupt and ends the pool; a worker's KeyboardInterrupt traceback would only
+    bury the one-line message."""
+    import signal
+
+    gc.disable()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def convert_modules(top, name: str, workers: int | None = None) -> str:
     """Verilog of ``top``, of every separately emitted module (``top.modules``) and of every
     lane module (:func:`lane_jobs`), converted in parallel processes. The order is fixed, so
@@ -98,9 +110,7 @@ def convert_modules(top, name: str, workers: int | None = None) -> str:
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers > 1 and "fork" in mp.get_all_start_methods():
         _JOBS[:] = jobs  # forked workers inherit the components; only indices are sent
-        # The workers are short-lived: garbage collection only slows Amaranth down there
-        # (about 30 % of a conversion).
-        with mp.get_context("fork").Pool(workers, initializer=gc.disable) as pool:
+        with mp.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
             texts = pool.map(_convert_index, range(len(jobs)), chunksize=1)
         _JOBS.clear()
     else:
@@ -162,6 +172,7 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
     ctx = ctx or min(16, cfg.max_ctx)
     if not 1 <= ctx <= cfg.max_ctx:
         raise UserError(f"--ctx must be in 1..{cfg.max_ctx} for {m.name}, not {ctx}")
+    check_memory(ctx_bytes(cfg, ctx), f"--ctx {ctx}")
     lanes = lanes or default_lanes(cfg)
     check_lanes(cfg, lanes)
     check_lane_stages(lane_stages)

@@ -21,6 +21,7 @@ from golden.numerics import ROUNDING_MODES
 
 from .design import check_rom_images, header, lint_waivers, module_infos, rom_files, write_design
 from .errors import UserError
+from .limits import check_memory
 from .output import check_output_directory
 
 __all__ = ["STRATEGIES", "MatVecConfig", "synthetic_weights", "load_weights", "build",
@@ -74,6 +75,9 @@ class MatVecConfig:
             raise UserError(f"unknown rounding {self.rounding!r}; choose one of "
                             f"{', '.join(ROUNDING_MODES)}")
         check_rom_images(self.rom_images)
+        # the weights as int64 and the generators' working copies of them (measured: a
+        # 65536x65536 int8 matrix wanted 32 GiB)
+        check_memory(self.rows * self.cols * 8 * 4, f"a {self.rows}x{self.cols} matvec")
 
     @property
     def spec(self) -> LinearSpec:

@@ -165,10 +165,10 @@ def tiny_chip_parallel(tmp_path_factory):
     return chip_design(tmp_path_factory, "tiny", "tiny_parallel", ctx=8, lane="parallel")
 
 
-def test_tiny_chip_pipelined_lanes(tmp_path_factory, tiny_chip):
+def test_tiny_chip_pipelined_lanes(tmp_path_factory, tiny_chip_parallel):
     """Every lane pipelined (``--lane-stages 5``; parallel lanes, no clock gating, as on an
     FPGA): the same tokens as golden at full rate and with stalls; each pass takes five
-    cycles more."""
+    cycles more than in the unpipelined chip."""
     import json
 
     from sim.runner import run_chip
@@ -176,9 +176,7 @@ def test_tiny_chip_pipelined_lanes(tmp_path_factory, tiny_chip):
     need("icarus")
     d = chip_design(tmp_path_factory, "tiny", "tiny_pipelined", ctx=8, lane="parallel",
                     lane_stages=5, gate_clocks=False)
-    ref = chip_design(tmp_path_factory, "tiny", "tiny_parallel_ungated", ctx=8,
-                      lane="parallel", gate_clocks=False)
-    m, m0 = (json.loads((x / "manifest.json").read_text()) for x in (d, ref))
+    m, m0 = (json.loads((x / "manifest.json").read_text()) for x in (d, tiny_chip_parallel))
     assert (m["lane_stages"], m0["lane_stages"]) == (5, 0)
     c, c0 = (x["cycles"]["units_at_last_pos"] for x in (m, m0))
     assert c["layer 0"] == c0["layer 0"] + 4 * 5 and c["LM head"] == c0["LM head"] + 5

@@ -27,6 +27,8 @@ BASE = ["matvec", "--rows", "4", "--cols", "5", "--wbits", "4"]
     (BASE + ["--seed", "-1"], "non-negative integer"),
     (BASE + ["--rows", "x"], "non-negative integer"),
     (["chip", "--model", "tiny", "--lane-stages", "6"], "--lane-stages must be 0..5, not 6"),
+    (["matvec", "--rows", "65536", "--cols", "65536", "--wbits", "8"],
+     "a 65536x65536 matvec needs about 128.0 GiB, more than this machine can hold"),
     # options the design would ignore
     (["layer", "--model", "tiny", "--layer", "0", "--quant", "q9_9"], "unknown --quant 'q9_9'"),
     (BASE + ["--requant-scale", "0.5"], "--requant-scale applies with --requant only"),
@@ -200,3 +202,33 @@ def test_sim_on_a_damaged_design(generate, capsys, how, msg):
     assert hardwire("sim", d, "--simulator", "icarus") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("hardwire: error: ") and msg in err, err
+
+
+def test_ctrl_c_during_chip_conversion(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the chip's
+    modules convert in worker processes: one line, no partial output directory, no worker
+    left."""
+    import signal
+    import time
+
+    out = tmp_path / "chip"
+    p = subprocess.Popen([sys.executable, "-m", "gen.cli", "chip", "--model", "tiny", "--out",
+                          str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    time.sleep(4)  # past loading the model, into the conversion (about 10 s for tiny)
+    assert p.poll() is None, "the chip was done before the interrupt"
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0
+    assert err.strip().splitlines() == ["hardwire: interrupted"], err
+    assert not out.exists() and os.listdir(tmp_path) == []
+    # the workers' own tools (Amaranth runs yosys) end with them: wait for the last
+    left = None
+    for _ in range(50):
+        ps = subprocess.run(["ps", "-o", "stat=,args=", "-g", str(p.pid)], capture_output=True,
+                            text=True).stdout
+        left = [line for line in ps.splitlines() if not line.strip().startswith("Z")]
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, left

@@ -458,6 +458,9 @@ BAD = {
                      ["the RMS norm epsilon must be a positive finite number, not -1e-05"]),
     "zero theta": (_edited({"rope_theta": 0.0}), None, [],
                    ["the RoPE base theta must be a positive finite number, not 0.0"]),
+    # a header's word and an option do not make the run allocate gigabytes
+    "huge ctx": (lambda t, p: _gguf_with(t, p, meta={"context_length": 10**9}), None,
+                 ["--ctx", "1000000000"], ["--ctx 1000000000 needs about", "GiB of memory"]),
     "rope scaling gguf": (lambda t, p: _gguf_with(t, p, meta={"rope.scaling.type": "linear"}),
                           None, [], ["llama.rope.scaling.type 'linear' is not supported"]),
     "rope_freqs gguf": (lambda t, p: _gguf_with(t, p, extra={"rope_freqs.weight": np.ones(8)}),

@@ -16,7 +16,10 @@ def _generate(tmp_path, *args):
     return out, json.loads((out / "manifest.json").read_text())
 
 
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+# Icarus under 'slow': the same layer, tokens and stalls as on Verilator (and Icarus runs
+# both tiny layers inside the chip's test).
+@pytest.mark.parametrize("simulator", [pytest.param("icarus", marks=pytest.mark.slow),
+                                       "verilator"])
 def test_tiny_layer_bit_exact(tmp_path, simulator):
     why = simulator_available(simulator)
     if why:
