@@ -212,9 +212,12 @@ def test_ctrl_c_during_chip_conversion(tmp_path):
     import time
 
     out = tmp_path / "chip"
+    # SIGINT as a shell leaves it to a foreground job: pytest-xdist's workers ignore it, and
+    # a Python started with SIGINT ignored never raises KeyboardInterrupt
     p = subprocess.Popen([sys.executable, "-m", "gen.cli", "chip", "--model", "tiny", "--out",
                           str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+                         text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)  # past loading the model, into the conversion (about 10 s for tiny)
     assert p.poll() is None, "the chip was done before the interrupt"
     os.killpg(p.pid, signal.SIGINT)
