@@ -86,7 +86,7 @@ def check_weights(w, spec: LinearSpec) -> np.ndarray:
     lo, hi = spec.weight_range
     if w.dtype.kind == "f" and (np.max(np.abs(w)) > 2**62):
         raise ValueError(f"weights are outside {lo}..{hi}")
-    w = w.astype(np.int64)
+    # compared before the cast: an unsigned 2**63 would wrap to a negative int64
     bad = (w < lo) | (w > hi)
     if np.any(bad):
         r, c = np.argwhere(bad)[0]
@@ -94,7 +94,7 @@ def check_weights(w, spec: LinearSpec) -> np.ndarray:
         raise ValueError(
             f"weight [{r}, {c}] = {w[r, c]} is outside the {kind} range {lo}..{hi}"
         )
-    return w
+    return w.astype(np.int64)
 
 
 def dot_bounds(coef, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:

@@ -56,6 +56,7 @@ def _weights_file(tmp_path, arr):
 @pytest.mark.parametrize("arr, msg", [
     (np.full((4, 5), 8, np.int64), "outside the int4 range"),
     (np.full((4, 5), -9, np.int32), "outside the int4 range"),
+    (np.full((4, 5), 2**63, np.uint64), "= 9223372036854775808 is outside the int4 range"),
     (np.full((4, 5), np.nan), "contains NaN"),
     (np.zeros((4, 5), np.float32), "floating point"),
     (np.zeros((4, 5, 2), np.int8), "2-D"),
