@@ -461,6 +461,9 @@ BAD = {
     # a header's word and an option do not make the run allocate gigabytes
     "huge ctx": (lambda t, p: _gguf_with(t, p, meta={"context_length": 10**9}), None,
                  ["--ctx", "1000000000"], ["--ctx 1000000000 needs about", "GiB of memory"]),
+    "q8_0 norm": (lambda t, p: _gguf_with(t, p, override={"blk.0.attn_norm.weight": (
+        gguf.quants.quantize(np.ones(64, np.float32), Q.Q8_0), Q.Q8_0)}), None, [],
+        ["blk.0.attn_norm.weight is Q8_0 of 1-D shape; norms and biases must be F32"]),
     "rope scaling gguf": (lambda t, p: _gguf_with(t, p, meta={"rope.scaling.type": "linear"}),
                           None, [], ["llama.rope.scaling.type 'linear' is not supported"]),
     "rope_freqs gguf": (lambda t, p: _gguf_with(t, p, extra={"rope_freqs.weight": np.ones(8)}),

@@ -76,8 +76,9 @@ class GgufFile:
             if not np.all(np.isfinite(data)):
                 raise UserError(f"{self.path}: tensor {name} holds NaN or infinity")
             return data
-        if len(shape) != 2:
-            raise UserError(f"{self.path}: tensor {name} is {len(shape)}-D, expected 2-D")
+        if len(shape) != 2:  # a block format holds 2-D weights only
+            raise UserError(f"{self.path}: tensor {name} is {kind} of {len(shape)}-D shape; "
+                            "norms and biases must be F32, F16 or BF16, block formats 2-D")
         cols, nrows = shape
         try:
             return decode(kind, np.asarray(t.data), nrows, cols)
