@@ -21,27 +21,18 @@ from bench import OUT, parser
 def lane_array(model: str, kind: str, stages: int):
     """Layer 0's lane array of ``model`` as ``hardwire layer``/``chip`` build it."""
     from gen.models import load_model
-    from golden.blockquant import interleave_rows, lane_block, stack
     from golden.integer import IntFormat
-    from golden.llama import PROJECTIONS
     from hdl import not_elaborated
-    from hdl.decoder import default_beat, default_lanes
-    from hdl.lane_array import LaneArray
+    from hdl.decoder import decoder_layer, default_beat, default_lanes
 
     m = load_model(model, "q4_1")
-    cfg, lw = m.cfg, m.layer(0)
     parallel = kind == "parallel"
-    lanes = default_lanes(cfg, parallel=parallel)
-    beat = default_beat(cfg, lanes)
-    lb = lane_block(*(getattr(lw, n) for n in PROJECTIONS))
-    w = {n: getattr(lw, n).reblock(lb) for n in PROJECTIONS}
-    passes = [stack([w["wq"], w["wk"], w["wv"]]), w["wo"],
-              interleave_rows(w["w_gate"], w["w_up"], beat), w["w_down"]]
-    fmt = IntFormat()
-    arr = LaneArray(passes, abits=fmt.abits, lanes=lanes, beat=beat, fmt=fmt,
-                    parallel=parallel, stages=stages)
-    not_elaborated(arr)  # only its lane is converted
-    return arr
+    lanes = default_lanes(m.cfg, parallel=parallel)
+    layer = decoder_layer(m.cfg, m.layer(0), ctx=1, lanes=lanes,
+                          beat=default_beat(m.cfg, lanes), fmt=IntFormat(), parallel=parallel,
+                          lane_stages=stages)
+    not_elaborated(layer, *layer.modules.values())  # only its lane is converted
+    return layer.engine
 
 
 def place(model: str, kind: str, stages: int, dsp: bool, timeout: float) -> dict:

@@ -30,6 +30,4 @@ def ctx_bytes(cfg, ctx: int) -> int:
     """A lower estimate of what ``ctx`` positions cost the golden models: every layer's
     K and V cache (int64 and float32 copies) and the RoPE tables (float64 cos and sin), once
     each; the hardware's own tables and caches are larger still."""
-    head_dim = cfg.head_dim
-    kv_dim = cfg.n_kv_heads * head_dim
-    return ctx * (cfg.n_layers * 2 * kv_dim * (8 + 4) + 2 * head_dim * 8)
+    return ctx * (cfg.n_layers * 2 * cfg.kv_dim * (8 + 4) + 2 * cfg.head_dim * 8)

@@ -27,14 +27,22 @@ from golden.blockquant import BlockAffine
 from golden.integer import IntFormat
 from golden.numerics import signed_range
 
-from . import MAX_LANE_STAGES
 from .arith import adder_tree, indexed_constant, signed_width
-from .lanes import BlockLane, ParallelLane
+from .lanes import BlockLane, ParallelLane, check_stages
 from .mask_rom import RomSpec, twos_complement
 from .rescaler import Rescaler
 from .vector import beat_layout, element
 
 __all__ = ["LaneArray"]
+
+
+def _advanced(m, r, sig, name: str) -> Signal:
+    """``sig`` one pipeline stage later: a register of the lanes' domain that moves when
+    the array advances, beside the lanes' own."""
+    reg = Signal(sig.shape(), name=name)
+    with m.If(r.adv):
+        m.d[r.ld] += reg.eq(sig)
+    return reg
 
 
 def _next_pass(p, passes: int):
@@ -82,8 +90,7 @@ class LaneArray(wiring.Component):
                  fmt: IntFormat, rom_images: bool = False, prefix: str = "mv",
                  parallel: bool = False, gate_lanes: bool = False, select: bool = False,
                  stages: int = 0):
-        if not 0 <= stages <= MAX_LANE_STAGES:
-            raise ValueError(f"a lane takes 0..{MAX_LANE_STAGES} pipeline stages, not {stages}")
+        check_stages(stages)
         if not passes:
             raise ValueError("at least one pass is needed")
         block = passes[0].block
@@ -342,20 +349,14 @@ class LaneArray(wiring.Component):
         flags = [r.v1, r.batch1, r.e1, r.pass1]
         r.in_flight = r.v1
         for k in range(self.stages):
-            nxt = [Signal(f.shape(), name=f"{f.name}_s{k + 1}") for f in flags]
-            with m.If(r.adv):
-                m.d[r.ld] += [n.eq(f) for n, f in zip(nxt, flags, strict=True)]
-            flags = nxt
+            flags = [_advanced(m, r, f, f"{f.name}_s{k + 1}") for f in flags]
             r.in_flight = r.in_flight | flags[0]
         r.vo, r.batcho, r.eo, r.passo = flags
         # the array advances unless a finished batch meets a full output buffer
         m.d.comb += r.adv.eq(~(r.vo & r.batcho & r.pend_full))
         r.saddr_t = r.saddr
         for k in range(BlockLane.term_offset(self.stages)):
-            nxt = Signal.like(r.saddr, name=f"saddr_t{k + 1}")
-            with m.If(r.adv):
-                m.d[r.ld] += nxt.eq(r.saddr_t)
-            r.saddr_t = nxt
+            r.saddr_t = _advanced(m, r, r.saddr_t, f"saddr_t{k + 1}")
 
     def _gate_lane_clock(self, m, enable):
         """A clock-gating cell: the enable is caught while the clock is low and ANDed with
@@ -382,10 +383,7 @@ class LaneArray(wiring.Component):
             m.d.comb += act_sum.eq(adder_tree(m, [element(chunk1, k, A) for k in range(K)],
                                               lo, hi))
             for k in range(BlockLane.term_offset(self.stages)):
-                nxt = Signal.like(act_sum, name=f"act_sum_t{k + 1}")
-                with m.If(r.adv):
-                    m.d[ld] += nxt.eq(act_sum)
-                act_sum = nxt
+                act_sum = _advanced(m, r, act_sum, f"act_sum_t{k + 1}")
         results = []
         for p in range(self.lanes):
             croms = [spec.build() for spec in self.lane_code_roms[p]]

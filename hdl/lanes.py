@@ -23,7 +23,13 @@ from amaranth.lib.wiring import In, Out
 from . import MAX_LANE_STAGES
 from .arith import adder_tree, selected_sum, signed_width
 
-__all__ = ["BlockLane", "ParallelLane"]
+__all__ = ["BlockLane", "ParallelLane", "check_stages"]
+
+
+def check_stages(stages: int) -> None:
+    """Raise ``ValueError`` unless a lane can take ``stages`` pipeline registers."""
+    if not 0 <= stages <= MAX_LANE_STAGES:
+        raise ValueError(f"a lane takes 0..{MAX_LANE_STAGES} pipeline stages, not {stages}")
 
 
 class _RowLane(wiring.Component):
@@ -34,8 +40,7 @@ class _RowLane(wiring.Component):
 
     def __init__(self, codes: dict, flags: dict, *, block: int, abits: int, b: dict,
                  d_bits: int, m_bits: int, s_bits: int, stages: int = 0):
-        if not 0 <= stages <= MAX_LANE_STAGES:
-            raise ValueError(f"a lane takes 0..{MAX_LANE_STAGES} pipeline stages, not {stages}")
+        check_stages(stages)
         self._block, self._abits, self._b = block, abits, b
         self._has_m = m_bits > 0
         self._acc_w = signed_width(*b["acc"])

@@ -83,8 +83,9 @@ def shape_options(p, command: str) -> None:
     p.add_argument("--lane-stages", type=count, default=0, metavar="N",
                    help=f"pipeline registers in every lane, 0..{MAX_LANE_STAGES}, cutting in "
                         "this order: after the block sum, after the block term D*P + M*S, "
-                        "before it, between its multipliers and their sum; each pass takes N "
-                        "cycles more, for a shorter clock period (default 0)")
+                        "before it, between its multipliers and their sum, halfway up the "
+                        "block sum's adder tree; each pass takes N cycles more, for a "
+                        "shorter clock period (default 0)")
 
 
 def output_options(p, command: str) -> None:

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .calibration import builtin_fmax, design_fmax
+from .calibration import design_fmax
 from .speed import rate
 
 __all__ = ["REFERENCE", "HNLPU", "FORMATS", "moe_part", "shape_figures", "reference_shapes"]
@@ -132,11 +132,11 @@ def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant, s
     rom = fixed + _rom(router, rt, parallel) + E * expert
     read = fixed + _rom(router, rt, parallel) + k * expert
     shared = passes["qkv"] + passes["o"] + passes["router"]
+    shared_reads = reads["qkv"] + reads["o"] + reads["router"]
     if variant == "shared":
         cycles = moe_cycles(u, passes, beats, k, pos)
         weight = shared + k * (passes["gate_up"] + passes["down"])
-        busy = sum(reads[n] for n in ("qkv", "o", "router")) + k * (reads["gate_up"]
-                                                                    + reads["down"])
+        busy = shared_reads + k * (reads["gate_up"] + reads["down"])
         return {"cycles": sum(cycles.values()), "weight_cycles": weight, "rom_bits": rom,
                 "read_bits": read, "lanes": lanes, "busy_lane_cycles": lanes * busy,
                 "attention": cycles["attention"]}
@@ -145,8 +145,8 @@ def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant, s
     ex_cycles = passes["gate_up"] + passes["down"]
     return {"cycles": sum(cycles.values()), "weight_cycles": shared + ex_cycles,
             "rom_bits": rom, "read_bits": read, "lanes": lanes + E * g,
-            "busy_lane_cycles": lanes * sum(reads[n] for n in ("qkv", "o", "router"))
-            + k * g * (reads["gate_up"] + reads["down"]),
+            "busy_lane_cycles": lanes * shared_reads + k * g * (reads["gate_up"]
+                                                                + reads["down"]),
             "attention": cycles["attention"]}
 
 
@@ -225,7 +225,7 @@ def reference_shapes(fmt, *, lanes: int = 64, parallel: bool = False, stages: in
 
     from ..models.gpt_oss import config_from_hf
 
-    mhz = builtin_fmax("ParallelLane" if parallel else "BlockLane", stages)
+    mhz = design_fmax({"lane": "parallel" if parallel else "serial", "lane_stages": stages})
     out = {}
     for name, conf in REFERENCE.items():
         cfg = config_from_hf(conf, name)
