@@ -110,7 +110,7 @@ def test_k_quants_decode_matches_dequantize(fmt):
     assert wq.codes.min() == -(1 << (bits - 1)) and wq.codes.max() == (1 << (bits - 1)) - 1
 
 
-@pytest.mark.parametrize("fmt", ["Q8_0", "Q4_0", "Q4_1"])
+@pytest.mark.parametrize("fmt", ["Q8_0", "Q4_0", "Q4_1", "MXFP4"])
 def test_encode_equals_llama_cpp_on_ties(fmt):
     """The reference quantisers' bytes (gguf-py's ports of quantize_row_*_ref) on blocks
     where every element is a rounding tie, and on random ones."""
@@ -126,9 +126,17 @@ def test_encode_equals_llama_cpp_on_ties(fmt):
     elif fmt == "Q4_0":  # x / d + 8 = k + 0.5 with d = -max/8
         x = rng.integers(-8, 7, (64, 32)) + 0.5
         x[:, 0] = -8
-    else:  # (x - min) / d = k + 0.5 with d = (max - min) / 15
+    elif fmt == "Q4_1":  # (x - min) / d = k + 0.5 with d = (max - min) / 15
         x = rng.integers(0, 15, (64, 32)) + 0.5
         x[:, :2] = [0, 15]
+    else:  # every midpoint of the E2M1 grid, signed, at a power-of-two block scale; the
+        # block maxima 6 and just below 8, 16 and 2**-9 (where float32 log2 rounds up)
+        mids = np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 7.0])
+        x = rng.choice(mids, (64, 32)) * rng.choice([-1, 1], (64, 32))
+        x[:, 0] = 6.0
+        x[:4, 0] = [np.nextafter(np.float32(8), 0), np.nextafter(np.float32(16), 0),
+                    np.nextafter(np.float32(2.0 ** -9), 0), 4.0]
+        x *= np.ldexp(1.0, rng.integers(-20, 20, 64))[:, None]
     x = np.concatenate([x, rng.standard_normal((64, 32))]).astype(np.float32)
     want = gq.quantize(x, getattr(GGMLQuantizationType, fmt)).reshape(-1)
     np.testing.assert_array_equal(encode(fmt, x), want)

@@ -154,9 +154,9 @@ def _spec_decode(raw, rows, cols):
 
 
 def _spec_quantize(v):
-    """One element ``v / X`` to E2M1 by brute force: nearest value, ties to the even
-    mantissa bit (nibble bit 0), saturating at 6; zero written +0."""
-    best = min(range(8), key=lambda k: (abs(abs(v) - E2M1[k]), E2M1[k] > 6, k & 1))
+    """One element ``v / X`` to E2M1 by brute force: nearest value, ties to the smaller
+    magnitude (llama.cpp's first candidate), saturating at 6; zero written +0."""
+    best = min(range(8), key=lambda k: (abs(abs(v) - E2M1[k]), k))
     return best | 8 if v < 0 and best else best
 
 
@@ -188,17 +188,16 @@ def test_mxfp4_quantiser_follows_the_spec():
         for b in range(2):
             blk = [float(v) for v in w[r, b * 32:(b + 1) * 32]]
             amax = max(abs(v) for v in blk)
-            m, ex = math.frexp(amax)  # amax = m * 2**ex, 0.5 <= m < 1
-            shared = ex - 1 - 2  # floor(log2(amax)) - emax_elem(E2M1) = 2
+            shared = math.floor(np.float32(math.log2(amax))) - 2  # floorf(log2f) - emax(E2M1)
             assert int(e8m0[r, b]) == shared + 127
             want = [_spec_quantize(v / 2.0 ** shared) for v in blk]
             assert nib[r, b * 32:(b + 1) * 32].tolist() == want
 
 
-def test_mxfp4_ties_to_even_and_saturation():
+def test_mxfp4_ties_to_the_smaller_magnitude_and_saturation():
     # amax 7.5 -> floor(log2) 2 -> shared exponent 0: elements are the values themselves
     vals = [0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 7.0, 6.5, 7.5, 0.2, 0.3, 2.9, 5.1]
-    want = [0.0, 1.0, 1.0, 2.0, 2.0, 4.0, 4.0, 6.0, 6.0, 6.0, 0.0, 0.5, 3.0, 6.0]
+    want = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 6.0, 6.0, 0.0, 0.5, 3.0, 6.0]
     row = np.zeros(32, np.float32)
     row[:len(vals)] = vals
     row[16:16 + len(vals)] = [-v for v in vals]
@@ -236,8 +235,6 @@ def test_mxfp4_matches_gguf():
     raw = encode("MXFP4", w)
     ref = gguf.quants.dequantize(raw.reshape(16, -1), QT.MXFP4)
     np.testing.assert_array_equal(decode("MXFP4", raw, 16, 96).dequantize(), ref)
-    # gguf's quantiser picks the first of equal candidates, not the even one; random
-    # float32 weights hold no exact ties, so the bytes agree
     np.testing.assert_array_equal(raw, gguf.quants.quantize(w, QT.MXFP4).reshape(-1))
 
 

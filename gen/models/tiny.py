@@ -48,12 +48,6 @@ def _proj_shapes(cfg: LlamaConfig) -> dict:
             "w_down": (cfg.dim, cfg.ffn)}
 
 
-def _proj_shapes(cfg: LlamaConfig) -> dict:
-    return {"wq": (cfg.dim, cfg.dim), "wk": (cfg.kv_dim, cfg.dim), "wv": (cfg.kv_dim, cfg.dim),
-            "wo": (cfg.dim, cfg.dim), "w_gate": (cfg.ffn, cfg.dim), "w_up": (cfg.ffn, cfg.dim),
-            "w_down": (cfg.dim, cfg.ffn)}
-
-
 #: The shipped synthetic mixture of experts, in gpt-oss' shape: 8 experts, top-2, a sliding
 #: layer (window 4) then a full one, sinks, YaRN RoPE, MXFP4 experts.
 TINY_MOE = dict(dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=64, n_experts=8, top_k=2,
@@ -62,16 +56,23 @@ TINY_MOE = dict(dim=64, n_heads=4, n_kv_heads=2, head_dim=16, ffn=64, n_experts=
 
 
 @lru_cache(maxsize=4)
-def tiny_moe_model(seed: int = 0) -> Model:
+def tiny_moe_model(seed: int = 0, layer_types: tuple | None = None, **shape) -> Model:
     """The shipped synthetic gpt-oss: seeded Gaussian weights, the experts quantised to MXFP4
-    (OCP MX rounding), attention and router to Q8_0, a Q8_0 embedding and an untied Q8_0 LM
-    head, float biases, sinks and norm gains; a byte tokenizer. Deterministic."""
+    (llama.cpp's rounding), attention and router to Q8_0, a Q8_0 embedding and an untied Q8_0
+    LM head, float biases, sinks and norm gains; a byte tokenizer. Deterministic.
+    ``shape`` overrides fields of :data:`TINY_MOE` and ``layer_types`` the sliding/full
+    pattern (default sliding, then full), for other shapes of the same kind of model."""
     from golden.blockquant import quantize_mxfp4
     from golden.gpt_oss import FULL, SLIDING, Expert, GptOssConfig, MoeLayerWeights, Yarn
 
     from ..tokenizer import ByteTokenizer
 
-    cfg = GptOssConfig(**TINY_MOE, layer_types=(SLIDING, FULL),
+    name = "tiny-moe" + (f"({', '.join(f'{k}={v}' for k, v in shape.items())})"
+                         if shape or layer_types else "")
+    shape = TINY_MOE | shape
+    types = layer_types or (SLIDING, FULL) * (shape["n_layers"] // 2) + (SLIDING,) * (
+        shape["n_layers"] % 2)
+    cfg = GptOssConfig(**shape, layer_types=tuple(types),
                        yarn=Yarn(factor=2.0, original_max_position_embeddings=8,
                                  truncate=False))
     rng = np.random.default_rng([seed, 0x70E])
@@ -90,13 +91,14 @@ def tiny_moe_model(seed: int = 0) -> Model:
                           vec(f), vec(f), vec(d)) for _ in range(cfg.n_experts)]
         layers.append(MoeLayerWeights(
             attn_norm=vec(d, 0.3, 1.0), wq=mat(q, d), wk=mat(kv, d), wv=mat(kv, d),
-            wo=mat(d, q), bq=vec(q), bk=vec(kv), bv=vec(kv), bo=vec(d), sinks=vec(4, 1.0),
+            wo=mat(d, q), bq=vec(q), bk=vec(kv), bv=vec(kv), bo=vec(d),
+            sinks=vec(cfg.n_heads, 1.0),
             ffn_norm=vec(d, 0.3, 1.0), router=mat(cfg.n_experts, d),
             router_bias=vec(cfg.n_experts), experts=experts))
     emb = rng.standard_normal((cfg.vocab, d)).astype(np.float32) * np.float32(0.5)
     embedding = decode("Q8_0", encode("Q8_0", emb), cfg.vocab, d)
     head = mat(cfg.vocab, d)
     final_norm = vec(d, 0.3, 1.0)
-    return Model("tiny-moe", cfg, lambda i: layers[i], lambda: embedding,
+    return Model(name, cfg, lambda i: layers[i], lambda: embedding,
                  norm_loader=lambda: final_norm, head_loader=lambda: head,
                  tokenizer_loader=ByteTokenizer)

@@ -1,7 +1,7 @@
 """GGUF tensor bytes to and from the block-affine form: :func:`decode` (llama.cpp's Q4_0,
 Q4_1, Q8_0, MXFP4 and the k-quants) and :func:`encode` (llama.cpp's reference quantisers,
-and MXFP4 by the OCP spec). :mod:`golden.blockquant` gives each format's layout and its
-block-affine form; MXFP4 and the k-quants have their own modules
+MXFP4's included). :mod:`golden.blockquant` gives each format's layout and its block-affine
+form; MXFP4 and the k-quants have their own modules
 (:mod:`golden.blockquant.mxfp4`, :mod:`golden.blockquant.kquants`).
 """
 
@@ -90,7 +90,7 @@ def decode(fmt: str, raw: np.ndarray, rows: int, cols: int) -> BlockAffine:
 def encode(fmt: str, w: np.ndarray) -> np.ndarray:
     """Quantise float weights ``[rows, cols]`` to raw GGUF bytes the way llama.cpp's reference
     quantiser does (``quantize_row_*_ref``). Used to build the seeded ``tiny`` model and tests.
-    MXFP4 follows the OCP spec instead (:func:`golden.blockquant.mxfp4_elements`)."""
+    MXFP4 too (:func:`golden.blockquant.mxfp4_elements`: ties to the smaller magnitude)."""
     if fmt == "MXFP4":
         return pack_mxfp4(*mxfp4_elements(w)).reshape(-1)
     block, nbytes, _ = FORMATS[fmt]

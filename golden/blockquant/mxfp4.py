@@ -1,5 +1,5 @@
 """OCP MXFP4 (Microscaling Formats v1.0): blocks of 32 E2M1 elements and one E8M0 scale each.
-The quantiser (:func:`mxfp4_elements`), llama.cpp's ``block_mxfp4`` bytes
+The quantiser (:func:`mxfp4_elements`, llama.cpp's rounding), llama.cpp's ``block_mxfp4`` bytes
 (:func:`pack_mxfp4`) and their exact decoding into the block-affine form
 (:func:`decode_mxfp4`): ``c = 2 * element``, ``D = 2**(s - s_min)``, ``M = 0``,
 ``exp = s_min - 1``.
@@ -34,19 +34,24 @@ MXFP4_MAX_SPAN = 40
 
 
 def mxfp4_elements(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """OCP MX v1.0 quantisation (section 6.3) of ``w [rows, cols]`` to MXFP4, blocks of 32
-    consecutive columns. Returns ``(e8m0 uint8 [rows, cols/32], nibbles uint8 [rows, cols])``.
+    """MXFP4 quantisation of ``w [rows, cols]``, blocks of 32 consecutive columns, as
+    llama.cpp's reference quantiser (``quantize_row_mxfp4_ref``) does it. Returns ``(e8m0
+    uint8 [rows, cols/32], nibbles uint8 [rows, cols])``.
 
-    - ``shared_exp = floor(log2(max |w|)) - E2M1_EMAX``, with ``floor(log2)`` taken exactly
-      from the float's exponent (``np.frexp``, no ``log2`` rounding), clamped to E8M0's
-      ``[-127, 127]``; an all-zero block gets -127 (byte 0x00, as the spec's reference
-      microxcaling code and llama.cpp do). Float32 weights never reach the upper clamp
-      (``floor(log2) <= 127``, so ``shared_exp <= 125``); blocks of tiny weights below
-      ``2**-125`` are clamped to ``2**-127`` and their elements round to zero or subnormals.
-    - element = ``w / 2**shared_exp`` rounded to the nearest E2M1 value, ties to the value
-      with an even mantissa bit, saturating to ±6. On the grid in halves this is
-      ``rint(2v)`` below 2, ``2 rint(v)`` in ``[2, 4)`` and ``4 rint(v / 2)`` above, with ``v``
-      exact (a power-of-two scaling) and ``np.rint`` IEEE half-even.
+    - ``shared_exp = floorf(log2f(max |w|)) - E2M1_EMAX``: OCP MX v1.0's rule, with the
+      logarithm taken in float32 as llama.cpp takes it (for a block maximum just below a
+      power of two, ``log2f`` rounds up to the integer and the exponent is one higher than
+      the exact ``floor(log2)``). Clamped to E8M0's ``[-127, 127]``; an all-zero block gets
+      -127 (byte 0x00), as llama.cpp writes it. Float32 weights never reach the upper clamp
+      (``shared_exp <= 125``); blocks of tiny weights below ``2**-125`` (where llama.cpp's
+      cast to ``uint8_t`` is undefined) are clamped to ``2**-127`` and their elements round
+      to zero or subnormals.
+    - element = ``w / 2**shared_exp`` rounded to the nearest E2M1 value, **ties to the
+      smaller magnitude** (llama.cpp picks the first of equal candidates in ``kvalues_mxfp4``
+      order, which runs up in magnitude), saturating to ±6. On the grid in halves this is
+      ``ceil(2v - 1/2)`` below 2, ``2 ceil(v - 1/2)`` in ``[2, 4)`` and ``4 ceil(v/2 - 1/2)``
+      above, with ``v`` exact (a power-of-two scaling). The OCP spec leaves the rounding to
+      the implementation; half-to-even would differ from llama.cpp's bytes on every tie.
     - nibble = sign bit (3) | E2M1 magnitude code (bits 0-2, :data:`E2M1_HALVES`); a zero is
       written +0 (0x0), as llama.cpp's quantiser writes it.
 
@@ -59,12 +64,13 @@ def mxfp4_elements(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = column_groups(float_matrix(w, "MXFP4"), 32, "MXFP4")
     rows, nb, _ = x.shape
     amax = np.abs(x).max(axis=2)
-    _, e = np.frexp(amax)  # amax = m * 2**e, 0.5 <= m < 1: floor(log2 amax) = e - 1
-    shared = np.where(amax > 0, e - 1 - E2M1_EMAX, E8M0_MIN)
+    with np.errstate(divide="ignore"):
+        log2 = np.floor(np.log2(amax.astype(np.float32)))  # llama.cpp: floorf(log2f(amax))
+    shared = np.where(amax > 0, log2 - E2M1_EMAX, E8M0_MIN)
     shared = np.clip(shared, E8M0_MIN, E8M0_MAX).astype(np.int64)
     v = np.ldexp(np.abs(x), -shared[:, :, None])  # exact
-    halves = np.where(v < 2, np.rint(2 * v),
-                      np.where(v < 4, 2 * np.rint(v), 4 * np.rint(v / 2)))
+    halves = np.where(v < 2, np.ceil(2 * v - 0.5),
+                      np.where(v < 4, 2 * np.ceil(v - 0.5), 4 * np.ceil(v / 2 - 0.5)))
     halves = np.minimum(halves, 12).astype(np.int64)  # saturate to 6
     lut = np.zeros(13, np.uint8)
     lut[E2M1_HALVES] = np.arange(8, dtype=np.uint8)
