@@ -53,3 +53,16 @@ def sigterm_leaves_no_tool(args: list[str], log: Path, workdir: Path) -> None:
     assert p.wait(timeout=30) != 0
     time.sleep(0.5)
     assert ours() == [], ours()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The random-configuration sweep's count (``tests/test_sweep.py``), also under xdist."""
+    runs = [r for reports in terminalreporter.stats.values() for r in reports
+            if "test_random_configuration" in getattr(r, "nodeid", "")
+            and getattr(r, "when", None) == "call"]
+    if runs:
+        n = {k: sum(r.outcome == k for r in runs) for k in ("passed", "failed", "skipped")}
+        terminalreporter.write_line(
+            f"random configurations: {len(runs)} run, {n['passed']} bit-exact or refused as "
+            f"they should be, {n['failed']} failed, {n['skipped']} skipped "
+            "(HARDWIRE_FUZZ_SEED=N reruns seed N)")
