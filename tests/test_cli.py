@@ -236,3 +236,12 @@ def test_ctrl_c_during_chip_conversion(tmp_path):
             break
         time.sleep(0.2)
     assert not left, left
+
+
+def test_an_error_naming_damaged_bytes_stays_one_line():
+    """A name read from a damaged file may hold control characters; the error line shows
+    them escaped."""
+    from gen.cli import one_line
+
+    assert one_line("tensor \x0clk.1\n\u2028x") == "tensor \\x0clk.1\\n\\u2028x"
+    assert len(one_line("a\rb\x1bc").splitlines()) == 1

@@ -46,6 +46,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\x0c``, ``\\n``, ...): a name
+    read from a damaged file cannot break the error into several lines."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv=None) -> int:
     set_tool_environment()
     p = parser()
@@ -56,7 +62,7 @@ def main(argv=None) -> int:
             return 2
         return a.run(a)
     except (UserError, SimError) as e:
-        print(f"hardwire: error: {e}", file=sys.stderr)
+        print(f"hardwire: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hardwire: interrupted", file=sys.stderr)

@@ -46,6 +46,20 @@ class GgufFile:
         except Exception as e:  # the reader raises ValueError, struct errors, IndexError...
             raise UserError(f"{path} is not a readable GGUF file ({short(e)})") from None
         self.tensors = {t.name: t for t in self.reader.tensors}
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """Tensor data as llama.cpp's loader requires it: in file order, each at the end of
+        the one before, rounded up to the alignment (a shifted offset would read every
+        weight from the wrong bytes)."""
+        align, at = self.reader.alignment, 0
+        for t in self.reader.tensors:
+            offset = int(t.data_offset) - int(self.reader.data_offset)
+            if offset != at:
+                raise UserError(f"{self.path}: tensor {t.name} has data offset {offset}, "
+                                f"expected {at} (tensors follow each other, aligned to "
+                                f"{align} bytes)")
+            at += -(-int(t.n_bytes) // align) * align
 
     def field(self, key, default=_MISSING):
         f = self.reader.fields.get(key)
