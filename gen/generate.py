@@ -12,6 +12,7 @@ A backend is a *step factory* in :data:`BACKENDS`: ``factory(model, ctx)`` retur
 """
 
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 from .design import MANIFEST, Design
 from .errors import UserError
 from .limits import check_memory, ctx_bytes
+from .output import exclusive
 
 __all__ = ["BACKENDS", "GenerateResult", "generate", "parse_prompt_ids", "float_stepper",
            "golden_stepper", "rtl_stepper"]
@@ -92,8 +94,9 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
         if lane is not None and man.get("lane", "serial") != lane:
             raise UserError(f"--chip {d} has {man.get('lane', 'serial')} lanes, not "
                             f"--lane {lane}")
-        proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
-                           if progress else None)
+        with exclusive(d / "sim_build" / "fast.lock", lambda: _waiting(d)):
+            proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
+                               if progress else None)
         atexit.register(proc.close)
         return _chip_step(proc)
     # A power of two (at least 16) of KV-cache positions, so that prompts of other lengths
@@ -103,13 +106,23 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
     stem = "".join(c if c.isalnum() else "_" for c in m.name)
     d = Path("build") / "chip" / f"{stem}_ctx{ctx}_lanes{lanes or 'auto'}_{lane}_" \
         f"{chip_digest(m, ctx=ctx, lanes=lanes, lane=lane)}"
-    if not (d / MANIFEST).exists():
-        generate_chip(m, d, ctx=ctx, lanes=lanes, lane=lane, log=None,
-                      progress=(lambda n: progress("chip: layers", n)) if progress else None)
-    proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
-                       if progress else None)
+    # One run at a time generates and builds a cache entry; another waits, then reuses it.
+    # The design appears whole or not at all (atomic_directory) and the build counts only
+    # once its stamp is written, so an interrupted run leaves nothing a later one trusts.
+    with exclusive(d.with_name(d.name + ".lock"), lambda: _waiting(d)):
+        if not (d / MANIFEST).exists():
+            generate_chip(m, d, ctx=ctx, lanes=lanes, lane=lane, log=None,
+                          progress=(lambda n: progress("chip: layers", n)) if progress
+                          else None)
+        proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
+                           if progress else None)
     atexit.register(proc.close)
     return _chip_step(proc)
+
+
+def _waiting(d) -> None:
+    print(f"hardwire: another run is generating or building {d}; waiting for it",
+          file=sys.stderr, flush=True)
 
 
 def _chip_step(proc) -> Step:

@@ -1,6 +1,7 @@
 """Atomic outputs: a design directory or a result file appears complete or not at all."""
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["atomic_directory", "atomic_file", "read_json_object", "check_output_directory"]
+__all__ = ["atomic_directory", "atomic_file", "read_json_object", "check_output_directory",
+           "exclusive"]
 
 #: The file that marks a directory as one hardwire wrote (:mod:`gen.design`).
 _MARK = "manifest.json"
@@ -114,3 +116,24 @@ def atomic_file(out: Path, what: str = "output file"):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path, waiting: Callable[[], None] | None = None):
+    """Hold an exclusive ``flock`` on the file ``lock`` (made if missing) for the block: one
+    process at a time builds a shared cache entry, the others wait (``waiting()`` is called
+    once when they have to). The kernel drops the lock when its holder ends, Ctrl-C or
+    ``kill -9`` included, so a dead holder never blocks the next run."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                waiting()
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

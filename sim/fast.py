@@ -110,10 +110,10 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
     stamp = out / "built.json"
     threads = sim_threads()
     key = {"sources": m["sources"], "driver": DRIVER, "opt": OPT, "threads": threads}
-    if binary.exists() and stamp.exists() and \
-            {k: v for k, v in json.loads(stamp.read_text()).items() if k in key} == key:
+    if binary.exists() and _stamped(stamp) == key:
         return binary, 0.0
     out.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)  # written again, whole, only when this build succeeds
     driver = out / "driver.cpp"
     driver.write_text(DRIVER)
     o = m["out"]
@@ -158,9 +158,20 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
         raise SimError(f"compiling the Verilator model of {design} failed "
                        f"(exit {make.returncode}); see {log}")
     seconds = time.perf_counter() - t0
-    stamp.write_text(json.dumps(key | {"seconds": {"verilator": round(t_verilate, 1),
-                                                   "compile": round(seconds - t_verilate, 1)}}))
+    tmp = stamp.with_suffix(".tmp")
+    tmp.write_text(json.dumps(key | {"seconds": {"verilator": round(t_verilate, 1),
+                                                 "compile": round(seconds - t_verilate, 1)}}))
+    os.replace(tmp, stamp)  # an interrupted build leaves no stamp a later run would trust
     return binary, seconds
+
+
+def _stamped(stamp: Path) -> dict | None:
+    """The build key a finished build recorded, or ``None``."""
+    try:
+        done = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: v for k, v in done.items() if k != "seconds"} if isinstance(done, dict) else None
 
 
 class ChipProcess:

@@ -210,39 +210,28 @@ def test_tiny_chip_parallel_lanes(tiny_chip, tiny_chip_parallel):
 
 
 def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
-    """``hardwire generate --backend rtl`` (the chip in a plain Verilator build) gives the
-    integer golden's tokens."""
+    """``hardwire generate --backend rtl --lane serial`` (the chip in a plain Verilator
+    build, bit-serial lanes) gives the integer golden's tokens. The default parallel lanes,
+    the cache's reuse and two runs at once: ``tests/test_interrupts.py``."""
     import json
 
     from gen.cli import main
 
     need("verilator")
     monkeypatch.chdir(tmp_path)  # build/chip/ goes here
-    out = {}
-    for backend in ("golden", "rtl"):
-        assert main(["generate", "--model", "tiny", "--prompt", "Hi!", "--tokens", "9",
-                     "--backend", backend, "--json"]) == 0
-        out[backend] = json.loads(capsys.readouterr().out)
-    assert out["rtl"] == out["golden"] and len(out["rtl"]["ids"]) == 9
-    assert out["rtl"]["prompt_ids"] == list(b"Hi!")
-    # A second run reuses the design and the build.
-    (d,) = (tmp_path / "build" / "chip").iterdir()
-    stamp = (d / "sim_build" / "fast" / "Vchip").stat().st_mtime
-    assert main(["generate", "--model", "tiny", "--prompt-ids", "7", "--tokens", "2",
-                 "--backend", "rtl"]) == 0
-    assert (d / "sim_build" / "fast" / "Vchip").stat().st_mtime == stamp
-    assert json.loads((d / "manifest.json").read_text())["lane"] == "parallel"  # the default
-    capsys.readouterr()
-    # bit-serial lanes on request: a design of its own, the same tokens
-    assert main(["generate", "--model", "tiny", "--prompt", "Hi!", "--tokens", "9",
-                 "--backend", "rtl", "--lane", "serial", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == out["golden"]
-    assert len(list((tmp_path / "build" / "chip").iterdir())) == 2
+    args = ["generate", "--model", "tiny", "--prompt", "Hi!", "--tokens", "9", "--json"]
+    assert main(args + ["--backend", "golden"]) == 0
+    golden = json.loads(capsys.readouterr().out)
+    assert main(args + ["--backend", "rtl", "--lane", "serial"]) == 0
+    assert json.loads(capsys.readouterr().out) == golden and len(golden["ids"]) == 9
+    assert golden["prompt_ids"] == list(b"Hi!")
+    (d,) = [e for e in (tmp_path / "build" / "chip").iterdir() if e.is_dir()]
+    assert json.loads((d / "manifest.json").read_text())["lane"] == "serial"
     # a design of the other kind is refused in one line
     assert main(["generate", "--model", "tiny", "--prompt-ids", "7", "--tokens", "2",
-                 "--backend", "rtl", "--chip", str(d), "--lane", "serial"]) == 2
+                 "--backend", "rtl", "--chip", str(d), "--lane", "parallel"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "has parallel lanes, not --lane serial" in err and len(err.splitlines()) == 1
+    assert "has serial lanes, not --lane parallel" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, words", [
