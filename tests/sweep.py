@@ -163,7 +163,8 @@ DRAW = {"matvec": draw_matvec, "lanes": draw_lanes, "layer": draw_layer, "moe": 
 
 
 def write_llama_checkpoint(d, shape: dict, seed: int):
-    """A float Llama checkpoint (``.npz`` and ``config.json``) of one layer in ``d``."""
+    """A float Llama checkpoint (``.npz`` and ``config.json``) of one layer in ``d``, with
+    the embedding tied to the LM head."""
     rng = np.random.default_rng(seed)
     dim, heads, kv, ffn = shape["dim"], shape["heads"], shape["kv"], shape["ffn"]
     kv_dim = kv * dim // heads
@@ -179,6 +180,7 @@ def write_llama_checkpoint(d, shape: dict, seed: int):
             .astype(np.float32)
     arrays["model.embed_tokens.weight"] = (0.5 * rng.standard_normal((256, dim))) \
         .astype(np.float32)
+    arrays["model.norm.weight"] = (1 + 0.3 * rng.standard_normal(dim)).astype(np.float32)
     d.mkdir(parents=True, exist_ok=True)
     np.savez(d / "ckpt.npz", **arrays)
     (d / "config.json").write_text(json.dumps({

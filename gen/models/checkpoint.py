@@ -40,16 +40,40 @@ _HF_NAMES = {
 #: ``model_type`` values of config.json that hardwire reads.
 MODEL_TYPES = ("llama", "gpt_oss")
 
+#: Llama config keys hardwire reads (``head_dim`` and ``rope_parameters`` are checked).
+_LLAMA_READ = {"model_type", "hidden_size", "num_attention_heads", "num_key_value_heads",
+               "intermediate_size", "rms_norm_eps", "rope_theta", "num_hidden_layers",
+               "max_position_embeddings", "vocab_size", "head_dim", "rope_parameters",
+               "tie_word_embeddings"}
 #: Llama config keys that describe another model than hardwire builds unless they hold one
 #: of these values (absent is fine): read as a plain Llama, the file would be misread.
 _LLAMA_PLAIN = {"attention_bias": (False,), "mlp_bias": (False,), "laurel_rank": (None, 0),
                 "hc_mult": (None, 1), "rope_scaling": (None,), "num_local_experts": (None,),
-                "num_experts": (None,), "sliding_window": (None,)}
+                "num_experts": (None,), "sliding_window": (None,), "hidden_act": ("silu",),
+                "partial_rotary_factor": (None, 1, 1.0), "use_sliding_window": (False,),
+                "rope_interleaved": (False,), "quantization_config": (None,),
+                "auto_map": (None,), "layer_types": (None,)}
+#: Llama config keys known to leave the model as it is: bookkeeping, token ids, training-only
+#: settings, generation defaults, and ``pretraining_tp`` (a split of the same matrix
+#: products). Keys starting with ``_`` are transformers' own.
+_LLAMA_HARMLESS = {
+    "architectures", "torch_dtype", "dtype", "transformers_version", "bos_token_id",
+    "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id", "initializer_range",
+    "use_cache", "attention_dropout", "pretraining_tp", "is_llama_config", "return_dict",
+    "output_hidden_states", "output_attentions", "torchscript", "use_bfloat16",
+    "tf_legacy_loss", "pruned_heads", "chunk_size_feed_forward", "is_encoder_decoder",
+    "is_decoder", "add_cross_attention", "tie_encoder_decoder", "finetuning_task", "id2label",
+    "label2id", "num_labels", "tokenizer_class", "prefix", "task_specific_params",
+    "problem_type", "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
+    "temperature", "top_k", "top_p", "repetition_penalty", "length_penalty",
+    "no_repeat_ngram_size", "num_return_sequences", "typical_p", "cross_attention_hidden_size"}
 
 
 def _check_plain_llama(conf: dict, conf_path: Path) -> None:
     """Refuse a Llama config that changes the architecture in a way hardwire does not
-    build (biases, LAuReL, hyper-connections, RoPE scaling, experts, sliding windows)."""
+    build (biases, LAuReL, hyper-connections, RoPE scaling or partial RoPE, experts, sliding
+    windows, another activation, quantisation, custom code), and any key hardwire does not
+    know: it may do the same."""
     for key, plain in _LLAMA_PLAIN.items():
         if key in conf and conf[key] not in plain:
             raise UserError(f"{conf_path}: {key} = {conf[key]!r} is not supported for a "
@@ -59,6 +83,14 @@ def _check_plain_llama(conf: dict, conf_path: Path) -> None:
     if isinstance(rope, dict) and rope.get("rope_type", "default") != "default":
         raise UserError(f"{conf_path}: rope_parameters rope_type {rope['rope_type']!r} is "
                         "not supported for a Llama model (only 'default')")
+    if isinstance(rope, dict) and rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise UserError(f"{conf_path}: rope_parameters partial_rotary_factor "
+                        f"{rope['partial_rotary_factor']!r} is not supported (only full RoPE)")
+    unknown = sorted(k for k in conf if k not in _LLAMA_READ | set(_LLAMA_PLAIN)
+                     | _LLAMA_HARMLESS and not k.startswith("_"))
+    if unknown:
+        raise UserError(f"{conf_path}: config key {unknown[0]!r} is not one hardwire knows for "
+                        "a Llama model; it may describe another model than hardwire builds")
 
 
 def _rope_theta(conf: dict) -> float:
@@ -185,8 +217,12 @@ def load_checkpoint(path: Path, quant: str) -> Model:
                             "(or give token ids with --prompt-ids)")
         return json_tokenizer(tj)
 
-    # Tied (no lm_head.weight, or tie_word_embeddings): the LM head is the embedding.
+    # Tied (no lm_head.weight, or tie_word_embeddings): the LM head is the embedding. A
+    # config that says the head is its own needs the tensor (transformers would draw it).
     tied = "lm_head.weight" not in arrays or conf.get("tie_word_embeddings") is True
+    if kind == "llama" and conf.get("tie_word_embeddings") is False and \
+            "lm_head.weight" not in arrays:
+        raise UserError(f"{path}: tie_word_embeddings is false but there is no lm_head.weight")
     return Model(path.name, cfg, layer, embedding, norm_loader=final_norm,
                  head_loader=None if tied else lm_head, tokenizer_loader=tokenizer,
                  takes_quant=True)

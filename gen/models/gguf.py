@@ -201,13 +201,37 @@ def _llama(f: GgufFile) -> Model:
     return f.model(cfg, layer)
 
 
+#: ``llama.*`` metadata hardwire reads.
+_LLAMA_READ = {"embedding_length", "attention.head_count", "attention.head_count_kv",
+               "feed_forward_length", "attention.layer_norm_rms_epsilon", "rope.freq_base",
+               "block_count", "context_length", "vocab_size", "rope.dimension_count"}
+#: Metadata outside ``llama.*`` that leaves the model as it is (the tokenizer is read on
+#: its own).
+_HARMLESS_PREFIXES = ("GGUF.", "general.", "tokenizer.", "quantize.", "split.", "imatrix.")
+
+
 def _check_plain_llama(f: GgufFile, cfg) -> None:
-    """Refuse what a plain Llama of ``cfg`` does not read (RoPE scaling, and tensors such as
-    llama 3's ``rope_freqs`` or biases), rather than build another model than the file's."""
-    scaling = f.field("llama.rope.scaling.type", "none")
-    if scaling != "none":
-        raise UserError(f"{f.path}: llama.rope.scaling.type {scaling!r} is not supported "
-                        "(only unscaled RoPE)")
+    """Refuse what a plain Llama of ``cfg`` does not read (RoPE scaling, experts, other
+    head sizes, metadata hardwire does not know, and tensors such as llama 3's
+    ``rope_freqs`` or biases), rather than build another model than the file's."""
+    plain = {"rope.scaling.type": ("none",), "expert_count": (0,), "expert_used_count": (0,),
+             "attention.key_length": (cfg.head_dim,), "attention.value_length": (cfg.head_dim,),
+             "rope.scaling.factor": None}  # None: any value (unused without a scaling type)
+    for key in f.reader.fields:
+        name = key[len("llama."):] if key.startswith("llama.") else None
+        if name is None:
+            if not key.startswith(_HARMLESS_PREFIXES):
+                raise UserError(f"{f.path}: metadata {key} is not one hardwire knows for a "
+                                "llama file; it may describe another model than hardwire "
+                                "builds")
+        elif name in plain:
+            value = f.field(key)
+            if plain[name] is not None and value not in plain[name]:
+                raise UserError(f"{f.path}: {key} = {value!r} is not supported (it would be "
+                                "built as another model than the file describes)")
+        elif name not in _LLAMA_READ:
+            raise UserError(f"{f.path}: metadata {key} is not one hardwire knows for a llama "
+                            "file; it may describe another model than hardwire builds")
     known = {"token_embd.weight", "output_norm.weight", "output.weight"} | {
         f"blk.{i}.{g}.weight" for i in range(cfg.n_layers) for g in _GGUF_NAMES}
     extra = sorted(set(f.tensors) - known)
