@@ -131,8 +131,8 @@ def draw_layer(rng) -> tuple[dict, str | None]:
         o["lanes"] = int(rng.choice([d for d in range(1, g + 1) if g % d == 0]))
     if rng.random() < 0.5:
         lanes = o.get("lanes", g)
-        o["beat"] = int(rng.choice([b for b in range(1, lanes + 1)
-                                    if np.gcd.reduce([dim, kv_dim, ffn, 32, lanes]) % b == 0]))
+        o["beat"] = int(rng.choice([b for b in range(1, lanes + 1) if np.gcd.reduce(
+            [dim, kv_dim, ffn, head_dim, 32, lanes]) % b == 0]))
     why = _bad(rng, o, [("ctx", 17, "--ctx"), ("lane_stages", 6, "--lane-stages"),
                         ("lanes", 7, "--lanes"), ("quant", "q9_9", "--quant")])
     return o, why
@@ -141,13 +141,13 @@ def draw_layer(rng) -> tuple[dict, str | None]:
 def draw_moe(rng) -> tuple[dict, str | None]:
     """``hardwire layer`` of a random gpt-oss model (``tiny_moe_model`` reshaped)."""
     head_dim = int(rng.choice([8, 16]))
-    heads = int(rng.choice([2, 4]))
+    heads = int(rng.choice([4, 8] if head_dim == 8 else [2, 4]))  # q_dim: whole Q8_0 blocks
     experts = int(rng.integers(2, 9))
     n_layers = int(rng.integers(1, 3))
     types = tuple(str(rng.choice(["sliding_attention", "full_attention"]))
                   for _ in range(n_layers))
     shape = dict(dim=32 * int(rng.integers(1, 3)), n_heads=heads,
-                 n_kv_heads=int(rng.choice([k for k in (1, 2) if heads % k == 0])),
+                 n_kv_heads=int(rng.choice([1, 2])),
                  head_dim=head_dim, ffn=32 * int(rng.integers(1, 3)), n_experts=experts,
                  top_k=int(rng.integers(1, min(4, experts) + 1)),
                  sliding_window=int(rng.integers(1, 9)), n_layers=n_layers)
