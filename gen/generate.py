@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .design import MANIFEST, Design
+from .design import MANIFEST, Design, check_lane_stages
 from .errors import UserError
 from .limits import check_memory, ctx_bytes
 from .output import exclusive
@@ -60,13 +60,14 @@ def golden_stepper(m, ctx: int) -> Step:
 
 
 def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
-                design=None, lane: str | None = None) -> Step:
+                design=None, lane: str | None = None, lane_stages: int | None = None) -> Step:
     """The generated chip (:mod:`gen.chip`) in Verilator (:class:`sim.fast.ChipProcess`).
 
     The design is generated once per model, KV-cache size (``ctx`` rounded up to a power of
     two, at least 16, at most the model's), lane count and ``lane`` kind (default
     ``parallel``: a block's whole codes per cycle, several times faster to simulate than
-    ``serial``; see :func:`gen.chip.generate_chip`): ``build/chip/`` keeps it
+    ``serial``; see :func:`gen.chip.generate_chip`) and ``lane_stages`` (default 0):
+    ``build/chip/`` keeps it
     under a digest of every weight, so a changed model file never reuses a stale design.
     ``progress(desc, total)`` returns a bar for the generation and the Verilator build. The
     chip returns only the next id and its logit, so ``logits`` is ``{id: logit}`` (int,
@@ -94,6 +95,9 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
         if lane is not None and man.get("lane", "serial") != lane:
             raise UserError(f"--chip {d} has {man.get('lane', 'serial')} lanes, not "
                             f"--lane {lane}")
+        if lane_stages is not None and man.get("lane_stages", 0) != lane_stages:
+            raise UserError(f"--chip {d} has {man.get('lane_stages', 0)} lane stages, not "
+                            f"--lane-stages {lane_stages}")
         with exclusive(d / "sim_build" / "fast.lock", lambda: _waiting(d)):
             proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
                                if progress else None)
@@ -102,16 +106,18 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
     # A power of two (at least 16) of KV-cache positions, so that prompts of other lengths
     # reuse the design; the results do not depend on the cache size.
     ctx = min(m.cfg.max_ctx, max(16, 1 << (ctx - 1).bit_length()))
-    lane = lane or "parallel"
+    lane, stages = lane or "parallel", lane_stages or 0
+    check_lane_stages(stages)
     stem = "".join(c if c.isalnum() else "_" for c in m.name)
+    shape = dict(ctx=ctx, lanes=lanes, lane=lane) | ({"lane_stages": stages} if stages else {})
     d = Path("build") / "chip" / f"{stem}_ctx{ctx}_lanes{lanes or 'auto'}_{lane}_" \
-        f"{chip_digest(m, ctx=ctx, lanes=lanes, lane=lane)}"
+        f"{f's{stages}_' if stages else ''}{chip_digest(m, **shape)}"
     # One run at a time generates and builds a cache entry; another waits, then reuses it.
     # The design appears whole or not at all (atomic_directory) and the build counts only
     # once its stamp is written, so an interrupted run leaves nothing a later one trusts.
     with exclusive(d.with_name(d.name + ".lock"), lambda: _waiting(d)):
         if not (d / MANIFEST).exists():
-            generate_chip(m, d, ctx=ctx, lanes=lanes, lane=lane, log=None,
+            generate_chip(m, d, ctx=ctx, lanes=lanes, lane=lane, lane_stages=stages, log=None,
                           progress=(lambda n: progress("chip: layers", n)) if progress
                           else None)
         proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))
@@ -173,15 +179,16 @@ def generate(model: str, tokens: int, backend: str = "float", prompt: str | None
              prompt_ids: list[int] | None = None, ctx: int | None = None,
              quant: str | None = None, on_text=None, on_step=None,
              echo: bool = False, lanes: int | None = None, progress=None,
-             chip=None, lane: str | None = None) -> GenerateResult:
+             chip=None, lane: str | None = None,
+             lane_stages: int | None = None) -> GenerateResult:
     """Generate ``tokens`` tokens greedily after ``prompt`` (text) or ``prompt_ids``.
 
     ``ctx`` (the KV cache length) defaults to prompt + tokens and may not exceed the model's.
     ``on_text(str)`` receives the generated text as it becomes printable (whole UTF-8
     characters), after the prompt's text when ``echo`` (once the model is ready, so that an
     error comes before any text); ``on_step(pos, token, logits, next_id)`` sees every decode
-    step. ``lanes``, ``lane`` (:func:`rtl_stepper`) and ``progress(desc, total)`` (a bar for
-    the RTL build) are for the ``rtl`` backend."""
+    step. ``lanes``, ``lane``, ``lane_stages`` (:func:`rtl_stepper`) and ``progress(desc,
+    total)`` (a bar for the RTL build) are for the ``rtl`` backend."""
     from .models import load_model
 
     if backend not in BACKENDS:
@@ -229,10 +236,12 @@ def generate(model: str, tokens: int, backend: str = "float", prompt: str | None
     check_memory(ctx_bytes(cfg, ctx), f"--ctx {ctx}")
 
     if backend == "rtl":
-        step = rtl_stepper(m, ctx, lanes=lanes, progress=progress, design=chip, lane=lane)
+        step = rtl_stepper(m, ctx, lanes=lanes, progress=progress, design=chip, lane=lane,
+                           lane_stages=lane_stages)
     else:
-        if lanes is not None or chip is not None or lane is not None:
-            raise UserError("--lanes, --lane and --chip apply to the rtl backend only")
+        if (lanes, chip, lane, lane_stages) != (None, None, None, None):
+            raise UserError("--lanes, --lane, --lane-stages and --chip apply to the rtl "
+                            "backend only")
         step = BACKENDS[backend](m, ctx)
     if echo and on_text is not None:
         on_text(prompt if prompt is not None else tok.decode(ids))

@@ -234,6 +234,39 @@ def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
     assert "has serial lanes, not --lane parallel" in err and len(err.splitlines()) == 1
 
 
+def test_generate_lane_stages_options(tiny_chip_parallel, capsys):
+    """``--lane-stages`` of ``generate``: the rtl backend's only, 0..5, and a ``--chip`` of
+    other stages is refused; each in one line."""
+    from gen.cli import main
+
+    base = ["generate", "--model", "tiny", "--prompt-ids", "7", "--tokens", "2"]
+    for extra, words in [(["--lane-stages", "2"], "add --backend rtl or --compare rtl"),
+                         (["--backend", "rtl", "--lane-stages", "6"], "must be 0..5, not 6"),
+                         (["--backend", "rtl", "--lane-stages", "3", "--chip",
+                           str(tiny_chip_parallel)], "has 0 lane stages, not --lane-stages 3")]:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_generate_rtl_pipelined_lanes(tmp_path, monkeypatch, capsys):
+    """``generate --backend rtl --lane-stages 5``: its own cached chip, golden's tokens."""
+    import json
+
+    from gen.cli import main
+
+    need("verilator")
+    monkeypatch.chdir(tmp_path)
+    args = ["generate", "--model", "tiny", "--prompt", "Hi!", "--tokens", "6", "--json"]
+    assert main(args + ["--backend", "golden"]) == 0
+    golden = json.loads(capsys.readouterr().out)
+    assert main(args + ["--backend", "rtl", "--lane-stages", "5"]) == 0
+    assert json.loads(capsys.readouterr().out) == golden
+    (d,) = [e for e in (tmp_path / "build" / "chip").iterdir() if e.is_dir()]
+    assert "_s5_" in d.name and json.loads((d / "manifest.json").read_text())["lane_stages"] == 5
+
+
 @pytest.mark.parametrize("args, words", [
     (["--lanes", "3"], "--lanes 3 must divide"),
     (["--head-lanes", "7"], "32 lanes finish rows faster than 1-element beats can leave"),

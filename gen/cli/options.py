@@ -80,11 +80,16 @@ def shape_options(p, command: str) -> None:
     p.add_argument("--ctx", type=at_least_one, help=f"context length: {ctx} (default 16)")
     p.add_argument("--beat", type=at_least_one, help="vector elements per cycle between "
                    f"units (default: the widest {beat})")
-    p.add_argument("--lane-stages", type=count, default=0, metavar="N",
-                   help=f"pipeline registers in every lane, 0..{MAX_LANE_STAGES}, cutting in "
-                        "this order: after the block sum, after the block term D*P + M*S, "
-                        "before it, between its multipliers and their sum, halfway up the "
-                        "block sum's adder tree; each pass takes N cycles more, for a "
+    lane_stages_option(p, default=0)
+
+
+def lane_stages_option(p, default: int | None, prefix: str = "") -> None:
+    """``--lane-stages`` (``prefix``: the backend it applies to, in the help)."""
+    p.add_argument("--lane-stages", type=count, default=default, metavar="N",
+                   help=f"{prefix}pipeline registers in every lane, 0..{MAX_LANE_STAGES}, "
+                        "cutting in this order: after the block sum, after the block term "
+                        "D*P + M*S, before it, between its multipliers and their sum, halfway "
+                        "up the block sum's adder tree; each pass takes N cycles more, for a "
                         "shorter clock period (default 0)")
 
 

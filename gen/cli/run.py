@@ -9,6 +9,7 @@ from ..generate import BACKENDS as GEN_BACKENDS
 from .options import (
     at_least_one,
     doc,
+    lane_stages_option,
     quant_help,
 )
 
@@ -92,6 +93,7 @@ def add_generate(sub) -> argparse.ArgumentParser:
     gn.add_argument("--lane", choices=("serial", "parallel"), help="rtl: the lanes of the "
                     "generated chip, as for 'hardwire chip' (default parallel: several times "
                     "faster to simulate)")
+    lane_stages_option(gn, default=None, prefix="rtl: ")
     gn.add_argument("--chip", type=Path, metavar="DIR", help="rtl: use this design written by "
                     "'hardwire chip' (same model, enough --ctx) instead of build/chip/")
     gn.add_argument("--compare", metavar="BACKEND", choices=tuple(GEN_BACKENDS),
@@ -129,9 +131,10 @@ def run_generate(a):
     if a.chip is not None and "rtl" not in (a.backend, a.compare):
         raise UserError("--chip names the design of the rtl backend; add --backend rtl or "
                         "--compare rtl")
-    if (a.lanes is not None or a.lane is not None) and "rtl" not in (a.backend, a.compare):
-        raise UserError("--lanes and --lane shape the rtl backend's chip; add --backend rtl or "
-                        "--compare rtl")
+    if (a.lanes, a.lane, a.lane_stages) != (None, None, None) and \
+            "rtl" not in (a.backend, a.compare):
+        raise UserError("--lanes, --lane and --lane-stages shape the rtl backend's chip; add "
+                        "--backend rtl or --compare rtl")
     from ..forward import tty_progress
 
     res = generate(a.model, a.tokens, a.backend, prompt=a.prompt, prompt_ids=ids, ctx=a.ctx,
@@ -139,14 +142,16 @@ def run_generate(a):
                    lanes=a.lanes if a.backend == "rtl" else None,
                    progress=lambda desc, n: tty_progress(n, desc, "file"),
                    chip=a.chip if a.backend == "rtl" else None,
-                   lane=a.lane if a.backend == "rtl" else None)
+                   lane=a.lane if a.backend == "rtl" else None,
+                   lane_stages=a.lane_stages if a.backend == "rtl" else None)
     other = None
     if a.compare:
         other = generate(a.model, a.tokens, a.compare, prompt_ids=res.prompt_ids, ctx=a.ctx,
                          quant=a.quant, lanes=a.lanes if a.compare == "rtl" else None,
                          progress=lambda desc, n: tty_progress(n, desc, "file"),
                          chip=a.chip if a.compare == "rtl" else None,
-                         lane=a.lane if a.compare == "rtl" else None)
+                         lane=a.lane if a.compare == "rtl" else None,
+                         lane_stages=a.lane_stages if a.compare == "rtl" else None)
     same = other is None or other.ids == res.ids
     if a.json:
         out = res.as_json()
