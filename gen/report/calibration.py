@@ -6,7 +6,7 @@ import re
 from .. import design as _design
 
 __all__ = ["CALIBRATION", "CALIBRATION_FMAX", "builtin_fmax", "design_fmax",
-           "CALIBRATION_SOURCE", "TERMS", "METRIC", "lane_bits", "drivers", "builtin",
+           "CALIBRATION_SOURCE", "TERMS", "METRIC", "lane_bits", "mul_bits", "drivers", "builtin",
            "fit_calibration"]
 
 
@@ -20,12 +20,19 @@ __all__ = ["CALIBRATION", "CALIBRATION_FMAX", "builtin_fmax", "design_fmax",
 #: - ``lane_bits``: a lane's ``chunk`` input bits (block x activation bits) plus its two
 #:   products' bits (``(D + M widths) x activation-sum width``), from its ports;
 #: - ``beat``: elements per cycle (vector units, the lane array's rescalers, glue);
+#: - ``mul_bits``: a parallel lane's multiplier array, its ``codes`` bits (block x code bits)
+#:   x activation bits, plus its two products' bits as in ``lane_bits``;
 #: - ``lanes``: a lane array's lanes (their D/M ROMs, the array's own logic);
 #: - ``head_dim``: the attention unit (its dot products are ``head_dim`` wide);
 #: - ``1``: the chip's top glue.
 #:
 #: Checked against SmolLM2-135M layer 0 (16-bit activations, 64 lanes, beat 32, head_dim 64;
 #: ``hardwire synth --modules`` on five of its modules): see the README's report section.
+#:
+#: ``ParallelLane`` (``--lane parallel``) is fitted to the same tiny chip generated with
+#: parallel lanes (``hardwire synth DIR --target ecp5 --modules 'hw_ParallelLane_*'``, 115 s
+#: on one core: 11,561 LUT4-eq for a Q4_1 layer lane, 19,955 for the Q8_0 LM-head lane, 4.35
+#: and 4.55 per driver bit); SmolLM2's layer-0 parallel lane measured 13,163 (bench.lanes).
 #:
 #: The mixture of experts' own kinds (``BiasAdd``, ``CombineUnit``, ``MoeDecoderLayer``,
 #: ``RouterUnit``) are fitted the same way to the tiny-moe chip (``hardwire chip --model
@@ -43,6 +50,7 @@ CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
     "DecoderLayer": {"beat": (90.44, 99.0)},
     "EmbeddingUnit": {"beat": (427.1, 1.75)},
     "LaneArray": {"beat": (1131.0, 0.0), "lanes": (114.2, 84.07)},
+    "ParallelLane": {"mul_bits": (4.463, 0.01115)},
     "MoeDecoderLayer": {"beat": (96.12, 119.7)},
     "ResidualAdd": {"beat": (128.1, 96.12)},
     "RmsNormUnit": {"beat": (3861.0, 190.3)},
@@ -53,7 +61,8 @@ CALIBRATION: dict[str, dict[str, tuple[float, float]]] = {
 
 #: The design each built-in kind was fitted to, where it is not the tiny chip.
 CALIBRATION_SOURCE = {k: "tiny-moe chip" for k in ("BiasAdd", "CombineUnit", "MoeDecoderLayer",
-                                                   "RouterUnit")}
+                                                   "RouterUnit")} | {
+    "ParallelLane": "tiny chip, --lane parallel"}
 
 #: The built-in Fmax (MHz), for a design whose own module has not been placed, per lane
 #: module class and ``--lane-stages``: SmolLM2's layer-0 lane (64 lanes) alone in the
@@ -78,7 +87,7 @@ def design_fmax(m: dict) -> float | None:
 
 
 #: The driver terms of each kind (see :data:`CALIBRATION`).
-TERMS = {"BlockLane": ("lane_bits",), "LaneArray": ("beat", "lanes"),
+TERMS = {"BlockLane": ("lane_bits",), "ParallelLane": ("mul_bits",), "LaneArray": ("beat", "lanes"),
           "AttentionUnit": ("head_dim",), "RmsNormUnit": ("beat",), "BfpUnit": ("beat",),
           "ResidualAdd": ("beat",), "RopeUnit": ("beat",), "SwigluUnit": ("beat",),
           "EmbeddingUnit": ("beat",), "ArgmaxUnit": ("beat",), "DecoderLayer": ("beat",),
@@ -104,6 +113,14 @@ def lane_bits(vmod, abits: int) -> int:
     return w.get("chunk", 0) + (w.get("d", 0) + w.get("m", 0)) * s
 
 
+def mul_bits(vmod, abits: int) -> int:
+    """The ``mul_bits`` driver of a parallel lane module: ``codes`` bits x ``abits`` plus
+    ``(D + M widths) x activation-sum width``."""
+    w = {name: int(hi) + 1 if hi else 1 for hi, name in _PORT_RE.findall(vmod.blackbox_text())}
+    return w.get("codes", 0) * abits + (w.get("d", 0) + w.get("m", 0)) * w.get("act_sum",
+                                                                             abits + 5)
+
+
 def drivers(d: "_design.Design", vmods, plan) -> dict:
     """Each module's driver values ``{term: value}`` (see :data:`CALIBRATION`); None for a
     module of no known kind."""
@@ -118,6 +135,8 @@ def drivers(d: "_design.Design", vmods, plan) -> dict:
              "lanes": m.get("head_lanes") if p.name == "chip_head_engine" else m["lanes"]}
         if k == "BlockLane":
             v["lane_bits"] = lane_bits(vmods[p.name], m["format_int"]["abits"])
+        if k == "ParallelLane":
+            v["mul_bits"] = mul_bits(vmods[p.name], m["format_int"]["abits"])
         out[p.name] = {t: v[t] for t in TERMS[k]}
     return out
 
