@@ -30,6 +30,7 @@ from .errors import UserError
 from .limits import check_memory, ctx_bytes
 from .models import load_model
 from .output import check_output_directory
+from .verilog import to_verilog
 from .weight_error import layer_weight_error
 
 __all__ = ["generate_layer", "default_beat", "convert_modules", "module_roles", "TOP"]
@@ -71,9 +72,7 @@ def check_lanes(cfg, lanes: int) -> None:
 
 def _convert(job):
     comp, name = job
-    from amaranth.back import verilog
-
-    return verilog.convert(comp, name=name, emit_src=False, strip_internal_attrs=True)
+    return to_verilog(comp, name)
 
 
 _JOBS: list = []

@@ -6,10 +6,13 @@ import os
 
 from .errors import UserError
 
-__all__ = ["physical_memory", "check_memory", "ctx_bytes"]
+__all__ = ["physical_memory", "check_memory", "ctx_bytes", "MAX_LAYERS", "check_layers"]
 
 #: the share of physical memory a run may plan to hold
 MEMORY_SHARE = 0.75
+#: More decoder layers than any model has (the largest have a few hundred): a layer count
+#: above it is a damaged header, refused before anything is made per layer.
+MAX_LAYERS = 4096
 
 
 def physical_memory() -> int:
@@ -31,3 +34,10 @@ def ctx_bytes(cfg, ctx: int) -> int:
     K and V cache (int64 and float32 copies) and the RoPE tables (float64 cos and sin), once
     each; the hardware's own tables and caches are larger still."""
     return ctx * (cfg.n_layers * 2 * cfg.kv_dim * (8 + 4) + 2 * cfg.head_dim * 8)
+
+
+def check_layers(n: int, where: str) -> None:
+    """Refuse a layer count of ``n`` beyond :data:`MAX_LAYERS` (``where`` names the key)."""
+    if n > MAX_LAYERS:
+        raise UserError(f"{where} = {n} layers is more than any model has (hardwire takes up "
+                        f"to {MAX_LAYERS})")

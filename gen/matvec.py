@@ -23,6 +23,7 @@ from .design import check_rom_images, header, lint_waivers, module_infos, rom_fi
 from .errors import UserError
 from .limits import check_memory
 from .output import check_output_directory
+from .verilog import to_verilog, yosys_errors
 
 __all__ = ["STRATEGIES", "MatVecConfig", "synthetic_weights", "load_weights", "build",
            "generate", "TOP"]
@@ -157,7 +158,6 @@ def _save_npy(path: Path, arr: np.ndarray):
 
 def generate(config: MatVecConfig, w, out: Path, *, vectors: int = 64, log=None) -> dict:
     """Write the design directory ``out`` and return its manifest."""
-    from amaranth.back import verilog
 
     t0 = time.perf_counter()
     check_output_directory(out)  # before the work: a bad --out fails at once
@@ -168,9 +168,10 @@ def generate(config: MatVecConfig, w, out: Path, *, vectors: int = 64, log=None)
     comp = build(config, w)
     rq = comp.requant
     t_build = time.perf_counter()
-    text = verilog.convert(comp, name=TOP, emit_src=False, strip_internal_attrs=True)
-    if config.strategy == "folded":
-        text += comp.lane_verilog()
+    with yosys_errors(TOP):
+        text = to_verilog(comp, TOP)
+        if config.strategy == "folded":
+            text += comp.lane_verilog()
     t_verilog = time.perf_counter()
 
     rng = np.random.default_rng(config.seed + 1)

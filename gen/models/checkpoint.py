@@ -1,6 +1,7 @@
 """Hugging Face checkpoints: ``config.json`` with ``model.safetensors`` (or an ``.npz``)
 beside it."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import numpy as np
 from golden.llama import LayerWeights, LlamaConfig
 
 from ..errors import UserError
+from ..limits import check_layers
 from ..output import read_json_object
 from .arrays import read_arrays
 from .gpt_oss import config_from_hf, hf_layer
@@ -36,6 +38,9 @@ _HF_NAMES = {
     "mlp.gate_proj": "w_gate", "mlp.up_proj": "w_up", "mlp.down_proj": "w_down",
 }
 
+
+#: A layer's tensor name: its index and its name in the layer.
+_LAYER_TENSOR = re.compile(r"model\.layers\.(\d+)\.(.+)\.weight")
 
 #: ``model_type`` values of config.json that hardwire reads.
 MODEL_TYPES = ("llama", "gpt_oss")
@@ -107,9 +112,14 @@ def _rope_theta(conf: dict) -> float:
 def _check_llama_tensors(path: Path, names, cfg: LlamaConfig) -> None:
     """Every stored tensor is one a Llama of ``cfg`` reads (the rotary buffers aside): a
     tensor of another architecture (``laurel.*``, say) is refused, not ignored."""
-    known = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"} | {
-        f"model.layers.{i}.{hf}.weight" for i in range(cfg.n_layers) for hf in _HF_NAMES}
-    extra = sorted(n for n in names if n not in known and not n.endswith("rotary_emb.inv_freq"))
+    def known(name) -> bool:
+        if name in ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight") or \
+                name.endswith("rotary_emb.inv_freq"):
+            return True
+        m = _LAYER_TENSOR.fullmatch(name)
+        return bool(m) and int(m[1]) < cfg.n_layers and m[2] in _HF_NAMES
+
+    extra = sorted(n for n in names if not known(n))
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
         raise UserError(f"{path}: tensor {extra[0]}{more} is not part of a Llama model of "
@@ -131,6 +141,7 @@ def _llama_config(conf: dict, conf_path: Path) -> LlamaConfig:
             raise ValueError(f"head_dim {conf['head_dim']} != hidden_size / heads")
     except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"{conf_path}: bad Llama config ({short(e)})") from None
+    check_layers(cfg.n_layers, f"{conf_path}: num_hidden_layers")
     return cfg
 
 

@@ -1,6 +1,7 @@
 """llama.cpp GGUF files, through the ``gguf`` package: architectures ``llama`` and
 ``gpt-oss``."""
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from golden.gpt_oss import MoeLayerWeights
 from golden.llama import LayerWeights, LlamaConfig, unpermute_qk_rows
 
 from ..errors import UserError
+from ..limits import check_layers
 from .gpt_oss import gguf_config, gguf_experts, split_experts
 from .model import Model
 from .quant import KEEP_FLOAT, check_quant, quantize, short
@@ -179,6 +181,7 @@ def _llama(f: GgufFile) -> Model:
         rope_dims = int(f.field(a + "rope.dimension_count", cfg.head_dim))
     except (ValueError, TypeError) as e:  # TypeError: a key holding an array or a string
         raise UserError(f"{path}: bad llama metadata ({short(e)})") from None
+    check_layers(cfg.n_layers, f"{path}: llama.block_count")
     if rope_dims != cfg.head_dim:
         raise UserError(f"{path}: partial RoPE ({rope_dims} of {cfg.head_dim} "
                         "dims) is not supported")
@@ -232,9 +235,12 @@ def _check_plain_llama(f: GgufFile, cfg) -> None:
         elif name not in _LLAMA_READ:
             raise UserError(f"{f.path}: metadata {key} is not one hardwire knows for a llama "
                             "file; it may describe another model than hardwire builds")
-    known = {"token_embd.weight", "output_norm.weight", "output.weight"} | {
-        f"blk.{i}.{g}.weight" for i in range(cfg.n_layers) for g in _GGUF_NAMES}
-    extra = sorted(set(f.tensors) - known)
+    def known(name) -> bool:
+        m = re.fullmatch(r"blk\.(\d+)\.(.+)\.weight", name)
+        return name in ("token_embd.weight", "output_norm.weight", "output.weight") or (
+            bool(m) and int(m[1]) < cfg.n_layers and m[2] in _GGUF_NAMES)
+
+    extra = sorted(n for n in f.tensors if not known(n))
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
         raise UserError(f"{f.path}: tensor {extra[0]}{more} is not part of a Llama model of "

@@ -16,6 +16,7 @@ from golden.blockquant import BlockAffine, decode, decode_mxfp4_hf
 from golden.gpt_oss import FULL, SLIDING, Expert, GptOssConfig, MoeLayerWeights, Yarn
 
 from ..errors import UserError
+from ..limits import check_layers
 from .quant import quantize, short
 
 __all__ = ["config_from_hf", "hf_layer", "split_gate_up", "experts_from_mxfp4"]
@@ -54,6 +55,7 @@ def config_from_hf(conf: dict, where: str) -> GptOssConfig:
         yarn, theta = _yarn_from_hf(conf)
         heads = int(conf["num_attention_heads"])
         n_layers = int(conf["num_hidden_layers"])
+        check_layers(n_layers, f"{where}: num_hidden_layers")
         return GptOssConfig(
             dim=int(conf["hidden_size"]), n_heads=heads,
             n_kv_heads=int(conf.get("num_key_value_heads", heads)),
@@ -161,6 +163,7 @@ def gguf_config(field, where: str) -> GptOssConfig:
     a = "gpt-oss."
     try:
         n_layers = int(field(a + "block_count"))
+        check_layers(n_layers, f"{where}: {a}block_count")
         dim, heads = int(field(a + "embedding_length")), int(field(a + "attention.head_count"))
         kind = str(field(a + "rope.scaling.type", "none"))
         yarn = Yarn()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..verilog import to_verilog
 from .devices import PLACERS
 from .tools import SynthError, have, pkg_version, rel, run, yowasp_command
 from .yosys import synth_verilog
@@ -141,12 +142,9 @@ def wrapper_verilog(top: str, ports: WrapPorts, name: str | None = None) -> tupl
     Pins: ``clk``, ``rst`` (if the DUT has a reset), ``sin``, ``load``, ``sout``,
     ``ctl_in``/``ctl_out`` (one bit per control port).
     """
-    from amaranth.back import verilog
-
     name = name or f"{top}_pnr_wrap"
     w, pins = _wrapper(top, ports)
-    text = verilog.convert(w, name=name, ports=pins, emit_src=False,
-                           strip_internal_attrs=True)
+    text = to_verilog(w, name, ports=pins)
     return name, text
 
 
