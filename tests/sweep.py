@@ -2,7 +2,8 @@
 drawn from the options a user may pass (odd sizes, one lane, lanes that do not divide, tiny
 beats, every weight format), and sometimes one option out of its range, which must be refused.
 
-Each ``draw_*`` returns ``(kind, options, refusal)``: ``refusal`` is ``None`` for a
+Each ``draw_*(rng, share)`` (``share`` scales the chance of Verilator) returns ``(options,
+refusal)``, and :func:`draw` ``(kind, options, refusal)``: ``refusal`` is ``None`` for a
 configuration the generator must accept, else a fragment of the one-line error it must give.
 """
 
@@ -27,14 +28,23 @@ def kind_of(seed: int) -> str:
     return KINDS[seed % len(KINDS)]
 
 
+#: Seeds below this are ``make test``'s, which runs Verilator (builds of 10-60 s) on fewer.
+FAST = 20
+
+
 def draw(seed: int) -> tuple[str, dict, str | None]:
     rng = np.random.default_rng([seed, 0x5EED])
     kind = kind_of(seed)
-    return kind, *DRAW[kind](rng)
+    return kind, *DRAW[kind](rng, 0.25 if seed < FAST else 1.0)
 
 
 def _simulator(rng, p_verilator: float) -> str:
     return "verilator" if rng.random() < p_verilator else "icarus"
+
+
+def _sim(rng, p: float, share: float) -> str:
+    """Icarus or Verilator, Verilator with probability ``p * share``."""
+    return _simulator(rng, p * share)
 
 
 def _bad(rng, options: dict, mutations: list) -> str | None:
@@ -46,7 +56,7 @@ def _bad(rng, options: dict, mutations: list) -> str | None:
     return why
 
 
-def draw_matvec(rng) -> tuple[dict, str | None]:
+def draw_matvec(rng, share: float) -> tuple[dict, str | None]:
     """``hardwire matvec`` options (then ``hardwire sim``)."""
     strategy = str(rng.choice(["serial", "folded", "parallel"]))
     small = rng.random() < 0.3
@@ -83,11 +93,11 @@ def draw_matvec(rng) -> tuple[dict, str | None]:
     if not o.get("requant"):
         bad = [b for b in bad if b[0] != "rounding"]
     why = _bad(rng, o, bad)
-    o["simulator"] = _simulator(rng, 0.15)
+    o["simulator"] = _sim(rng, 0.25, share)
     return o, why
 
 
-def draw_lanes(rng) -> tuple[dict, str | None]:
+def draw_lanes(rng, share: float) -> tuple[dict, str | None]:
     """A lane array (``hdl.lane_array.LaneArray``) of 1-3 stacked passes in one format."""
     fmt = str(rng.choice(LANE_FORMATS))
     per_channel = fmt in ("int2", "int3", "int4", "int8", "ternary")
@@ -108,12 +118,12 @@ def draw_lanes(rng) -> tuple[dict, str | None]:
     o = dict(fmt=fmt, cols=cols, rows=rows, lanes=lanes, beat=beat,
              abits=int(rng.integers(2, 13)), parallel=parallel,
              gated=bool(rng.random() < 0.3), stages=int(rng.integers(0, 6)),
-             seed=int(rng.integers(1 << 16)), simulator=_simulator(rng, 0.1))
+             seed=int(rng.integers(1 << 16)), simulator=_sim(rng, 0.25, share))
     why = _bad(rng, o, [("stages", 6, "stages"), ("beat", 3, "beat 3")])
     return o, why
 
 
-def draw_layer(rng) -> tuple[dict, str | None]:
+def draw_layer(rng, share: float) -> tuple[dict, str | None]:
     """``hardwire layer`` of a random Llama checkpoint (then ``hardwire sim``)."""
     quant = str(rng.choice(["q4_0", "q4_1", "q8_0", "mxfp4", "int3", "int4", "int8", "int2g",
                             "int4g", "ternary"]))
@@ -126,7 +136,7 @@ def draw_layer(rng) -> tuple[dict, str | None]:
     g = np.gcd.reduce([dim, kv_dim, ffn, 32])
     o = dict(shape=shape, quant=quant, ctx=int(rng.integers(1, 6)),
              lane_stages=int(rng.integers(0, 6)), seed=int(rng.integers(1 << 16)),
-             simulator=_simulator(rng, 0.08))
+             simulator=_sim(rng, 0.2, share))
     if rng.random() < 0.7:
         o["lanes"] = int(rng.choice([d for d in range(1, g + 1) if g % d == 0]))
     if rng.random() < 0.5:
@@ -138,7 +148,7 @@ def draw_layer(rng) -> tuple[dict, str | None]:
     return o, why
 
 
-def draw_moe(rng) -> tuple[dict, str | None]:
+def draw_moe(rng, share: float) -> tuple[dict, str | None]:
     """``hardwire layer`` of a random gpt-oss model (``tiny_moe_model`` reshaped)."""
     head_dim = int(rng.choice([8, 16]))
     heads = int(rng.choice([4, 8] if head_dim == 8 else [2, 4]))  # q_dim: whole Q8_0 blocks
@@ -153,7 +163,7 @@ def draw_moe(rng) -> tuple[dict, str | None]:
                  sliding_window=int(rng.integers(1, 9)), n_layers=n_layers)
     o = dict(shape=shape, layer_types=types, layer=int(rng.integers(n_layers)),
              ctx=int(rng.integers(1, 4)), lane_stages=int(rng.integers(0, 6)),
-             seed=int(rng.integers(1 << 16)), simulator=_simulator(rng, 0.05))
+             seed=int(rng.integers(1 << 16)), simulator=_sim(rng, 0.15, share))
     why = _bad(rng, o, [("ctx", 17, "--ctx"), ("lane_stages", 7, "--lane-stages"),
                         ("layer", n_layers, "layer")])
     return o, why

@@ -209,10 +209,11 @@ def test_tiny_chip_parallel_lanes(tiny_chip, tiny_chip_parallel):
     assert [c[1] for c in res.cases] == ["PASS", "PASS", "SKIP"]
 
 
+@pytest.mark.slow
 def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
     """``hardwire generate --backend rtl --lane serial`` (the chip in a plain Verilator
     build, bit-serial lanes) gives the integer golden's tokens. The default parallel lanes,
-    the cache's reuse and two runs at once: ``tests/test_interrupts.py``."""
+    the cache's reuse and two runs at once, in ``make test``: ``tests/test_interrupts.py``."""
     import json
 
     from gen.cli import main
@@ -236,14 +237,16 @@ def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
 
 def test_generate_lane_stages_options(tiny_chip_parallel, capsys):
     """``--lane-stages`` of ``generate``: the rtl backend's only, 0..5, and a ``--chip`` of
-    other stages is refused; each in one line."""
+    other stages or another lane kind is refused; each in one line."""
     from gen.cli import main
 
     base = ["generate", "--model", "tiny", "--prompt-ids", "7", "--tokens", "2"]
     for extra, words in [(["--lane-stages", "2"], "add --backend rtl or --compare rtl"),
                          (["--backend", "rtl", "--lane-stages", "6"], "must be 0..5, not 6"),
                          (["--backend", "rtl", "--lane-stages", "3", "--chip",
-                           str(tiny_chip_parallel)], "has 0 lane stages, not --lane-stages 3")]:
+                           str(tiny_chip_parallel)], "has 0 lane stages, not --lane-stages 3"),
+                         (["--backend", "rtl", "--lane", "serial", "--chip",
+                           str(tiny_chip_parallel)], "has parallel lanes, not --lane serial")]:
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1, err
