@@ -38,13 +38,9 @@ def draw(seed: int) -> tuple[str, dict, str | None]:
     return kind, *DRAW[kind](rng, 0.25 if seed < FAST else 1.0)
 
 
-def _simulator(rng, p_verilator: float) -> str:
-    return "verilator" if rng.random() < p_verilator else "icarus"
-
-
 def _sim(rng, p: float, share: float) -> str:
     """Icarus or Verilator, Verilator with probability ``p * share``."""
-    return _simulator(rng, p * share)
+    return "verilator" if rng.random() < p * share else "icarus"
 
 
 def _bad(rng, options: dict, mutations: list) -> str | None:
