@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from .conftest import hardwire
+from .tools import group_left
 
 BASE = ["matvec", "--rows", "4", "--cols", "5", "--wbits", "4"]
 
@@ -227,14 +228,7 @@ def test_ctrl_c_during_chip_conversion(tmp_path):
     assert err.strip().splitlines() == ["hardwire: interrupted"], err
     assert not out.exists() and os.listdir(tmp_path) == []
     # the workers' own tools (Amaranth runs yosys) end with them: wait for the last
-    left = None
-    for _ in range(50):
-        ps = subprocess.run(["ps", "-o", "stat=,args=", "-g", str(p.pid)], capture_output=True,
-                            text=True).stdout
-        left = [line for line in ps.splitlines() if not line.strip().startswith("Z")]
-        if not left:
-            break
-        time.sleep(0.2)
+    left = group_left(p.pid, tries=50)
     assert not left, left
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.tools import need
+from tests.tools import group_left, need
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,14 +42,7 @@ def _interrupt(p) -> str:
     assert p.returncode != 0
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "hardwire: interrupted", \
         err[-2000:]
-    left = None
-    for _ in range(100):
-        ps = subprocess.run(["ps", "-o", "stat=,args=", "-g", str(p.pid)], capture_output=True,
-                            text=True).stdout
-        left = [line for line in ps.splitlines() if not line.strip().startswith("Z")]
-        if not left:
-            break
-        time.sleep(0.2)
+    left = group_left(p.pid)
     assert not left, left
     return err
 

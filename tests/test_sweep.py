@@ -92,6 +92,18 @@ def _layer(seed, o, why, tmp_path, capsys):
     _simulated(capsys, out, o["simulator"], seed)
 
 
+def _attempt(build, error: type) -> tuple:
+    """``(build(), None)``, or ``(None, message)`` when it raises ``error``; the components a
+    refused build had begun are collected (outside the ``except`` block, whose traceback
+    holds their frames)."""
+    try:
+        return build(), None
+    except error as e:
+        message = str(e)
+    collect_refused()
+    return None, message
+
+
 #: The refusal of lanes that would finish rows faster than beats can leave.
 FASTER = "finish rows faster than"
 
@@ -103,15 +115,10 @@ def _moe(seed, o, why, tmp_path, capsys):
 
     model = tiny_moe_model(o["seed"], layer_types=o["layer_types"], **o["shape"])
     out = tmp_path / "moe"
-    try:
-        generate_layer(model, o["layer"], out, ctx=o["ctx"], lane_stages=o["lane_stages"],
-                       seed=o["seed"], log=None)
-    except UserError as e:
-        refused = str(e)
-    else:
-        refused = None
+    _, refused = _attempt(lambda: generate_layer(
+        model, o["layer"], out, ctx=o["ctx"], lane_stages=o["lane_stages"], seed=o["seed"],
+        log=None), UserError)
     if refused is not None:
-        collect_refused()  # outside the except block, which holds the traceback's frames
         assert why, f"seed {seed}: a valid configuration was refused: {refused}"
         return _refused(2, f"hardwire: error: {refused}\n", why, out, seed)
     assert not why, f"seed {seed}: {why!r} out of range was accepted"
@@ -155,15 +162,10 @@ def _lanes(seed, o, why, tmp_path, capsys):
                  * (1 if o["parallel"] else w.bits) for w in passes)
     if lanes // beat > cycles and not why:  # the rows would leave faster than beats can
         why = FASTER
-    try:
-        dut = LaneArray(passes, abits=abits, lanes=lanes, beat=beat, fmt=IntFormat(),
-                        parallel=o["parallel"], gate_lanes=o["gated"], stages=o["stages"])
-    except ValueError as e:
-        refused = str(e)
-    else:
-        refused = None
+    dut, refused = _attempt(lambda: LaneArray(
+        passes, abits=abits, lanes=lanes, beat=beat, fmt=IntFormat(), parallel=o["parallel"],
+        gate_lanes=o["gated"], stages=o["stages"]), ValueError)
     if refused is not None:
-        collect_refused()  # outside the except block, which holds the traceback's frames
         assert why, f"seed {seed}: a valid lane array was refused: {refused}"
         assert why in refused and "\n" not in refused, f"seed {seed}: {refused}"
         return

@@ -1,11 +1,13 @@
 """Helpers the test files share."""
 
 import gc
+import subprocess
+import time
 import warnings
 
 import pytest
 
-__all__ = ["need", "chip_design", "collect_refused"]
+__all__ = ["need", "chip_design", "collect_refused", "group_left"]
 
 
 def need(simulator: str) -> None:
@@ -34,3 +36,17 @@ def collect_refused() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
         gc.collect()
+
+
+def group_left(pgid: int, tries: int = 100) -> list[str]:
+    """The processes of group ``pgid`` still running (zombies aside), after waiting up to
+    ``tries`` x 0.2 s for them to end (tools a run started end shortly after it)."""
+    left = []
+    for _ in range(tries):
+        ps = subprocess.run(["ps", "-o", "stat=,args=", "-g", str(pgid)], capture_output=True,
+                            text=True).stdout
+        left = [line for line in ps.splitlines() if not line.strip().startswith("Z")]
+        if not left:
+            break
+        time.sleep(0.2)
+    return left

@@ -105,10 +105,15 @@ METRIC = {"ecp5": ("lut4_equiv", "LUT4-eq", "LUT4-eq = LUT4 + 2 x CCU2C (ECP5 ca
 _PORT_RE = re.compile(r"^\s*(?:input|output)\s+(?:\[(\d+):0\]\s+)?(\w+)\s*;", re.M)
 
 
+def _port_widths(vmod) -> dict:
+    """A module's port widths by name, from its black-box text."""
+    return {name: int(hi) + 1 if hi else 1 for hi, name in _PORT_RE.findall(vmod.blackbox_text())}
+
+
 def lane_bits(vmod, abits: int) -> int:
     """The ``lane_bits`` driver of a lane module: ``chunk`` bits plus ``(D + M widths) x
     activation-sum width`` (without an M input, the sum of 32 activations: abits + 5)."""
-    w = {name: int(hi) + 1 if hi else 1 for hi, name in _PORT_RE.findall(vmod.blackbox_text())}
+    w = _port_widths(vmod)
     s = w.get("act_sum", abits + 5)
     return w.get("chunk", 0) + (w.get("d", 0) + w.get("m", 0)) * s
 
@@ -116,7 +121,7 @@ def lane_bits(vmod, abits: int) -> int:
 def mul_bits(vmod, abits: int) -> int:
     """The ``mul_bits`` driver of a parallel lane module: ``codes`` bits x ``abits`` plus
     ``(D + M widths) x activation-sum width``."""
-    w = {name: int(hi) + 1 if hi else 1 for hi, name in _PORT_RE.findall(vmod.blackbox_text())}
+    w = _port_widths(vmod)
     return w.get("codes", 0) * abits + (w.get("d", 0) + w.get("m", 0)) * w.get("act_sum",
                                                                              abits + 5)
 
