@@ -9,7 +9,7 @@ export AMARANTH_USE_YOSYS := builtin
 # pytest-xdist workers; cocotb cases each build in their own directory.
 JOBS ?= 2
 
-.PHONY: setup demo demo-parts test test-full bench bench-layer bench-chip bench-lanes lint clean help
+.PHONY: setup demo demo-parts test test-full bench bench-layer bench-chip bench-lanes bench-units lint clean help
 
 help:
 	@echo "make demo       set up; hard-wire the tiny model as a chip, prove it, generate text"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-layer  SmolLM2 layer 0: generation time/memory, cycles per token"
 	@echo "make bench-chip   the whole SmolLM2 chip: generation, Verilator build, tokens/s (~40 min)"
 	@echo "make bench-lanes  SmolLM2's layer-0 lane placed alone per kind and --lane-stages (~25 min)"
+	@echo "make bench-units  every unit of the make-synth chip placed alone on ECP5: Fmax, critical path (~15 min)"
 	@echo "make report     the tiny chip's area, cycles, tokens/s, weight error, Pareto sweep"
 	@echo "make synth      the tiny chip (1 lane, beat 1) through yosys + nextpnr: ECP5, iCE40"
 	@echo "make asic       the tiny chip's ASIC hand-off: netlist, ROM macros, LibreLane config"
@@ -81,6 +82,9 @@ bench-chip: $(STAMP)
 
 bench-lanes: $(STAMP)
 	$(PY) -m bench.lanes
+
+bench-units: $(STAMP)
+	$(PY) -m bench.units
 
 # The tiny chip's report (build/demo/chip/report.json, pareto.png): logic per module from
 # yosys where 'hardwire synth' or REPORT_FLAGS=--synth has run (about 30 min on 2 cores),

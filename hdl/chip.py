@@ -30,7 +30,7 @@ from .argmax import ArgmaxUnit
 from .blackbox import Blackbox, module_key
 from .decoder import decoder_layer
 from .embedding import EmbeddingUnit, token_layout
-from .glue import connect_stream
+from .glue import connect_stream, registered
 from .lane_array import LaneArray
 from .norm import RmsNormUnit
 
@@ -41,7 +41,8 @@ def chip_cycles(embed, layers: list[int], norm, head: int, argmax) -> dict:
     """A token's cycles through a chip, part by part: the embedding, each layer's
     (``layers``), the final norm, the LM head's pass (``head``) and the argmax."""
     return {"embedding": embed.cycles, **{f"layer {i}": c for i, c in enumerate(layers)},
-            "final norm": norm.cycles, "LM head": head, "argmax": argmax.cycles}
+            "final norm": norm.cycles, "LM head": head, "argmax": argmax.cycles,
+            "stream registers": 2}  # into the LM head and the argmax
 
 
 class Chip(wiring.Component):
@@ -241,7 +242,10 @@ class Chip(wiring.Component):
                          norm.x.payload.elem.eq(src.payload.elem)]
         else:
             connect_stream(m, src, norm.x)
-        connect_stream(m, norm.y, head.x)
-        connect_stream(m, head.y, amax.x)
+        # the head stage's units meet at registered boundaries, on its clock
+        head_domain = "head_g" if self.gate_clocks else "sync"
+        for name, src, dst in (("r_head", norm.y, head.x), ("r_argmax", head.y, amax.x)):
+            connect_stream(m, src, registered(m, name, dst, domain=head_domain,
+                                              reset=head_rst))
         connect_stream(m, amax.y, self.y)
         return m

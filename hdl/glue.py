@@ -4,18 +4,63 @@ All of it keeps the stream rules: a ``valid`` never waits for a ``ready``; paylo
 they wait.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Cat, DomainRenamer, Module, Mux, ResetInserter, Shape, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Fork", "Join", "BeatFifo", "Route", "Merge", "Pairer", "connect_stream"]
+__all__ = ["Fork", "Join", "BeatFifo", "Route", "Merge", "Pairer", "Skid", "connect_stream",
+           "registered"]
 
 
 def connect_stream(m: Module, src, dst):
     """``src`` stream into ``dst``, the payload bits as they are (the layouts may differ)."""
     m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
                  Value.cast(dst.payload).eq(Value.cast(src.payload))]
+
+
+def registered(m: Module, name: str, dst, *, domain: str = "sync", reset=None):
+    """A :class:`Skid` named ``name`` in front of the stream sink ``dst``; returns its input,
+    to be driven in ``dst``'s place. Valid, payload and ready are each registered once
+    between the two sides. ``domain``: the clock domain of its registers; ``reset``: a
+    signal that resets them too (a reset-less gated domain's own reset)."""
+    skid = Skid(dst.payload.shape())
+    part = skid if domain == "sync" else DomainRenamer({"sync": domain})(skid)
+    m.submodules[name] = part if reset is None else ResetInserter({domain: reset})(part)
+    connect_stream(m, skid.o, dst)
+    return skid.i
+
+
+class Skid(wiring.Component):
+    """A registered stream boundary at full rate: ``o.valid`` and ``o.payload`` come from a
+    register, and so does ``i.ready``, so no combinational path crosses it either way.
+
+    A beat taken while ``o`` stalls waits in a second (skid) register; ``i.ready`` is low
+    while it is full. One cycle of latency, a beat per cycle throughput, at most two beats
+    inside. Its registers change only when a beat moves."""
+
+    def __init__(self, shape):
+        self._shape = shape
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        width = Shape.cast(self._shape).width
+        main, spare = Signal(width), Signal(width)
+        full, spare_full = Signal(), Signal()
+        m.d.comb += [self.o.valid.eq(full), Value.cast(self.o.payload).eq(main),
+                     self.i.ready.eq(~spare_full)]
+        take = self.i.valid & ~spare_full
+        with m.If(~full | self.o.ready):  # the output register moves on
+            with m.If(spare_full):
+                m.d.sync += [main.eq(spare), full.eq(1), spare_full.eq(0)]
+            with m.Else():
+                m.d.sync += full.eq(take)
+                with m.If(take):
+                    m.d.sync += main.eq(Value.cast(self.i.payload))
+        with m.Elif(take):  # stalled: the beat waits in the spare register
+            m.d.sync += [spare.eq(Value.cast(self.i.payload)), spare_full.eq(1)]
+        return m
 
 
 class Fork(wiring.Component):

@@ -40,7 +40,7 @@ from golden.llama_int import IntLayer
 from .attention import AttentionUnit
 from .bfp import BfpUnit
 from .blackbox import Blackbox, module_key
-from .glue import BeatFifo, Fork, Merge, Pairer, Route, connect_stream
+from .glue import BeatFifo, Fork, Merge, Pairer, Route, connect_stream, registered
 from .lane_array import LaneArray
 from .norm import RmsNormUnit
 from .residual import ResidualAdd
@@ -108,6 +108,10 @@ def dense_cycles(u, passes: list[int], beats: int, pos: int) -> dict:
         "swiglu": u.swiglu.cycles,
         "down pass": passes[3],
         "residual add 2": u.add2.cycles,
+        # a cycle per registered boundary a token's vectors cross one after the other: into
+        # norm1, attention, bfp, add1, norm2, swiglu, add2 and out; into and out of the
+        # lane array in each pass
+        "stream registers": 8 + 2 * len(passes),
     }
 
 
@@ -168,7 +172,7 @@ class LayerBase(wiring.Component):
         m.submodules.fifo_h = fifo_h = BeatFifo(res_beat, nb)
         m.submodules.fifo_h1 = fifo_h1 = BeatFifo(res_beat, nb)
         connect_stream(m, fork_in.o0, fifo_h.i)
-        connect_stream(m, fork_in.o1, norm1.x)
+        connect_stream(m, fork_in.o1, registered(m, "r_norm1", norm1.x))
         return pos, fifo_h, fifo_h1
 
     def _attention(self, m, qk, v, rope, attn, bfp, pos) -> None:
@@ -184,16 +188,16 @@ class LayerBase(wiring.Component):
             m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
                          dst.payload.elem.eq(Value.cast(src.payload)[:B * fx]),
                          dst.payload.pos.eq(pos)]
-        connect_stream(m, to_attn.o, attn.x)
-        connect_stream(m, attn.y, bfp.x)
+        connect_stream(m, to_attn.o, registered(m, "r_attn", attn.x))
+        connect_stream(m, attn.y, registered(m, "r_bfp", bfp.x))
 
     def _h1(self, m, fifo_h, o, add1, fifo_h1, norm2) -> None:
         """o + h -> h1, to its FIFO and the second norm."""
-        join_residual(m, fifo_h.o, o, add1.x)
+        join_residual(m, fifo_h.o, o, registered(m, "r_add1", add1.x))
         m.submodules.fork_h1 = fork_h1 = Fork(beat_layout(self.beat, self.fmt.res_bits), 2)
         connect_stream(m, add1.y, fork_h1.i)
         connect_stream(m, fork_h1.o0, fifo_h1.i)
-        connect_stream(m, fork_h1.o1, norm2.x)
+        connect_stream(m, fork_h1.o1, registered(m, "r_norm2", norm2.x))
 
 
 class DecoderLayer(LayerBase):
@@ -274,13 +278,13 @@ class DecoderLayer(LayerBase):
         connect_stream(m, bfp.y, to_engine.i1)
         connect_stream(m, norm2.y, to_engine.i2)
         connect_stream(m, swiglu.y, to_engine.i3)
-        connect_stream(m, to_engine.o, e.x)
+        connect_stream(m, to_engine.o, registered(m, "r_engine", e.x))
 
         # -- and its output -----------------------------------------------------------------
         qk, v = (nh + nkv) * hd // B, nkv * hd // B
         m.submodules.from_engine = route = Route(
             fx_beat, [(0, qk), (1, v), (2, nb), (3, 2 * cfg.ffn // B), (4, nb)], 5)
-        connect_stream(m, e.y, route.i)
+        connect_stream(m, e.y, registered(m, "r_engine_y", route.i))
 
         self._attention(m, route.o0, route.o1, rope, attn, bfp, pos)
         self._h1(m, fifo_h, route.o2, add1, fifo_h1, norm2)
@@ -288,7 +292,7 @@ class DecoderLayer(LayerBase):
         # gate/up beats pair up for SwiGLU; down + h1 -> y
         m.submodules.pairer = pairer = Pairer(fx_beat, swiglu.x.payload.shape())
         connect_stream(m, route.o3, pairer.i)
-        connect_stream(m, pairer.o, swiglu.x)
-        join_residual(m, fifo_h1.o, route.o4, add2.x)
-        connect_stream(m, add2.y, self.y)
+        connect_stream(m, pairer.o, registered(m, "r_swiglu", swiglu.x))
+        join_residual(m, fifo_h1.o, route.o4, registered(m, "r_add2", add2.x))
+        connect_stream(m, add2.y, registered(m, "r_y", self.y))
         return m

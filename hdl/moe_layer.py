@@ -33,7 +33,7 @@ from .attention import AttentionUnit
 from .bfp import BfpUnit
 from .bias import BiasAdd
 from .combine import CombineUnit
-from .glue import BeatFifo, Fork, Merge, Pairer, Route, connect_stream
+from .glue import BeatFifo, Fork, Merge, Pairer, Route, connect_stream, registered
 from .lane_array import LaneArray
 from .layer import LayerBase, join_residual
 from .norm import RmsNormUnit
@@ -108,6 +108,10 @@ def moe_cycles(u, passes: dict, beats: int, top_k: int, pos: int) -> dict:
         "router": u.router.cycles, "gate/up passes": k * passes["gate_up"],
         "swiglu": k * u.swiglu.cycles, "down passes": k * passes["down"],
         "weighted sum": u.combine.latency, "residual add 2": u.add2.cycles,
+        # registered boundaries crossed one after the other: into norm1, attention, bfp,
+        # add1, norm2, the router, add2 and out; into swiglu and the weighted sum per
+        # expert; into the lane array, the biases and out of them in each pass
+        "stream registers": 8 + 2 * k + 3 * (3 + 2 * k),
     }
 
 
@@ -219,22 +223,22 @@ class MoeDecoderLayer(LayerBase):
             self.engine.pass_bits)
         connect_stream(m, to_engine.o, tagger.x)
         connect_stream(m, ids.o, tagger.ids)
-        connect_stream(m, tagger.y, box["engine"].x)
-        connect_stream(m, box["engine"].y, box["bias"].x)
+        connect_stream(m, tagger.y, registered(m, "r_engine", box["engine"].x))
+        connect_stream(m, box["engine"].y, registered(m, "r_bias", box["bias"].x))
 
         # -- out of it, by kind ---------------------------------------------------------------
         qk, v = (nh + nkv) * hd // B, nkv * hd // B
         m.submodules.from_engine = route = Route(
             fx_beat, [(0, qk), (1, v), (2, nb), (3, nr)] + [(4, 2 * nf), (5, nb)] * K, 6)
-        connect_stream(m, box["bias"].y, route.i)
+        connect_stream(m, box["bias"].y, registered(m, "r_bias_y", route.i))
         self._attention(m, route.o0, route.o1, box["rope"], box["attn"], box["bfp"], pos)
         self._h1(m, fifo_h, route.o2, box["add1"], fifo_h1, box["norm2"])
-        connect_stream(m, route.o3, box["router"].x)
+        connect_stream(m, route.o3, registered(m, "r_router", box["router"].x))
         m.submodules.pairer = pairer = Pairer(fx_beat, self.swiglu.x.payload.shape())
         connect_stream(m, route.o4, pairer.i)
-        connect_stream(m, pairer.o, box["swiglu"].x)
-        connect_stream(m, route.o5, box["combine"].x)
+        connect_stream(m, pairer.o, registered(m, "r_swiglu", box["swiglu"].x))
+        connect_stream(m, route.o5, registered(m, "r_combine", box["combine"].x))
         connect_stream(m, weights.o, box["combine"].w)
-        join_residual(m, fifo_h1.o, box["combine"].y, box["add2"].x)
-        connect_stream(m, box["add2"].y, self.y)
+        join_residual(m, fifo_h1.o, box["combine"].y, registered(m, "r_add2", box["add2"].x))
+        connect_stream(m, box["add2"].y, registered(m, "r_y", self.y))
         return m

@@ -6,7 +6,7 @@ from amaranth.hdl import Module, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.glue import BeatFifo, Fork, Join, Merge, Pairer, Route
+from hdl.glue import BeatFifo, Fork, Join, Merge, Pairer, Route, Skid, registered
 from sim.runner import run_stream, simulator_available, write_unit
 
 W = 12
@@ -61,7 +61,23 @@ class RouteMerge(wiring.Component):
         return m
 
 
-@pytest.mark.parametrize("top", [ForkJoin, RouteMerge])
+class SkidChain(wiring.Component):
+    """x -> three skid buffers (the middle one by ``registered``) -> y = x."""
+
+    def __init__(self):
+        super().__init__({"x": In(stream.Signature(W)), "y": Out(stream.Signature(W))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.first = first = Skid(W)
+        m.submodules.third = third = Skid(W)
+        _conn(m, self.x, first.i)
+        _conn(m, first.o, registered(m, "second", third.i))
+        _conn(m, third.o, self.y)
+        return m
+
+
+@pytest.mark.parametrize("top", [ForkJoin, RouteMerge, SkidChain])
 def test_glue_under_stalls(tmp_path, top):
     why = simulator_available("icarus")
     if why:
@@ -70,9 +86,49 @@ def test_glue_under_stalls(tmp_path, top):
     xs = [int(v) for v in rng.integers(0, 1 << W, 48)]
     if top is ForkJoin:
         ys = [x | (x << W) for x in xs]
+    elif top is SkidChain:
+        ys = xs
     else:
         ys = [xs[k] | (xs[k + 1] << W) for k in range(0, len(xs), 2)]
     d = write_unit(top(), "glue", tmp_path / "d", {"cases": [
         {"name": "beats", "in": [f"{x:x}" for x in xs], "out": [f"{y:x}" for y in ys]}]})
     res = run_stream(d, simulator="icarus")
     assert res.ok, res.summary()
+
+
+def test_skid_chain_full_rate_and_registered():
+    """At full rate a beat per cycle, three cycles late; and ``x.ready`` does not follow
+    ``y.ready`` within a cycle (a register in between), nor ``y.valid`` ``x.valid``."""
+    from amaranth.sim import Simulator
+
+    from tests.pysim import full_rate
+
+    xs = list(range(1, 21))
+    outs, taken = full_rate(SkidChain(), xs, len(xs))
+    assert [p for _, p in outs] == xs
+    assert taken == list(range(20)) and [c for c, _ in outs] == list(range(3, 23))
+
+    dut = SkidChain()
+
+    async def bench(ctx):
+        ctx.set(dut.y.ready, 0)
+        ctx.set(dut.x.valid, 1)
+        ready = []
+        for _ in range(8):  # fill the chain: six beats, then x.ready falls
+            ready.append(ctx.get(dut.x.ready))
+            await ctx.tick()
+        assert ready == [1] * 6 + [0] * 2
+        ctx.set(dut.y.ready, 1)  # no change in the same cycle
+        assert not ctx.get(dut.x.ready)
+        ctx.set(dut.x.valid, 0)
+        assert ctx.get(dut.y.valid)
+        ready = []
+        for _ in range(3):  # the free place moves back one buffer per cycle
+            await ctx.tick()
+            ready.append(ctx.get(dut.x.ready))
+        assert ready == [0, 0, 1]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()

@@ -23,13 +23,13 @@ from pathlib import Path
 from ..design import manifest_kind
 from ..errors import UserError
 from .asic import asic_handoff
-from .chip import synth_chip
+from .chip import place_module, synth_chip
 from .devices import DEVICES, Device, fits
 from .macros import RomMacro, find_roms
 from .matvec import synth_matvec
 from .modules import LAYER_MAX_READ_PORTS, manifest_estimate, synth_layer
 from .netlist import LayerModule, VerilogModule, join_netlists, plan_layer, split_verilog, subtree
-from .pnr import WrapPorts, place_and_route, pnr_verilog, wrapper_verilog
+from .pnr import WrapPorts, critical_path, place_and_route, pnr_verilog, wrapper_verilog
 from .tables import SynthReport
 from .tools import TARGETS, SynthError, SynthTimeout, check_target, check_timeout
 from .yosys import GENERIC_GATES, module_ports, synth_verilog, yosys_script
@@ -37,7 +37,8 @@ from .yosys import GENERIC_GATES, module_ports, synth_verilog, yosys_script
 __all__ = [
     "TARGETS", "GENERIC_GATES", "SynthError", "SynthTimeout", "WrapPorts", "SynthReport",
     "yosys_script", "synth_verilog", "module_ports", "wrapper_verilog", "place_and_route",
-    "pnr_verilog", "synth_design", "synth_layer", "synth_chip", "asic_handoff",
+    "critical_path", "place_module", "pnr_verilog", "synth_design", "synth_layer",
+    "synth_chip", "asic_handoff",
     "manifest_estimate", "split_verilog", "plan_layer", "VerilogModule", "LayerModule",
     "LAYER_MAX_READ_PORTS", "Device", "DEVICES", "fits", "subtree", "join_netlists",
     "RomMacro", "find_roms",

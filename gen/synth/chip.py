@@ -19,7 +19,7 @@ from .tables import SynthReport
 from .tools import SynthError, SynthTimeout, pkg_version
 from .yosys import summarise, synth_verilog
 
-__all__ = ["synth_chip", "subtree_stats"]
+__all__ = ["synth_chip", "subtree_stats", "place_module"]
 
 
 def subtree_stats(entries: Mapping[str, Mapping], root: str, target: str,
@@ -38,11 +38,13 @@ def subtree_stats(entries: Mapping[str, Mapping], root: str, target: str,
     return summarise(cells, target)
 
 
-def _place(design: Path, workdir: Path, entries: Mapping[str, Mapping], root: str,
+def place_module(design: Path, workdir: Path, entries: Mapping[str, Mapping], root: str,
            target: str, devices: Sequence[Device], *, dsp: bool, timeout: float,
            freq_mhz: float | None, vmods: Mapping[str, VerilogModule]) -> dict:
-    """Place and route ``root`` and everything under it, in the harness, on the first of
-    ``devices`` where nextpnr succeeds."""
+    """Place and route ``root`` and everything under it (their JSON netlists from
+    :func:`gen.synth.modules.synth_layer`'s ``entries``), in the harness, on the first of
+    ``devices`` where nextpnr succeeds; :func:`gen.synth.pnr.place_and_route`'s result plus
+    ``tried`` and ``harness_stats``."""
     wd = workdir / f"pnr_{root}"
     shutil.rmtree(wd, ignore_errors=True)
     wd.mkdir(parents=True)
@@ -115,7 +117,8 @@ def synth_chip(design: str | Path, target: str = "ecp5", *, pnr: bool = True,
         if any(f["fits"] for f in fit):
             fit = []  # a lower bound that fits says nothing
     pnr_data = {"fit": fit, "placed": None, "whole_design": False, "fmax_mhz": None,
-                "device": None, "utilisation": None, "clocks": None, "seconds": None,
+                "device": None, "utilisation": None, "clocks": None, "critical_path": None,
+                "seconds": None,
                 "candidates": None}
     status, note = "ok", None
     if m.get("clock_gating", True):
@@ -150,11 +153,12 @@ def synth_chip(design: str | Path, target: str = "ecp5", *, pnr: bool = True,
                 log(f"placing and routing {'the whole chip' if root == top else root} on "
                     f"{choices[0].label} (nextpnr) ...")
             try:
-                res = _place(design, workdir, entries, root, target, choices, dsp=dsp,
+                res = place_module(design, workdir, entries, root, target, choices, dsp=dsp,
                              timeout=pnr_timeout or timeout, freq_mhz=freq_mhz, vmods=vmods)
                 pnr_data.update(placed=root, whole_design=root == top,
                                 fmax_mhz=res["fmax_mhz"], device=res["device"],
                                 utilisation=res["utilisation"], clocks=res["clocks"],
+                                critical_path=res["critical_path"],
                                 seconds=res["seconds"], args=res["args"], tried=res["tried"],
                                 stats=subtree_stats(entries, root, target),
                                 harness_stats=res["harness_stats"])

@@ -16,7 +16,7 @@ from .tools import SynthError, have, pkg_version, rel, run, yowasp_command
 from .yosys import synth_verilog
 
 __all__ = ["WrapPorts", "wrapper_verilog", "harness_ports", "place_and_route",
-           "synth_wrapped", "pnr_verilog"]
+           "critical_path", "synth_wrapped", "pnr_verilog"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,31 @@ def wrapper_verilog(top: str, ports: WrapPorts, name: str | None = None) -> tupl
 
 
 _FMAX_RE = re.compile(r"Max frequency for clock\s+'([^']*)':\s*([0-9.]+)\s*MHz")
+_PATH_HEAD = "Critical path report for clock"
+_SPLIT_RE = re.compile(r"([0-9.]+) ns logic, ([0-9.]+) ns routing")
+_END_RE = re.compile(r"\b(Source|Sink) (\S+)")
+
+
+def critical_path(text: str) -> dict | None:
+    """The last critical-path report of a clock in a nextpnr log (the one after routing):
+    the cell it starts at, the cell it ends at, its logic and routing delay (ns)."""
+    at = text.rfind(_PATH_HEAD)
+    if at < 0:
+        return None
+    ends = []
+    for line in text[at:].splitlines()[1:]:
+        if not line.startswith("Info:"):
+            break
+        m = _END_RE.search(line)
+        if m:
+            ends.append(m.group(2))
+        s = _SPLIT_RE.search(line)
+        if s:
+            if not ends:
+                return None
+            return {"from": ends[0], "to": ends[-1], "logic_ns": float(s.group(1)),
+                    "routing_ns": float(s.group(2))}
+    return None
 
 
 def place_and_route(netlist: str | Path, target: str, workdir: str | Path, *,
@@ -163,7 +188,8 @@ def place_and_route(netlist: str | Path, target: str, workdir: str | Path, *,
     Returns
     -------
     dict with ``fmax_mhz`` (slowest clock after routing, None if none was reported),
-    ``clocks`` (``{name: MHz}``), ``utilisation`` (``{bel type: {"used", "available"}}``
+    ``clocks`` (``{name: MHz}``), ``critical_path`` (:func:`critical_path`, or None),
+    ``utilisation`` (``{bel type: {"used", "available"}}``
     from nextpnr's report), ``device``, ``args``, ``nextpnr`` (version), ``seconds``,
     ``log``.
     """
@@ -196,7 +222,8 @@ def place_and_route(netlist: str | Path, target: str, workdir: str | Path, *,
     except (OSError, ValueError, KeyError, TypeError):
         pass  # utilisation is a bonus; Fmax comes from the log
     return {"fmax_mhz": min(clocks.values()) if clocks else None,
-            "clocks": dict(sorted(clocks.items())), "utilisation": util,
+            "clocks": dict(sorted(clocks.items())), "critical_path": critical_path(text),
+            "utilisation": util,
             "device": label, "args": args,
             "nextpnr": f"yowasp-{p.tool} {pkg_version('yowasp-' + p.tool)}",
             "seconds": round(seconds, 3), "log": str(log)}
