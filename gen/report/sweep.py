@@ -37,6 +37,7 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
     from golden.llama import PROJECTIONS
     from hdl import not_elaborated
     from hdl.argmax import ArgmaxUnit
+    from hdl.chip import chip_cycles
     from hdl.embedding import EmbeddingUnit
     from hdl.layer import DecoderLayer
     from hdl.norm import RmsNormUnit
@@ -76,13 +77,10 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
     # One embedding row is enough for the unit's timing (it depends on dim and beat only).
     emb = EmbeddingUnit(w.embedding.rows_slice(0, 1), beat=beat, fmt=fmt,
                         pos_bits=max(1, (ctx - 1).bit_length()))
-    units = {"embedding": emb.cycles}
-    for i, (c, _) in enumerate(layers):
-        units[f"layer {i}"] = c
     argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits)
     not_elaborated(norm, emb, argmax)
-    units |= {"final norm": norm.cycles, "LM head": hl.cycles_per_vector + stages,
-              "argmax": argmax.cycles}
+    units = chip_cycles(emb, [c for c, _ in layers], norm, hl.cycles_per_vector + stages,
+                        argmax)
     ideal = sum(i for _, i in layers) + hl.ideal_cycles
     return units, ideal
 
