@@ -33,9 +33,10 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
 3. Per query head ``i`` (KV head ``j = i // group``):
 
    - ``QLOAD`` (``BH`` cycles): read the raw ``q`` beats and round them to ``q_bits``.
-   - ``SCORE`` (``pos + 3`` cycles): one cached key per cycle; ``head_dim`` multipliers and
-     an adder tree give the dot product, then ``rescale(dot * score_const, shift)`` into the
-     score buffer; running max of the scores and of the V exponents.
+   - ``SCORE`` (``pos + 4`` cycles): one cached key per cycle; ``head_dim`` multipliers and
+     an adder tree give the dot product, then ``dot * score_const`` (registered) and its
+     ``rescale`` by the shift into the score buffer; running max of the scores and of the V
+     exponents.
    - ``WEIGHT`` (``pos + 4`` cycles): one position per cycle; ``exp2_neg(max - s)`` by the
      interpolated table, then ``head_dim`` multipliers accumulate ``(w * vm) >> (E - ve)``
      (floor), and the sum of the weights.
@@ -44,7 +45,7 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
      saturated), ``beat`` multipliers per beat.
 
 At full rate :meth:`AttentionUnit.cycles` is therefore
-``(n_heads + 4 n_kv) BH + n_heads (2 pos + 2 BH + recip_bits + 9)`` cycles per token, from
+``(n_heads + 4 n_kv) BH + n_heads (2 pos + 2 BH + recip_bits + 10)`` cycles per token, from
 its first input beat to the first input beat of the next token.
 
 The cache persists from token to token, like golden's :class:`golden.integer.IntCache`: a
@@ -170,11 +171,11 @@ class AttentionUnit(wiring.Component):
     def cycles(self, pos: int) -> int:
         """Cycles per token at position ``pos`` at full rate (first input beat to the next
         token's first input beat): ``(n_heads + 4 n_kv) BH + n_heads (2 pos + 2 BH +
-        recip_bits + 9)``."""
+        recip_bits + 10)``."""
         bh = self.beats_per_head
         last = pos if self.window is None else min(pos, self.window - 1)
         return ((self.n_heads + 4 * self.n_kv_heads) * bh
-                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 9
+                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 10
                                   + (self.sinks is not None)))
 
     # -- circuit -------------------------------------------------------------------------------
@@ -258,10 +259,12 @@ class AttentionUnit(wiring.Component):
         issuing = Signal()
         wmode = Signal()  # pipeline carries the weight pass (else the score pass)
         p1, p2, p3 = Signal(), Signal(), Signal()
-        t1, t2 = counter(ctx, "t1"), counter(ctx, "t2")
+        t1, t2, t3 = counter(ctx, "t1"), counter(ctx, "t2"), counter(ctx, "t3")
         a1, a2 = counter(ctx * n_kv, "a1"), counter(ctx * n_kv, "a2")
         dot2 = Signal(signed(self.dot_bits))
         sk2 = Signal(sbits)
+        scaled3 = Signal(signed(self.dot_bits + self.score_const.bit_length() + 1 + self.c_s))
+        sh3 = Signal(range(self.sh0 + self.c_s + 1))
         smax = Signal(signed(fx_bits))
         sve = Signal(sbits)  # max V shift of the head (E = sve - fx_frac)
         ipbig2 = Signal()
@@ -281,8 +284,9 @@ class AttentionUnit(wiring.Component):
             conv_kv_head=ck, conv_v=cv, conv_valid=c1, conv_beat=c1_b, conv_kv=c1_k,
             conv_is_v=c1_v, conv_head=c1_h, q_head=i, q_in_group=gi, kv_head=j, q_addr=qaddr,
             q_valid=q1, query=qm, q_shift=sq, issue_pos=tt, issue_row=ka, issuing=issuing,
-            weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, pos1=t1, pos2=t2, row1=a1,
-            row2=a2, dot=dot2, k_shift=sk2, score_max=smax, v_shift_max=sve,
+            weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, pos1=t1, pos2=t2, pos3=t3,
+            row1=a1, row2=a2, dot=dot2, k_shift=sk2, scaled=scaled3, score_shift=sh3,
+            score_max=smax, v_shift_max=sve,
             exp_underflow=ipbig2, exp_int=ipl2, exp_rem=rem2, weight=w3, acc=acc,
             weight_sum=sumw, divisor=dn, remainder=rr, recip=qq, div_count=cnt, out_shift=fs,
             out_beat=ob)
@@ -343,7 +347,8 @@ class AttentionUnit(wiring.Component):
 
     def _score_pass(self, m, r, mem):
         """The score pass: stage 0 reads key row ``issue_row``; 1: the dot product; 2: the
-        score, into the score buffer; running max of the scores and of the V shifts."""
+        dot product times ``score_const`` and the score's shift; 3: the score, rounded by
+        it, into the score buffer. Running max of the scores and of the V shifts."""
         fmt = self.fmt
         m.d.comb += [mem.km_r.addr.eq(r.issue_row), mem.ke_r.addr.eq(r.issue_row)]
         prods = [element(r.query, k, fmt.q_bits) * element(mem.km_r.data, k, fmt.kv_bits)
@@ -352,15 +357,13 @@ class AttentionUnit(wiring.Component):
                      r.k_shift.eq(mem.ke_r.data)]
         with m.If(r.valid1 & ~r.weight_mode & (mem.ve_r.data > r.v_shift_max)):
             m.d.sync += r.v_shift_max.eq(mem.ve_r.data)
-        sh = Signal(range(self.sh0 + self.c_s + 1))
-        m.d.comb += sh.eq(self.sh0 + self.c_s - r.q_shift - r.k_shift)
-        scaled = Signal(signed(self.dot_bits + self.score_const.bit_length() + 1 + self.c_s))
-        m.d.comb += scaled.eq((r.dot * self.score_const).shift_left(self.c_s))
-        score = RoundShift(m, sh, self.sh0 + self.c_s, len(scaled), fmt.fx_bits, "sr")(
-            scaled, "score")
-        m.d.comb += [mem.sm_w.addr.eq(r.pos2), mem.sm_w.data.eq(score),
-                     mem.sm_w.en.eq(r.valid2 & ~r.weight_mode)]
-        with m.If(r.valid2 & ~r.weight_mode & (score > r.score_max)):
+        m.d.sync += [r.scaled.eq((r.dot * self.score_const).shift_left(self.c_s)),
+                     r.score_shift.eq(self.sh0 + self.c_s - r.q_shift - r.k_shift)]
+        score = RoundShift(m, r.score_shift, self.sh0 + self.c_s, len(r.scaled), fmt.fx_bits,
+                           "sr")(r.scaled, "score")
+        m.d.comb += [mem.sm_w.addr.eq(r.pos3), mem.sm_w.data.eq(score),
+                     mem.sm_w.en.eq(r.valid3 & ~r.weight_mode)]
+        with m.If(r.valid3 & ~r.weight_mode & (score > r.score_max)):
             m.d.sync += r.score_max.eq(score)
 
     def _weight_pass(self, m, r, mem):
@@ -416,12 +419,13 @@ class AttentionUnit(wiring.Component):
         r.norm, r.out_load = norm, out_load
 
     def _pipelines(self, m, r):
-        """The pass pipelines' valid flags and the stage-3 accumulation; the output beat.
-        Stage 3 exists only in the weight pass: the score pass's last stage-2 step, in flight
-        as the weight pass starts, must not reach it."""
+        """The pass pipelines' valid flags and the weight pass's stage-3 accumulation; the
+        output beat. Stage 3 acts by the mode of the cycle it is in: the score pass's last
+        step is there as the weight pass starts, with ``weight_mode`` still low."""
         beat, acc_bits = self.beat, self.acc_bits
-        m.d.sync += [r.valid1.eq(0), r.valid2.eq(r.valid1), r.valid3.eq(r.valid2 & r.weight_mode),
-                     r.pos2.eq(r.pos1), r.row2.eq(r.row1), r.conv_valid.eq(0), r.q_valid.eq(0)]
+        m.d.sync += [r.valid1.eq(0), r.valid2.eq(r.valid1), r.valid3.eq(r.valid2),
+                     r.pos2.eq(r.pos1), r.pos3.eq(r.pos2), r.row2.eq(r.row1),
+                     r.conv_valid.eq(0), r.q_valid.eq(0)]
         if self.sinks is None:
             with m.If(r.valid3 & r.weight_mode):
                 m.d.sync += [r.acc.eq(Cat(*r.new_acc)), r.weight_sum.eq(r.weight_sum + r.weight)]

@@ -1,7 +1,7 @@
 """Rotary position embedding, :func:`golden.integer.rope_int`, bit for bit."""
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,11 +46,12 @@ class RopeUnit(wiring.Component):
     a vector of ``n_heads_total`` heads of ``head_dim`` (half rotation: element ``i`` of a head
     pairs with element ``i + head_dim/2``).
 
-    Each lane computes ``own * C + partner * S'`` (two multipliers) with ``S' = -S`` in the
-    first half of a head and ``+S`` in the second, rounds ``half_away`` by ``trig_frac`` and
-    saturates to ``fx_bits``. The cos/sin table is a ROM (``lib.memory``, synchronous read)
-    of ``ctx * max(1, head_dim / (2 * beat))`` words, each ``min(beat, head_dim/2)`` cos then
-    as many sin values of ``tw`` bits (:attr:`trig_bits`, ``trig_frac + 2`` for
+    Each lane computes ``own * C + partner * S'`` with ``S' = -S`` in the first half of a
+    head and ``+S`` in the second: the two products in one cycle (registered), then their sum,
+    rounded ``half_away`` by ``trig_frac`` and saturated to ``fx_bits``, in the next.
+    The cos/sin table is a ROM (``lib.memory``, synchronous read) of
+    ``ctx * max(1, head_dim / (2 * beat))`` words, each ``min(beat, head_dim/2)`` cos then as
+    many sin values of ``tw`` bits (:attr:`trig_bits`, ``trig_frac + 2`` for
     :func:`golden.integer.rope_table`).
 
     Two shapes:
@@ -115,9 +116,9 @@ class RopeUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Unbuffered: 2 cycles from an input beat to its output beat. Buffered: 3 cycles from
+        """Unbuffered: 3 cycles from an input beat to its output beat. Buffered: 4 cycles from
         the last input beat of a head (into an idle unit) to the head's first output beat."""
-        return 3 if self.buffered else 2
+        return 4 if self.buffered else 3
 
     def _rom_init(self) -> list[int]:
         tw, cw, out = self.trig_bits, self.cw, []
@@ -212,14 +213,22 @@ class RopeUnit(wiring.Component):
         return pairs
 
     def _rotate(self, m, tp, pairs, adv, v1):
-        """The lanes: own * C + partner * (-S or S), rounded by trig_frac, saturated."""
+        """The lanes, in two stages: the products ``own * C`` and ``partner * S``
+        (registered), then their sum or difference, rounded by trig_frac and saturated."""
         F, tw, cw = self.fmt.fx_bits, self.trig_bits, self.cw
+        pw = F + tw
+        v2 = Signal()  # stage 2 (the products) holds a beat
         out = []
         for i, (own, partner, neg, entry) in enumerate(pairs):
             c = element(tp.data, entry, tw)
             s = element(tp.data, cw + entry, tw)
-            acc = wire(m, own * c + partner * Mux(neg, -s, s), f"acc{i}")
+            pc = Signal(signed(pw), name=f"pc{i}")
+            ps = Signal(signed(pw), name=f"ps{i}")
+            neg2 = Signal(name=f"neg2_{i}")
+            with m.If(adv):
+                m.d.sync += [pc.eq(own * c), ps.eq(partner * s), neg2.eq(neg)]
+            acc = wire(m, pc + Mux(neg2, -ps, ps), f"acc{i}")
             out.append(saturate(m, round_away(m, acc, self.fmt.trig_frac, f"rnd{i}"), F,
                                 f"rnd{i}"))
         with m.If(adv):
-            m.d.sync += [self.y.valid.eq(v1), self.y.payload.elem.eq(Cat(*out))]
+            m.d.sync += [v2.eq(v1), self.y.valid.eq(v2), self.y.payload.elem.eq(Cat(*out))]
