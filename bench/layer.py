@@ -40,7 +40,7 @@ def main(argv=None):
         from gen.cycles import cycle_report
         from sim.runner import run_layer
 
-        sim = run_layer(design, simulator="verilator")
+        sim = run_layer(design, simulator="verilator", opt="-O2")
         if not sim.ok:
             print(sim.summary())
             return 1

