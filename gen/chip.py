@@ -24,6 +24,7 @@ from .design import (
     header,
     lint_waivers,
     rom_files,
+    table_rom_bits,
     write_design,
 )
 from .errors import UserError
@@ -161,7 +162,8 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
         "format_int": asdict(fmt),
         "ctx": ctx, "lanes": lanes, "head_lanes": head_lanes, "beat": beat,
         "clock_gating": gate_clocks, "lane": lane, "lane_stages": lane_stages,
-        "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
+        "rom_bits": top.rom_bits, "table_rom_bits": table_rom_bits(top),
+        "ram_bits": top.ram_bits,
         "rom_bits_by_part": {"embedding": top.embed.rom_bits,
                              "layers": sum(layer.rom_bits for layer in top.layers),
                              "lm_head": top.head.rom_bits},

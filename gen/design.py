@@ -176,6 +176,14 @@ def manifest_bytes(manifest: Mapping, sort: bool | None = None) -> bytes:
     return (json.dumps(manifest, indent=1) + "\n").encode()
 
 
+def table_rom_bits(top) -> int:
+    """The bits of ``top``'s ROM images that hold no weights (``top.rom_bits``): the norms'
+    gain tables and exponents and the lane arrays' shift constants, which are in the
+    Verilog when the ROMs are (then 0)."""
+    images = [r for r in top.roms() if r.image is not None]
+    return sum(len(r.words) * r.width for r in images) - top.rom_bits if images else 0
+
+
 def header(fmt: str, kind: str | None, top: str, roms: list[str]) -> dict:
     """The first keys of every manifest: format, kind, top module, sources, ROM images, and
     the clock and reset."""

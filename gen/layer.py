@@ -24,6 +24,7 @@ from .design import (
     lint_waivers,
     module_infos,
     rom_files,
+    table_rom_bits,
     write_design,
 )
 from .errors import UserError
@@ -220,7 +221,8 @@ def generate_layer(model, layer: int, out: Path, *, lanes: int | None = None,
         "config": asdict(cfg) | {"head_dim": cfg.head_dim},
         "format_int": asdict(fmt),
         "ctx": ctx, "lanes": lanes, "beat": beat, "lane_stages": lane_stages,
-        "rom_bits": top.rom_bits, "ram_bits": top.ram_bits,
+        "rom_bits": top.rom_bits, "table_rom_bits": table_rom_bits(top),
+        "ram_bits": top.ram_bits,
         "weights": int(sum(t.codes.size for t in layer_tensors(w))),
         "weight_error": layer_weight_error(m, layer),
         "cycles": {

@@ -32,7 +32,7 @@ from .decoder import decoder_layer
 from .embedding import EmbeddingUnit, token_layout
 from .glue import connect_stream, registered
 from .lane_array import LaneArray
-from .norm import RmsNormUnit
+from .norm import RmsNormUnit, gain_bounds
 
 __all__ = ["Chip", "chip_cycles"]
 
@@ -79,18 +79,29 @@ class Chip(wiring.Component):
         self.modules = {}
         self.layers = []
         units = {}  # the layers' units by module name: identical units are built once
+        # Every layer's norms sized alike: with their gains in ROM images, they are one circuit.
+        bounds = gain_bounds(*((L.g_attn, L.gf_attn) for L in self.golden.layers),
+                             *((L.g_ffn, L.gf_ffn) for L in self.golden.layers))
         for i, lw in enumerate(w.layers):
             layer = decoder_layer(cfg, lw, index=i, ctx=ctx, lanes=lanes, beat=beat, fmt=fmt,
                                   rom_images=rom_images, prefix=f"l{i}", parallel=parallel,
-                                  gate_lanes=gate_clocks, units=units, lane_stages=lane_stages)
+                                  gate_lanes=gate_clocks, units=units, lane_stages=lane_stages,
+                                  norm_bounds=bounds)
+            self.layers.append(layer)
+            if progress:
+                progress()
+        # Every layer's lane array sized alike (each holds every layer's ranges), so that the
+        # layers are one circuit apart from their ROM images.
+        shape = LaneArray.common_shape([layer.engine.shape() for layer in self.layers]) \
+            if self.layers else None
+        for i, layer in enumerate(self.layers):
+            if shape is not None:
+                layer.engine.adopt(shape)
             # Identical lanes (same widths and bounds) are one module across the layers.
             layer.engine.lane_name = module_key(layer.engine.lane_kind,
                                                  layer.engine.lane_args())
-            self.layers.append(layer)
             self.modules.update(layer.modules)
             self.modules[f"l{i}_layer"] = layer
-            if progress:
-                progress()
         self.embed = EmbeddingUnit(w.embedding, beat=beat, fmt=fmt, pos_bits=self.pos_bits,
                                    rom_images=rom_images)
         G = self.golden
@@ -101,7 +112,8 @@ class Chip(wiring.Component):
         # the argmax never chooses.
         self.head_rows = -(-cfg.vocab // head_lanes) * head_lanes
         head = pad_rows(w.lm_head.reblock(lane_block(w.lm_head)), self.head_rows)
-        self.norm = RmsNormUnit(cfg.dim, beat, head_fmt, G.g_final, G.gf_final, G.eps_term)
+        self.norm = RmsNormUnit(cfg.dim, beat, head_fmt, G.g_final, G.gf_final, G.eps_term,
+                                image="final_norm" if rom_images else None)
         self.head = LaneArray([head], abits=G.head_abits, lanes=head_lanes, beat=beat,
                               fmt=head_fmt, rom_images=rom_images, prefix="head",
                               parallel=parallel, gate_lanes=gate_clocks, stages=lane_stages)
@@ -148,7 +160,7 @@ class Chip(wiring.Component):
         out = []
         for layer in self.layers:
             out += layer.roms()
-        return out + self.head.roms() + self.embed.roms()
+        return out + self.head.roms() + self.embed.roms() + self.norm.roms()
 
     def unit_cycles(self, pos: int) -> dict:
         """Where a token's cycles go, from the units' formulas."""

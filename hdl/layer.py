@@ -42,7 +42,7 @@ from .bfp import BfpUnit
 from .blackbox import Blackbox, module_key
 from .glue import BeatFifo, Fork, Merge, Pairer, Route, connect_stream, registered
 from .lane_array import LaneArray
-from .norm import RmsNormUnit
+from .norm import RmsNormUnit, gain_bounds
 from .residual import ResidualAdd
 from .rope import RopeUnit
 from .swiglu import SwigluUnit
@@ -134,6 +134,17 @@ class LayerBase(wiring.Component):
             self._units[name] = cls(*args, **kwargs)
         self._own(attr, self._units[name], name)
 
+    def _norms(self, L, rom_images: bool, prefix: str, bounds: tuple | None) -> None:
+        """The two RMSNorm units, of ``L``'s gain tables (its ``g_attn``, ``gf_attn``,
+        ``g_ffn``, ``gf_ffn``). Sized by ``bounds`` (:func:`hdl.norm.gain_bounds`; by default
+        the two tables') and, with ``rom_images``, holding their tables in ROM images: then
+        every layer of a chip has the same norms apart from their images."""
+        tables = [(L.g_attn, L.gf_attn), (L.g_ffn, L.gf_ffn)]
+        bounds = bounds or gain_bounds(*tables)
+        for attr, (g, gf) in zip(("norm1", "norm2"), tables, strict=True):
+            self._unit(attr, RmsNormUnit, self.cfg.dim, self.beat, self.fmt, g, gf, L.eps_term,
+                       bounds=bounds, image=f"{prefix}_{attr}" if rom_images else None)
+
     def _own(self, attr: str, comp, name: str) -> None:
         self.modules[name] = comp
         self._module_of[attr] = name
@@ -208,7 +219,8 @@ class DecoderLayer(LayerBase):
     def __init__(self, cfg: LlamaConfig, w: LayerWeights, *, ctx: int, lanes: int, beat: int,
                  fmt: IntFormat | None = None, rom_images: bool = False,
                  prefix: str = "layer", parallel: bool = False, gate_lanes: bool = False,
-                 units: dict | None = None, lane_stages: int = 0):
+                 units: dict | None = None, lane_stages: int = 0,
+                 norm_bounds: tuple | None = None):
         fmt = fmt or IntFormat()
         for name, n in (("dim", cfg.dim), ("kv_dim", cfg.kv_dim), ("ffn", cfg.ffn)):
             if n % beat:
@@ -228,8 +240,7 @@ class DecoderLayer(LayerBase):
         d, hd, nh, nkv = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
         self._begin(units)
         unit = self._unit
-        unit("norm1", RmsNormUnit, d, beat, fmt, L.g_attn, L.gf_attn, L.eps_term)
-        unit("norm2", RmsNormUnit, d, beat, fmt, L.g_ffn, L.gf_ffn, L.eps_term)
+        self._norms(L, rom_images, prefix, norm_bounds)
         unit("rope", RopeUnit, nh + nkv, hd, ctx, beat, fmt, L.cos, L.sin)
         unit("attn", AttentionUnit, nh, nkv, hd, ctx, beat, fmt, L.score_const, L.exp_table)
         unit("bfp", BfpUnit, d, beat, fmt.fx_bits, fmt.fx_frac, fmt.abits, fmt.exp_bits)
@@ -245,8 +256,9 @@ class DecoderLayer(LayerBase):
         return self.engine.rom_bits
 
     def roms(self) -> list:
-        """Every mask ROM of the layer's weights (:class:`hdl.mask_rom.RomSpec`)."""
-        return self.engine.roms()
+        """Every mask ROM image of the layer (:class:`hdl.mask_rom.RomSpec`): its weights' and
+        its norms' gains."""
+        return self.engine.roms() + self.norm1.roms() + self.norm2.roms()
 
     def ideal_cycles(self, pos: int) -> float:
         """All weight bits over the lanes' throughput (``lanes * block`` per cycle), plus the

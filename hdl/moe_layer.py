@@ -36,7 +36,6 @@ from .combine import CombineUnit
 from .glue import BeatFifo, Fork, Merge, Pairer, Route, connect_stream, registered
 from .lane_array import LaneArray
 from .layer import LayerBase, join_residual
-from .norm import RmsNormUnit
 from .replay import ReplayBuffer
 from .residual import ResidualAdd
 from .rope import RopeUnit
@@ -78,8 +77,6 @@ def moe_units(unit, cfg: GptOssConfig, L, ctx: int, beat: int, fmt: IntFormat,
     """``unit(attr, cls, *args, **kwargs)`` for every unit of a layer beside its lane array
     and biases, with the constants of ``L`` (:class:`golden.gpt_oss_int.IntMoeLayer`'s)."""
     d, hd, nh, nkv, k = cfg.dim, cfg.head_dim, cfg.n_heads, cfg.n_kv_heads, cfg.top_k
-    unit("norm1", RmsNormUnit, d, beat, fmt, L.g_attn, L.gf_attn, L.eps_term)
-    unit("norm2", RmsNormUnit, d, beat, fmt, L.g_ffn, L.gf_ffn, L.eps_term)
     unit("rope", RopeUnit, nh + nkv, hd, ctx, beat, fmt, L.cos, L.sin)
     unit("attn", AttentionUnit, nh, nkv, hd, ctx, beat, fmt, L.score_const, L.exp_table,
          sinks=L.sinks, window=L.window)
@@ -124,7 +121,8 @@ class MoeDecoderLayer(LayerBase):
     def __init__(self, cfg: GptOssConfig, w: MoeLayerWeights, *, ctx: int, lanes: int,
                  beat: int, fmt: IntFormat | None = None, rom_images: bool = False,
                  prefix: str = "layer", parallel: bool = False, gate_lanes: bool = False,
-                 units: dict | None = None, index: int = 0, lane_stages: int = 0):
+                 units: dict | None = None, index: int = 0, lane_stages: int = 0,
+                 norm_bounds: tuple | None = None):
         fmt = fmt or IntFormat()
         for name, n in (("dim", cfg.dim), ("q_dim", cfg.q_dim), ("kv_dim", cfg.kv_dim),
                         ("ffn", cfg.ffn), ("head_dim", cfg.head_dim)):
@@ -140,6 +138,7 @@ class MoeDecoderLayer(LayerBase):
         self.bias = BiasAdd(biases, [p.shape[0] for p in self.passes], beat, fmt,
                             rom_images=rom_images, prefix=f"{prefix}_bias")
         self._begin(units)
+        self._norms(L, rom_images, prefix, norm_bounds)
         moe_units(self._unit, cfg, L, ctx, beat, fmt, self.router_rows)
         for attr in ("engine", "bias"):
             self._own(attr, getattr(self, attr), f"{prefix}_{attr}")
@@ -151,8 +150,8 @@ class MoeDecoderLayer(LayerBase):
         return self.engine.rom_bits + self.bias.rom_bits
 
     def roms(self) -> list:
-        """Every mask ROM of the layer: the lanes' and the biases'."""
-        return self.engine.roms() + self.bias.roms
+        """Every mask ROM image of the layer: the lanes', the biases' and the norms'."""
+        return self.engine.roms() + self.bias.roms + self.norm1.roms() + self.norm2.roms()
 
     def rom_parts(self) -> dict:
         """ROM bits by part: the attention's projections, the router's, every expert's, and

@@ -20,14 +20,26 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from golden.block_folded import ROM_WIDTH
 from golden.integer import IntFormat
 
 from .arith import bit_length, pack, signed_width, wire, wired_tree
 from .beat_buffer import BeatBuffer, bfp_shift
+from .mask_rom import RomSpec, twos_complement
 from .rounding import RoundShift
 from .vector import beat_count, beat_layout, element
 
-__all__ = ["RmsNormUnit"]
+__all__ = ["RmsNormUnit", "gain_bounds"]
+
+
+def gain_bounds(*tables) -> tuple[int, int, int, int]:
+    """``(gmin, gmax, gf_lo, gf_hi)`` over ``(gain, gf)`` tables: the bounds that size an
+    :class:`RmsNormUnit`. Norms built with the same bounds have the same widths, so with
+    their tables in ROM images they are the same circuit."""
+    gmin = min([0] + [int(np.min(g)) for g, _ in tables])
+    gmax = max([0] + [int(np.max(g)) for g, _ in tables])
+    gfs = [int(gf) for _, gf in tables]
+    return gmin, gmax, min(gfs), max(gfs)
 
 # The sequence of a vector, one state after the other (plain ifs: an FSM's case statements
 # trip Verilator's CASEINCOMPLETE).
@@ -74,7 +86,8 @@ class RmsNormUnit(wiring.Component):
     ``beat_layout(beat, fmt.abits, fmt.exp_bits)``.
     """
 
-    def __init__(self, dim: int, beat: int, fmt: IntFormat, gain, gf: int, eps_term: int):
+    def __init__(self, dim: int, beat: int, fmt: IntFormat, gain, gf: int, eps_term: int,
+                 *, bounds: tuple | None = None, image: str | None = None):
         self.beats = beat_count(dim, beat)
         gain = np.asarray(gain, np.int64).ravel()
         if gain.shape != (dim,):
@@ -83,13 +96,17 @@ class RmsNormUnit(wiring.Component):
             raise ValueError("eps_term must be non-negative")
         self.dim, self.beat, self.fmt = dim, beat, fmt
         self.gain, self.gf, self.eps_term = gain, int(gf), int(eps_term)
+        self.bounds = gmin, gmax, self.gf_lo, self.gf_hi = bounds or gain_bounds((gain, gf))
+        if not (gmin <= int(gain.min()) and int(gain.max()) <= gmax
+                and self.gf_lo <= self.gf <= self.gf_hi):
+            raise ValueError(f"the gain table (gf {gf}) is outside its bounds {bounds}")
+        self.image = image
 
         # Bounds. x = h >> s has |x| <= 2**(xw-1) (floor of a negative reaches -2**(xw-1)).
         res_bits, norm_bits = fmt.res_bits, fmt.norm_bits
         self.xw = min(norm_bits, res_bits)
         self.smax = max(0, res_bits - (norm_bits - 1))
         xlo, xhi = -(1 << (self.xw - 1)), (1 << (self.xw - 1)) - 1
-        gmin, gmax = min(int(gain.min()), 0), max(int(gain.max()), 0)
         self.gw = signed_width(gmin, gmax)
         corners = [a * b for a in (xlo, xhi) for b in (gmin, gmax)]
         self.xglo, self.xghi = min(corners), max(corners)
@@ -106,6 +123,9 @@ class RmsNormUnit(wiring.Component):
         if self.isqrt_steps < 2:
             raise ValueError("the square root needs at least 2 bits")
         self.symax = max(0, (self.mmax * qmax).bit_length() - (fmt.abits - 1))
+
+        self.gf_bits = signed_width(self.gf_lo, self.gf_hi)
+        self.gain_roms, self.gf_rom = self._rom_specs()
 
         super().__init__({
             "x": In(stream.Signature(beat_layout(beat, res_bits))),
@@ -131,6 +151,54 @@ class RmsNormUnit(wiring.Component):
         return [pack(self.gain[b * self.beat:(b + 1) * self.beat].tolist(), self.gw)
                 for b in range(self.beats)]
 
+    def _rom_specs(self) -> tuple[list, RomSpec | None]:
+        """With an :attr:`image`: the gain table as ROMs of beats, each holding as many lanes'
+        gains as fit in a ROM word, and ``gf`` as a ROM of one word when its bounds allow more
+        than one value. The unit's Verilog then holds no number of its table, and the
+        decoder layers of a chip are one module for Verilator (:mod:`sim.shared`)."""
+        if self.image is None:
+            return [], None
+        per = max(1, ROM_WIDTH // self.gw)
+        g = self.gain.reshape(self.beats, self.beat)
+        roms = []
+        for k, a in enumerate(range(0, self.beat, per)):
+            cols = g[:, a:a + per]
+            words = np.array([pack(row.tolist(), self.gw) for row in cols], np.uint64)
+            roms.append(RomSpec(words, cols.shape[1] * self.gw, f"{self.image}_gain{k}.hex"))
+        gf_rom = None
+        if self.gf_lo != self.gf_hi:
+            gf_rom = RomSpec(twos_complement([self.gf], self.gf_bits), self.gf_bits,
+                             f"{self.image}_gf.hex")
+        return roms, gf_rom
+
+    def roms(self) -> list:
+        """The unit's ROM images (:class:`hdl.mask_rom.RomSpec`; none without an image)."""
+        return self.gain_roms + ([self.gf_rom] if self.gf_rom is not None else [])
+
+    def _gain_port(self, m):
+        """The gain ROM's read port (``addr``, ``en``, ``data``: one beat of gains)."""
+        if not self.gain_roms:
+            m.submodules.gain = rom = memory.Memory(shape=unsigned(self.beat * self.gw),
+                                                    depth=self.beats, init=self._rom_init())
+            return rom.read_port(domain="sync")
+        roms = [spec.build() for spec in self.gain_roms]
+        for k, rom in enumerate(roms):
+            m.submodules[f"gain{k}"] = rom
+        port = SimpleNamespace(addr=Signal(range(max(2, self.beats))), en=Signal(),
+                               data=Cat(*(rom.data for rom in roms)))
+        m.d.comb += [x for rom in roms for x in (rom.addr.eq(port.addr), rom.en.eq(port.en))]
+        return port
+
+    def _gf_value(self, m):
+        """``gf``: a constant, or the word of its ROM (read from the first cycle on; the
+        unit needs it only at the end of a vector's square root)."""
+        if self.gf_rom is None:
+            return Const(self.gf, signed(self.gf_bits))
+        m.submodules.gf = rom = self.gf_rom.build()
+        gf = Signal(signed(self.gf_bits))
+        m.d.comb += [rom.addr.eq(0), rom.en.eq(1), gf.eq(rom.data)]
+        return gf
+
     # -- circuit -------------------------------------------------------------------------------
 
     def elaborate(self, platform):
@@ -138,9 +206,7 @@ class RmsNormUnit(wiring.Component):
         nb, B, res_bits = self.beats, self.beat, self.fmt.res_bits
         x = self.x
         buf = BeatBuffer(m, nb, B, res_bits)
-        m.submodules.gain = rom = memory.Memory(shape=unsigned(B * self.gw), depth=nb,
-                                                init=self._rom_init())
-        gp = rom.read_port(domain="sync")
+        gp = self._gain_port(m)
         r = self._registers(buf)
         adv = ~self.y.valid | self.y.ready
 
@@ -272,13 +338,14 @@ class RmsNormUnit(wiring.Component):
         """SCALE, EXP, OUT: the bfp shift of ``q * M`` (in ``p3[0]`` after SCALE), the
         exponent, and the output pass over the buffer."""
         fmt, state = self.fmt, r.state
-        frac, gf = fmt.isqrt_frac, self.gf
+        frac = fmt.isqrt_frac
         sy_new = bfp_shift(m, bit_length(m, r.p3[0][:self.yw - 1], "bitlen_y"), fmt.abits,
                            self.symax, "sy_new")
-        e_lo = -(self.isqrt_steps + fmt.recip_bits) - abs(gf) - frac
-        e_hi = self.symax + abs(gf) + frac
+        gfa = max(abs(self.gf_lo), abs(self.gf_hi))
+        e_lo = -(self.isqrt_steps + fmt.recip_bits) - gfa - frac
+        e_hi = self.symax + gfa + frac
         e_new = Signal(signed(max(fmt.exp_bits, signed_width(e_lo, e_hi)) + 1))
-        m.d.comb += e_new.eq(sy_new - r.k + (frac - gf))
+        m.d.comb += e_new.eq(sy_new - r.k + frac - self._gf_value(m))
         with m.If(state == SCALE):
             m.d.sync += state.eq(EXP)
         with m.If(state == EXP):

@@ -5,8 +5,10 @@ cocotb needs every signal public (``--public-flat-rw``), which keeps Verilator f
 optimising the model; the bit-exact proof runs there (:mod:`sim.tb_chip`). Generation only
 needs the token ports, so :func:`build` compiles the chip with a C++ ``main`` that runs one
 decode step per line of its input (``token pos``) and answers ``id logit cycles``
-(:class:`ChipProcess`). Same Verilog, same handshake as the testbench: one token in flight,
-``y`` taken in the cycle it is valid.
+(:class:`ChipProcess`). Same circuit, same handshake as the testbench: one token in flight,
+``y`` taken in the cycle it is valid. The Verilog is the design's with its alike modules
+merged (:mod:`sim.shared`), so that each distinct circuit (a decoder layer, its lanes) is
+compiled once, and each ROM loads its image by its instance path.
 """
 
 import json
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from .errors import SimError
 from .runner import _verilator_path, verilator_env
+from .shared import link_images, rom_primitive, share
 
 __all__ = ["build", "ChipProcess", "DRIVER"]
 
@@ -109,60 +112,89 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
     binary = out / "Vchip"
     stamp = out / "built.json"
     threads = sim_threads()
-    key = {"sources": m["sources"], "driver": DRIVER, "opt": OPT, "threads": threads}
+    key = {"sources": m["sources"], "driver": DRIVER, "opt": OPT, "threads": threads,
+           "shared": rom_primitive(out / "roms")}
     if binary.exists() and _stamped(stamp) == key:
         return binary, 0.0
     out.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)  # written again, whole, only when this build succeeds
     driver = out / "driver.cpp"
     driver.write_text(DRIVER)
+    # Each distinct circuit one module (a layer compiles once for all the layers).
+    text, roms, counts = share("".join((design / s).read_text() for s in m["sources"]),
+                               m["top"])
+    if roms:
+        link_images(roms, design, out / "roms")
+        text += rom_primitive(out / "roms")
+    verilog = out / "shared.sv"
+    verilog.write_text(text)
     o = m["out"]
     defines = ["-CFLAGS", f"-DPOS_LO={m['in']['pos_lo']} -DID_BITS={o['id_bits']} "
                f"-DLOGIT_BITS={o['logit_bits']}"]
-    cmd = [verilator, "--cc", "--exe", "-O3",
+    # A layer compiled once for all the layers: Verilator's hierarchical blocks. Their
+    # wrappers let every output depend on every input, so the handshakes between the
+    # layers look like combinational loops (UNOPTFLAT); Verilator settles them by iterating.
+    hier = ["--hierarchical", "-Wno-UNOPTFLAT"] if counts["blocks"] else []
+    cmd = [verilator, "--cc", "--exe", "-O3", *hier,
            *(["--threads", str(threads)] if threads > 1 else []),
            "--x-assign", "fast", "--x-initial", "fast",
            "--output-split", "20000", "--top-module", m["top"], "--prefix", "Vchip",
            "-Mdir", str(out), "-o", "Vchip",
            *[f"-Wno-{w['warning']}" for w in m.get("lint_waivers", [])], *defines,
-           *[str(design / s) for s in m["sources"]], str(driver)]
+           str(verilog), str(driver)]
     env = os.environ | verilator_env(OPT)
+    jobs = f"-j{jobs or os.cpu_count() or 1}"
     t0 = time.perf_counter()
     log = out / "build.log"
     with open(log, "w") as fh:
         r = subprocess.run(cmd, cwd=design, env=env, stdout=fh, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             raise SimError(f"Verilator failed on {design} (exit {r.returncode}); see {log}")
+        if hier:  # the blocks, then the top (C++ only; the compile follows)
+            _make(["-f", "Vchip_hier.mk", jobs, "hier_verilation"], out, design, env, fh)
         t_verilate = time.perf_counter() - t0
-        for old in out.glob("*.o"):
+        for old in out.rglob("*.o"):
             old.unlink()
-        total = len(list(out.glob("*.cpp")))
+        total = len(list(out.rglob("*.cpp")))
         bar = progress(total) if progress else None
-        make = subprocess.Popen(["make", "-C", str(out), "-f", "Vchip.mk",
-                                 f"-j{jobs or os.cpu_count() or 1}"],
-                                cwd=design, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        done = 0
-        try:
-            while make.poll() is None:
-                time.sleep(0.5)
-                now = len(list(out.glob("*.o")))
-                if bar and now > done:
-                    bar.update(min(now, total) - done)
-                    done = min(now, total)
-        finally:
-            if make.poll() is None:
-                make.kill()
-            if bar:
-                bar.close()
-    if make.returncode != 0:
-        raise SimError(f"compiling the Verilator model of {design} failed "
-                       f"(exit {make.returncode}); see {log}")
+        _make(["-f", "Vchip_hier.mk" if hier else "Vchip.mk", jobs,
+               *(["hier_build"] if hier else [])], out, design, env, fh,
+              lambda: len(list(out.rglob("*.o"))), bar, total)
     seconds = time.perf_counter() - t0
     tmp = stamp.with_suffix(".tmp")
     tmp.write_text(json.dumps(key | {"seconds": {"verilator": round(t_verilate, 1),
-                                                 "compile": round(seconds - t_verilate, 1)}}))
+                                                 "compile": round(seconds - t_verilate, 1)},
+                                     "modules": counts}))
     os.replace(tmp, stamp)  # an interrupted build leaves no stamp a later run would trust
     return binary, seconds
+
+
+def _make(args: list, out: Path, design: Path, env: dict, fh, done=None, bar=None,
+          total: int = 0) -> None:
+    """``make -C out args``, its output to ``fh``; ``bar`` advances by ``done()`` (files
+    compiled so far, of ``total``). Stopped with everything it started if interrupted."""
+    import signal
+
+    proc = subprocess.Popen(["make", "-C", str(out), *args], cwd=design, env=env, stdout=fh,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    seen = 0
+    try:
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if bar and done:
+                now = min(done(), total)
+                if now > seen:
+                    bar.update(now - seen)
+                    seen = now
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if bar:
+            bar.close()
+    if proc.returncode != 0:
+        raise SimError(f"building the Verilator model of {design} failed (make exit "
+                       f"{proc.returncode}); see {fh.name}")
 
 
 def _stamped(stamp: Path) -> dict | None:
@@ -171,7 +203,9 @@ def _stamped(stamp: Path) -> dict | None:
         done = json.loads(stamp.read_text())
     except (OSError, ValueError):
         return None
-    return {k: v for k, v in done.items() if k != "seconds"} if isinstance(done, dict) else None
+    if not isinstance(done, dict):
+        return None
+    return {k: v for k, v in done.items() if k not in ("seconds", "modules")}
 
 
 class ChipProcess:
@@ -196,7 +230,10 @@ class ChipProcess:
             err = self.p.stderr.read().strip()
             raise SimError("the Verilator chip model stopped: "
                            f"{err.splitlines()[-1] if err else 'no message'}")
-        ident, logit, cycles = (int(v) for v in line.split())
+        try:
+            ident, logit, cycles = (int(v) for v in line.split())
+        except ValueError:
+            raise SimError(f"the Verilator chip model stopped: {line.strip()}") from None
         self.cycles.append(cycles)
         return ident, logit
 

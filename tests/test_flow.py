@@ -57,8 +57,9 @@ def _check_handoff(out, design_manifest):
         p.name for p in out.glob("*.hex"))
     rows = json.loads((out / "macros.json").read_text())
     assert sorted(r["image"] for r in rows) == sorted(images)
-    if "rom_bits" in design_manifest:  # chips and layers state it
-        assert sum(r["bits"] for r in rows) == design_manifest["rom_bits"]
+    if "rom_bits" in design_manifest:  # chips and layers state it, and their tables'
+        assert sum(r["bits"] for r in rows) == (design_manifest["rom_bits"]
+                                                + design_manifest["table_rom_bits"])
     for r in rows:
         words = (out / r["image"]).read_text().split()
         assert len(words) == r["depth"]
@@ -120,7 +121,8 @@ def test_the_chips_roms_become_one_macro_per_image(tiny_chip):
     mods = split_verilog([(tiny_chip / s).read_text() for s in dm["sources"]])
     texts, macros = flow.find_roms(mods)
     assert sorted(r.image for r in macros.values()) == sorted(dm["rom_images"])
-    assert sum(r.bits for r in macros.values()) == dm["rom_bits"]
+    assert sum(r.bits for r in macros.values()) == dm["rom_bits"] + dm["table_rom_bits"]
+    assert dm["table_rom_bits"] > 0  # the norms' gains and the lanes' shift constants
     for r in macros.values():
         assert len((tiny_chip / r.image).read_text().split()) == r.depth
         assert r.abits == max(1, (r.depth - 1).bit_length())

@@ -12,14 +12,18 @@ import pytest
 
 from gen.errors import UserError
 from gen.models import load_model, smollm2_path
+from golden.block_folded import ROM_WIDTH
 from golden.integer import IntFormat, bfp, bitlen, recip, rms_norm_int, to_residual
 from golden.llama_int import IntLayer
+from hdl import not_elaborated
 from hdl.bfp import BfpUnit
-from hdl.norm import RmsNormUnit
+from hdl.mask_rom import ROM_PRIMITIVE
+from hdl.norm import RmsNormUnit, gain_bounds
 from sim.runner import run_stream, simulator_available, write_unit
 from sim.streams import beats
 
 from .pysim import full_rate
+from .tools import collect_refused
 
 FMT = IntFormat()
 
@@ -190,6 +194,44 @@ def test_rms_norm_bit_exact(tmp_path, model, simulator):
           f"latency {dut.latency}")
     assert res.tests == 3, res.summary()
     assert res.ok, res.summary()
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_rms_norm_from_rom_images_bit_exact(tmp_path, simulator):
+    """A chip's norm: sized by bounds wider than its own table (as for every layer of a
+    chip, :func:`hdl.norm.gain_bounds`), its gains and its ``gf`` in ROM images."""
+    why = simulator_available(simulator)
+    if why:
+        pytest.skip(why)
+    L = _layer("tiny")
+    beat, dim = 16, L.cfg.dim
+    g, gf = L.g_attn, L.gf_attn
+    bounds = gain_bounds((g, gf), (np.array([-(1 << 16)]), gf - 2), (g // 3, gf + 3))
+    dut = RmsNormUnit(dim, beat, FMT, g, gf, L.eps_term, bounds=bounds, image="rn")
+    own = RmsNormUnit(dim, beat, FMT, g, gf, L.eps_term)
+    not_elaborated(own)
+    assert dut.gw > own.gw
+    assert dut.gf_rom is not None and len(dut.gain_roms) == -(-beat // (ROM_WIDTH // dut.gw))
+    rng = np.random.default_rng(12)
+    cases = [_norm_case(name, vs, g, gf, L.eps_term, beat)
+             for name, vs in _norm_vectors(g, L.eps_term, rng).items()]
+    design = write_unit(dut, "rms_norm", tmp_path / "rtl",
+                        {"cases": cases, "fields": _fields(beat, FMT.abits, FMT.exp_bits)},
+                        extra_verilog=ROM_PRIMITIVE)
+    for spec in dut.roms():
+        (design / spec.image).write_bytes(spec.image_text())
+    res = run_stream(design, simulator=simulator, build_dir=tmp_path / "sim")
+    print(res.summary())
+    assert res.tests == 3, res.summary()
+    assert res.ok, res.summary()
+
+
+def test_norm_bounds_must_hold_the_table():
+    L = _layer("tiny")
+    with pytest.raises(ValueError, match="outside its bounds"):
+        RmsNormUnit(L.cfg.dim, 16, FMT, L.g_attn, L.gf_attn, L.eps_term,
+                    bounds=gain_bounds((L.g_attn, L.gf_attn + 1)))
+    collect_refused()
 
 
 # --- block floating point --------------------------------------------------------------------

@@ -73,10 +73,13 @@ def _tables(cfg, ctx: int, fmt, index: int) -> SimpleNamespace:
 
 def _units(cfg, ctx: int, beat: int, fmt, index: int, router_rows: int) -> SimpleNamespace:
     from hdl.moe_layer import moe_units
+    from hdl.norm import RmsNormUnit
 
-    u = SimpleNamespace()
-    moe_units(lambda attr, cls, *a, **k: setattr(u, attr, cls(*a, **k)), cfg,
-              _tables(cfg, ctx, fmt, index), ctx, beat, fmt, router_rows)
+    L = _tables(cfg, ctx, fmt, index)
+    u = SimpleNamespace(norm1=RmsNormUnit(cfg.dim, beat, fmt, L.g_attn, L.gf_attn, L.eps_term))
+    u.norm2 = u.norm1
+    moe_units(lambda attr, cls, *a, **k: setattr(u, attr, cls(*a, **k)), cfg, L, ctx, beat,
+              fmt, router_rows)
     return u
 
 

@@ -139,9 +139,10 @@ def check_macros(design: Path, m: Mapping, macros: Mapping[str, "RomMacro"]) -> 
                if img not in {r.image for r in macros.values()}]
     if missing:
         raise UserError(f"{design}: ROM image {missing[0]} has no ROM instance")
-    if rom_bits and sum(r.bits for r in macros.values()) != rom_bits:
+    imaged = rom_bits + int(m.get("table_rom_bits") or 0)  # the weights' and the tables'
+    if rom_bits and sum(r.bits for r in macros.values()) != imaged:
         raise UserError(f"{design}: the ROM instances hold {sum(r.bits for r in macros.values())}"
-                        f" bits, the manifest {rom_bits}; some ROMs are inline")
+                        f" bits, the manifest {imaged}; some ROMs are inline")
     for r in macros.values():
         if not (design / r.image).is_file():
             raise UserError(f"{design}: ROM image {r.image} is missing")
