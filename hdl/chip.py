@@ -42,7 +42,7 @@ def chip_cycles(embed, layers: list[int], norm, head: int, argmax) -> dict:
     (``layers``), the final norm, the LM head's pass (``head``) and the argmax."""
     return {"embedding": embed.cycles, **{f"layer {i}": c for i, c in enumerate(layers)},
             "final norm": norm.cycles, "LM head": head, "argmax": argmax.cycles,
-            "stream registers": 2}  # into the LM head and the argmax
+            "stream registers": 2 + len(layers)}  # into each layer, the LM head, the argmax
 
 
 class Chip(wiring.Component):
@@ -207,10 +207,17 @@ class Chip(wiring.Component):
         m.d.sync += rst.eq(ResetSignal("sync"))
         emb = Blackbox(self.embed, "chip_embedding", reset=rst)
         layers = [Blackbox(layer, f"l{i}_layer") for i, layer in enumerate(self.layers)]
-        resets = [rst]
-        for i, b in enumerate(layers):  # gated by busy | input offered
-            b.clock, b.reset = self._stage(m, f"l{i}", b.busy | b.x.valid, rst)
+        resets, inputs = [rst], []
+        for i, b in enumerate(layers):  # gated by busy | input offered or held
+            offered = Signal(name=f"l{i}_offered")
+            b.clock, b.reset = self._stage(m, f"l{i}", b.busy | b.x.valid | offered, rst)
             resets.append(b.reset)
+            # Each layer's input is a registered boundary on the layer's clock: no
+            # combinational path runs from one layer into the next, either way.
+            inputs.append(registered(m, f"r_l{i}", b.x,
+                                     domain=f"l{i}_g" if self.gate_clocks else "sync",
+                                     reset=b.reset if self.gate_clocks else None))
+            m.d.comb += offered.eq(inputs[-1].valid)
         # The head stage (final norm, LM head, argmax) runs from the last layer's first
         # output beat until the chip's output is taken.
         head_on = Signal()
@@ -242,12 +249,12 @@ class Chip(wiring.Component):
         with m.If(self.y.valid & self.y.ready):
             m.d.sync += busy.eq(0)
         src = emb.y
-        for i, b in enumerate(layers):
+        for i, (b, dst) in enumerate(zip(layers, inputs, strict=True)):
             if i == 0:
-                connect_stream(m, src, b.x)
+                connect_stream(m, src, dst)
             else:
-                m.d.comb += [b.x.valid.eq(src.valid), src.ready.eq(b.x.ready),
-                             b.x.payload.elem.eq(src.payload.elem), b.x.payload.pos.eq(pos)]
+                m.d.comb += [dst.valid.eq(src.valid), src.ready.eq(dst.ready),
+                             dst.payload.elem.eq(src.payload.elem), dst.payload.pos.eq(pos)]
             src = b.y
         if not layers:
             m.d.comb += [norm.x.valid.eq(src.valid), src.ready.eq(norm.x.ready),

@@ -28,7 +28,16 @@ busy : Out(1)
     of the layer changes, so a chip may stop its clock (:class:`hdl.chip.Chip`).
 """
 
-from amaranth.hdl import Module, Signal, Value, unsigned
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    DomainRenamer,
+    Module,
+    ResetSignal,
+    Signal,
+    Value,
+    unsigned,
+)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -61,8 +70,11 @@ def one_token_at_a_time(m, layer, nb: int, res_beat):
     out_cnt = Signal(range(nb + 1))
     pos = Signal(layer.pos_bits)
     m.submodules.fork_in = fork_in = Fork(res_beat, 2)
-    m.d.comb += [fork_in.i.valid.eq(layer.x.valid & accepting),
-                 layer.x.ready.eq(fork_in.i.ready & accepting),
+    # Nothing is taken while the layer's own reset register (:meth:`LayerBase.elaborate`)
+    # still holds it in reset.
+    live = accepting & ~layer.rst_q
+    m.d.comb += [fork_in.i.valid.eq(layer.x.valid & live),
+                 layer.x.ready.eq(fork_in.i.ready & live),
                  fork_in.i.payload.elem.eq(layer.x.payload.elem)]
     with m.If(layer.x.valid & layer.x.ready):
         with m.If(in_cnt == 0):
@@ -73,7 +85,7 @@ def one_token_at_a_time(m, layer, nb: int, res_beat):
             m.d.sync += in_cnt.eq(in_cnt + 1)
     # A token is inside (between its first input beat and its last output beat); with
     # none inside and no input offered, no register of the layer changes.
-    m.d.comb += layer.busy.eq(~accepting | (in_cnt != 0))
+    m.d.comb += layer.busy.eq(~accepting | (in_cnt != 0) | layer.rst_q)
     with m.If(layer.y.valid & layer.y.ready):
         with m.If(out_cnt == nb - 1):
             m.d.sync += [out_cnt.eq(0), accepting.eq(1)]
@@ -151,6 +163,8 @@ class LayerBase(wiring.Component):
         setattr(self, attr, comp)
 
     def _ports(self, ctx: int, beat: int, fmt: IntFormat) -> None:
+        #: the reset of the layer's circuit: its port's, registered (:meth:`elaborate`)
+        self.rst_q = Signal(init=1, reset_less=True, name="rst_q")
         self.pos_bits = max(1, (ctx - 1).bit_length())
         self.in_layout = data.StructLayout({"elem": unsigned(beat * fmt.res_bits),
                                             "pos": unsigned(self.pos_bits)})
@@ -167,6 +181,20 @@ class LayerBase(wiring.Component):
         return self.attn.ram_bits
 
     # -- the circuit both layers share ---------------------------------------------------------
+    def elaborate(self, platform):
+        """The layer's circuit (:meth:`circuit`) behind its own reset register: every
+        register's next state depends on the reset, so a reset straight from the port would
+        make all of that logic depend on an input, which a simulator re-evaluates whenever
+        an input changes (Verilator compiles a chip's layer as a block of its own, whose
+        ports are such inputs; :mod:`sim.shared`). The layer is ``busy``, and takes no input,
+        until that register is out of reset, one cycle after the port."""
+        m = Module()
+        m.d.sync += self.rst_q.eq(ResetSignal("sync"))
+        m.domains.core = core = ClockDomain(local=True)
+        m.d.comb += [core.clk.eq(ClockSignal("sync")), core.rst.eq(self.rst_q)]
+        m.submodules.core = DomainRenamer("core")(self.circuit(platform))
+        return m
+
     def _boxes(self, m, names) -> dict:
         """The units ``names`` as instances of their separately emitted modules."""
         boxes = {n: Blackbox(getattr(self, n), self._module_of[n]) for n in names}
@@ -271,7 +299,7 @@ class DecoderLayer(LayerBase):
         return dense_cycles(self, self.engine.pass_cycles, self.beats, pos)
 
     # -- circuit ------------------------------------------------------------------------------
-    def elaborate(self, platform):
+    def circuit(self, platform):
         m = Module()
         cfg, fmt, B = self.cfg, self.fmt, self.beat
         hd, nh, nkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads

@@ -190,7 +190,7 @@ class MoeDecoderLayer(LayerBase):
                           self.cfg.top_k, pos)
 
     # -- circuit ------------------------------------------------------------------------------
-    def elaborate(self, platform):
+    def circuit(self, platform):
         m = Module()
         cfg, fmt, B, K = self.cfg, self.fmt, self.beat, self.cfg.top_k
         hd, nh, nkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
