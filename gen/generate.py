@@ -67,8 +67,8 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
     two, at least 16, at most the model's), lane count and ``lane`` kind (default
     ``parallel``: a block's whole codes per cycle, several times faster to simulate than
     ``serial``; see :func:`gen.chip.generate_chip`) and ``lane_stages`` (default 0), its
-    ROMs as image files (so that Verilator compiles one decoder layer for all of them,
-    :mod:`sim.shared`): ``build/chip/`` keeps it
+    ROMs as image files above 1 Mbit of weights (then Verilator compiles one decoder layer
+    for all of them, :mod:`sim.shared`): ``build/chip/`` keeps it
     under a digest of every weight, so a changed model file never reuses a stale design.
     ``progress(desc, total)`` returns a bar for the generation and the Verilator build. The
     chip returns only the next id and its logit, so ``logits`` is ``{id: logit}`` (int,
@@ -110,7 +110,7 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
     lane, stages = lane or "parallel", lane_stages or 0
     check_lane_stages(stages)
     stem = "".join(c if c.isalnum() else "_" for c in m.name)
-    shape = dict(ctx=ctx, lanes=lanes, lane=lane, rom_images="files") | (
+    shape = dict(ctx=ctx, lanes=lanes, lane=lane, rom_images="auto") | (
         {"lane_stages": stages} if stages else {})
     d = Path("build") / "chip" / f"{stem}_ctx{ctx}_lanes{lanes or 'auto'}_{lane}_" \
         f"{f's{stages}_' if stages else ''}{chip_digest(m, **shape)}"
@@ -120,7 +120,7 @@ def rtl_stepper(m, ctx: int, lanes: int | None = None, progress=None,
     with exclusive(d.with_name(d.name + ".lock"), lambda: _waiting(d)):
         if not (d / MANIFEST).exists():
             generate_chip(m, d, ctx=ctx, lanes=lanes, lane=lane, lane_stages=stages,
-                          rom_images="files", log=None,
+                          rom_images="auto", log=None,
                           progress=(lambda n: progress("chip: layers", n)) if progress
                           else None)
         proc = ChipProcess(d, progress=(lambda n: progress("chip: Verilator build", n))

@@ -32,6 +32,7 @@ from .decoder import decoder_layer
 from .embedding import EmbeddingUnit, token_layout
 from .glue import connect_stream, registered
 from .lane_array import LaneArray
+from .lane_shape import common_shape
 from .norm import RmsNormUnit, gain_bounds
 
 __all__ = ["Chip", "chip_cycles"]
@@ -92,7 +93,7 @@ class Chip(wiring.Component):
                 progress()
         # Every layer's lane array sized alike (each holds every layer's ranges), so that the
         # layers are one circuit apart from their ROM images.
-        shape = LaneArray.common_shape([layer.engine.shape() for layer in self.layers]) \
+        shape = common_shape([layer.engine.shape() for layer in self.layers]) \
             if self.layers else None
         for i, layer in enumerate(self.layers):
             if shape is not None:

@@ -23,14 +23,13 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from golden import block_folded as gbf
-from golden.block_folded import ROM_WIDTH
 from golden.blockquant import BlockAffine
 from golden.integer import IntFormat
 from golden.numerics import signed_range
 
-from .arith import adder_tree, indexed_constant, pack, signed_width
+from .arith import adder_tree, indexed_constant, signed_width
+from .lane_shape import SharedShape
 from .lanes import BlockLane, ParallelLane, check_stages
-from .mask_rom import RomSpec, twos_complement
 from .rescaler import Rescaler
 from .vector import beat_layout, element
 
@@ -50,7 +49,7 @@ def _next_pass(p, passes: int):
     return Mux(p == passes - 1, 0, p + 1)
 
 
-class LaneArray(wiring.Component):
+class LaneArray(SharedShape, wiring.Component):
     """``lanes`` lanes with mask ROMs that run a fixed cycle of matrix-vector *passes*.
 
     Pass ``k`` computes ``project(passes[k], a, e)`` (:func:`golden.integer.project`). Each
@@ -158,11 +157,7 @@ class LaneArray(wiring.Component):
         self.m_roms = [rom(m_img[p], self._m_bits, "m", p) for p in range(lanes)] \
             if self._has_m else []
         # rescale shift of pass k = shift_const[k] - e
-        self.shift_const = [-w.exp - fmt.fx_frac for w in passes]
-        #: the shift constants as ROM images (:meth:`adopt`), else in the Verilog
-        self.shift_roms = []
-        self._shift_bits = signed_width(min(self.shift_const + [0]),
-                                        max(self.shift_const + [0]))
+        self._shift_init([-w.exp - fmt.fx_frac for w in passes])
         x_layout = beat_layout(beat, abits, fmt.exp_bits)
         y_layout = beat_layout(beat, fmt.fx_bits)
         if select:
@@ -171,80 +166,6 @@ class LaneArray(wiring.Component):
             y_layout = data.StructLayout(dict(y_layout.members) | sel)
         super().__init__({"x": In(stream.Signature(x_layout)),
                           "y": Out(stream.Signature(y_layout))})
-
-    def _rom(self, words, width: int, kind: str, p: int) -> RomSpec:
-        image = f"{self._prefix}_{kind}{p:03d}.hex" if self._rom_images else None
-        return RomSpec(twos_complement(words, width), width, image)
-
-    # -- one circuit for several arrays ---------------------------------------------------------
-    def shape(self) -> dict:
-        """What sizes the circuit besides the passes' shapes, all from the weights: the
-        ranges of every held quantity (:func:`golden.block_folded.bounds`), the widths of the
-        block constants, the parallel code width, and the range of the shift constants."""
-        return {"bounds": self.bounds, "d_bits": self._d_bits, "m_bits": self._m_bits,
-                "has_m": self._has_m, "elem_bits": self.elem_bits,
-                "shift": (min(self.shift_const), max(self.shift_const))}
-
-    @staticmethod
-    def common_shape(shapes: list[dict]) -> dict | None:
-        """The smallest :meth:`shape` that holds every one of ``shapes``, or ``None`` when
-        they differ in kind (block offsets ``M`` in some only, or another code width)."""
-        if len({(s["has_m"], s["elem_bits"]) for s in shapes}) != 1:
-            return None
-        keys = shapes[0]["bounds"]
-        return shapes[0] | {
-            "bounds": {k: (min(s["bounds"][k][0] for s in shapes),
-                           max(s["bounds"][k][1] for s in shapes)) for k in keys},
-            "d_bits": max(s["d_bits"] for s in shapes),
-            "m_bits": max(s["m_bits"] for s in shapes),
-            "shift": (min(s["shift"][0] for s in shapes), max(s["shift"][1] for s in shapes))}
-
-    def adopt(self, shape: dict) -> None:
-        """Size the array by ``shape`` (a :meth:`common_shape` that holds its own), with
-        the shift constants in ROM images when the other ROMs are: arrays of the same
-        passes' shapes that adopt one shape are the same circuit apart from their ROM
-        images (a chip's decoder layers; see :mod:`sim.shared`). The block constants'
-        ROMs grow to the common widths."""
-        own = self.shape()
-        if self.common_shape([own, shape]) != shape:
-            raise ValueError("the shape does not hold the array's own")
-        self.bounds = shape["bounds"]
-        self.acc_bits = signed_width(*self.bounds["acc"])
-        self._s_bits = signed_width(*self.bounds["act_sum"])
-        self._d_bits, self._m_bits = shape["d_bits"], shape["m_bits"]
-        self.d_roms = [self._rom(self._d_img[p], self._d_bits, "d", p)
-                       for p in range(self.lanes)]
-        if self._has_m:
-            self.m_roms = [self._rom(self._m_img[p], self._m_bits, "m", p)
-                           for p in range(self.lanes)]
-        lo, hi = shape["shift"]
-        self._shift_bits = signed_width(min(lo, 0), max(hi, 0))
-        if self._rom_images:
-            per = max(1, ROM_WIDTH // self._shift_bits)
-            chunks = [self.shift_const[a:a + per] for a in range(0, len(self.shift_const), per)]
-            self.shift_roms = [
-                RomSpec(np.array([pack(c, self._shift_bits)], np.uint64),
-                        self._shift_bits * len(c), f"{self._prefix}_shift{k}.hex")
-                for k, c in enumerate(chunks)]
-
-    def _shift_const(self, m, sel):
-        """``shift_const[sel]``: from constants, or from the words of the shift ROMs (one
-        word each, read from the first cycle on; a pass's rows leave long after)."""
-        if not self.shift_roms:
-            return indexed_constant(m, sel, self.shift_const, "shift_const")
-        roms = [spec.build() for spec in self.shift_roms]
-        for k, rom in enumerate(roms):
-            m.submodules[f"shift{k}"] = rom
-            m.d.comb += [rom.addr.eq(0), rom.en.eq(1)]
-        word = Cat(*(rom.data for rom in roms))
-        w = self._shift_bits
-        values = [word[k * w:(k + 1) * w].as_signed() for k in range(len(self.shift_const))]
-        sc = Signal(signed(w), name="shift_const")
-        expr = values[-1]
-        for k in range(len(values) - 2, -1, -1):
-            expr = Mux(sel == k, values[k], expr)
-        m.d.comb += sc.eq(expr)
-        return sc
 
     @property
     def pass_cycles(self) -> list[int]:

@@ -253,6 +253,30 @@ def test_generate_lane_stages_options(tiny_chip_parallel, capsys):
 
 
 @pytest.mark.slow
+def test_generate_rtl_one_compiled_layer(tmp_path, monkeypatch, capsys):
+    """A chip with ROM image files: Verilator compiles its layer once, as a hierarchical
+    block whose ROMs load their images by instance path (:mod:`sim.shared`), and
+    ``generate --backend rtl --chip D`` still gives golden's tokens."""
+    import json
+
+    from gen.cli import main
+
+    need("verilator")
+    monkeypatch.chdir(tmp_path)
+    d = tmp_path / "chip"
+    assert main(["chip", "--model", "tiny", "--lane", "parallel", "--rom-images", "files",
+                 "--out", str(d)]) == 0
+    capsys.readouterr()
+    args = ["generate", "--model", "tiny", "--prompt", "Hi!", "--tokens", "9", "--json"]
+    assert main(args + ["--backend", "golden"]) == 0
+    golden = json.loads(capsys.readouterr().out)
+    assert main(args + ["--backend", "rtl", "--chip", str(d)]) == 0
+    assert json.loads(capsys.readouterr().out) == golden
+    built = json.loads((d / "sim_build" / "fast" / "built.json").read_text())
+    assert built["modules"]["blocks"] == ["l0_layer"]
+
+
+@pytest.mark.slow
 def test_generate_rtl_pipelined_lanes(tmp_path, monkeypatch, capsys):
     """``generate --backend rtl --lane-stages 5``: its own cached chip, golden's tokens."""
     import json

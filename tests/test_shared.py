@@ -71,7 +71,7 @@ int main() {
 
 def test_alike_modules_become_one():
     text, roms, counts = share(VERILOG, "top")
-    assert counts == {"modules": 3, "shared": 2}
+    assert counts == {"modules": 3, "shared": 2, "blocks": []}  # too small for a block
     assert roms == {"top.u0.rom": "u.hex", "top.u1$2.rom": "v.hex"}
     assert "INIT" not in text and "\\top.v" not in text
     assert text.count("\\top.u ") == 3  # its module and both instances
@@ -123,3 +123,7 @@ def test_a_chips_layers_are_one_module(tmp_path):
     assert "l0_engine" in modules and "l1_engine" not in modules
     assert sum(n.startswith("hw_RmsNormUnit") for n in modules) <= 1
     assert counts["shared"] < counts["modules"] / 3, counts
+    assert counts["blocks"] == ["l0_layer"]  # compiled once, for both layers
+    assert all(p.startswith(("hardwire_chip.layer0.inst.l0_layer.",
+                             "hardwire_chip.layer1.inst.l0_layer."))
+               for p, img in roms.items() if img.startswith("l"))
