@@ -15,7 +15,7 @@ help:
 	@echo "make demo       set up; hard-wire the tiny model as a chip, prove it, generate text"
 	@echo "                in RTL next to golden, report"
 	@echo "make demo-parts the building blocks: matvec engines and one decoder layer"
-	@echo "make test       set up and run the test suite (measured 14 minutes on 2 cores)"
+	@echo "make test       set up and run the test suite (measured 19 to 20 minutes on 2 cores)"
 	@echo "make test-full  also the slow tests (large designs, Verilator at scale)"
 	@echo "make bench      benchmark table vs da4ml and a naive baseline (bench/results.*)"
 	@echo "make bench-layer  SmolLM2 layer 0: generation time/memory, cycles per token"
