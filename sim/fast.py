@@ -155,11 +155,11 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
         t_verilate = time.perf_counter() - t0
         for old in out.rglob("*.o"):
             old.unlink()
-        total = len(list(out.rglob("*.cpp")))
+        total = _count(out, ".cpp")
         bar = progress(total) if progress else None
         _make(["-f", "Vchip_hier.mk" if hier else "Vchip.mk", jobs,
                *(["hier_build"] if hier else [])], out, design, env, fh,
-              lambda: len(list(out.rglob("*.o"))), bar, total)
+              lambda: _count(out, ".o"), bar, total)
     seconds = time.perf_counter() - t0
     tmp = stamp.with_suffix(".tmp")
     tmp.write_text(json.dumps(key | {"seconds": {"verilator": round(t_verilate, 1),
@@ -167,6 +167,12 @@ def build(design: Path, *, jobs: int | None = None, progress=None) -> tuple[Path
                                      "modules": counts}))
     os.replace(tmp, stamp)  # an interrupted build leaves no stamp a later run would trust
     return binary, seconds
+
+
+def _count(top: Path, suffix: str) -> int:
+    """Files under ``top`` ending in ``suffix``. ``make`` creates and deletes directories
+    meanwhile (the archiver's ``*.a.tmpdir``), which ``os.walk`` skips."""
+    return sum(f.endswith(suffix) for _, _, files in os.walk(top) for f in files)
 
 
 def _make(args: list, out: Path, design: Path, env: dict, fh, done=None, bar=None,
