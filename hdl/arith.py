@@ -13,9 +13,9 @@ from golden.numerics import signed_range
 
 from .vector import element
 
-__all__ = ["signed_width", "wire", "counter", "index_mux", "indexed_constant", "balanced_tree",
-           "wired_tree", "adder_tree", "selected_sum", "bit_length", "priority_bit_length", "pack",
-           "interpolation_words"]
+__all__ = ["signed_width", "wire", "counter", "index_mux", "indexed_constant", "mux_chain",
+           "balanced_tree", "wired_tree", "adder_tree", "selected_sum", "bit_length",
+           "priority_bit_length", "pack", "interpolation_words"]
 
 
 def signed_width(lo, hi) -> int:
@@ -51,15 +51,20 @@ def index_mux(values, index):
     return out
 
 
-def indexed_constant(m, sel, values, name: str) -> Signal:
-    """``values[sel]`` of constants as a named signal just wide enough: a small
-    multiplexer chain (``values[-1]`` innermost)."""
-    values = [int(v) for v in values]
-    sig = Signal(signed(signed_width(min(values + [0]), max(values + [0]))), name=name)
+def mux_chain(sel, values):
+    """``values[sel]`` (constants or values) as a multiplexer chain, ``values[-1]``
+    innermost: what any ``sel`` past the end gives."""
     expr = values[-1]
     for k in range(len(values) - 2, -1, -1):
         expr = Mux(sel == k, values[k], expr)
-    m.d.comb += sig.eq(expr)
+    return expr
+
+
+def indexed_constant(m, sel, values, name: str) -> Signal:
+    """``values[sel]`` of constants as a named signal just wide enough (:func:`mux_chain`)."""
+    values = [int(v) for v in values]
+    sig = Signal(signed(signed_width(min(values + [0]), max(values + [0]))), name=name)
+    m.d.comb += sig.eq(mux_chain(sel, values))
     return sig
 
 

@@ -3,11 +3,11 @@ apart from their ROM images (:meth:`hdl.lane_array.LaneArray.adopt`), and consta
 one-word ROM images instead of in the Verilog."""
 
 import numpy as np
-from amaranth.hdl import Cat, Mux, Signal, signed
+from amaranth.hdl import Cat, Signal, signed
 
 from golden.block_folded import ROM_WIDTH
 
-from .arith import indexed_constant, pack, signed_width
+from .arith import indexed_constant, mux_chain, pack, signed_width
 from .mask_rom import RomSpec, twos_complement
 
 __all__ = ["SharedShape", "common_shape", "word_roms", "indexed_rom_word"]
@@ -47,12 +47,9 @@ def indexed_rom_word(m, sel, roms: list[RomSpec], n: int, bits: int, name: str) 
         m.submodules[f"{name}{k}"] = rom
         m.d.comb += [rom.addr.eq(0), rom.en.eq(1)]
     word = Cat(*(rom.data for rom in built))
-    values = [word[k * bits:(k + 1) * bits].as_signed() for k in range(n)]
     sig = Signal(signed(bits), name=name)
-    expr = values[-1]
-    for k in range(n - 2, -1, -1):
-        expr = Mux(sel == k, values[k], expr)
-    m.d.comb += sig.eq(expr)
+    m.d.comb += sig.eq(mux_chain(sel, [word[k * bits:(k + 1) * bits].as_signed()
+                                       for k in range(n)]))
     return sig
 
 

@@ -25,6 +25,7 @@ from golden.integer import IntFormat
 
 from .arith import bit_length, pack, signed_width, wire, wired_tree
 from .beat_buffer import BeatBuffer, bfp_shift
+from .lane_shape import indexed_rom_word
 from .mask_rom import RomSpec, twos_complement
 from .rounding import RoundShift
 from .vector import beat_count, beat_layout, element
@@ -158,13 +159,15 @@ class RmsNormUnit(wiring.Component):
         decoder layers of a chip are one module for Verilator (:mod:`sim.shared`)."""
         if self.image is None:
             return [], None
+        # each ROM a slice of :meth:`_rom_init`'s beats: ``per`` lanes' gains from lane ``a``
         per = max(1, ROM_WIDTH // self.gw)
-        g = self.gain.reshape(self.beats, self.beat)
+        beats = self._rom_init()
         roms = []
         for k, a in enumerate(range(0, self.beat, per)):
-            cols = g[:, a:a + per]
-            words = np.array([pack(row.tolist(), self.gw) for row in cols], np.uint64)
-            roms.append(RomSpec(words, cols.shape[1] * self.gw, f"{self.image}_gain{k}.hex"))
+            width = (min(self.beat, a + per) - a) * self.gw
+            words = np.array([(w >> (a * self.gw)) & ((1 << width) - 1) for w in beats],
+                             np.uint64)
+            roms.append(RomSpec(words, width, f"{self.image}_gain{k}.hex"))
         gf_rom = None
         if self.gf_lo != self.gf_hi:
             gf_rom = RomSpec(twos_complement([self.gf], self.gf_bits), self.gf_bits,
@@ -194,10 +197,7 @@ class RmsNormUnit(wiring.Component):
         unit needs it only at the end of a vector's square root)."""
         if self.gf_rom is None:
             return Const(self.gf, signed(self.gf_bits))
-        m.submodules.gf = rom = self.gf_rom.build()
-        gf = Signal(signed(self.gf_bits))
-        m.d.comb += [rom.addr.eq(0), rom.en.eq(1), gf.eq(rom.data)]
-        return gf
+        return indexed_rom_word(m, 0, [self.gf_rom], 1, self.gf_bits, "gf")
 
     # -- circuit -------------------------------------------------------------------------------
 

@@ -160,12 +160,12 @@ def share(text: str, top: str, least: int = HIER_LEAST) -> tuple[str, dict[str, 
     # Amaranth sorts an instance's parameters, so INIT is never the last (WIDTH follows);
     # a comma left before the block's end would still be dropped.
     out = re.sub(r",(\n  \) )", r"\1", "".join(
-        _mark(n, _INIT.sub("", b)) if n in blocks else _INIT.sub("", b)
+        _mark(_INIT.sub("", b)) if n in blocks else _INIT.sub("", b)
         for n, b in alive.items()))
     return out, roms, {"modules": len(mods), "shared": len(alive), "blocks": sorted(blocks)}
 
 
-def _mark(name: str, body: str) -> str:
+def _mark(body: str) -> str:
     """A module's text with Verilator's ``hier_block`` comment after its header."""
     head = body.index(";\n") + 2
     return body[:head] + "  /*verilator hier_block*/\n" + body[head:]
