@@ -33,7 +33,17 @@ from .lanes import BlockLane, ParallelLane, check_stages
 from .rescaler import Rescaler
 from .vector import beat_layout, element
 
-__all__ = ["LaneArray"]
+__all__ = ["LaneArray", "OUTPUT_REGISTERS", "pass_latency"]
+
+#: Registers between a finished batch's rows and ``y``: the rescalers' own, between the shift
+#: and the saturation.
+OUTPUT_REGISTERS = 1
+
+
+def pass_latency(stages: int) -> int:
+    """Cycles a pass's last batch takes after its last ROM read before its first beat is on
+    ``y``, beyond the unpipelined array's: the lanes' ``stages`` and the output register."""
+    return stages + OUTPUT_REGISTERS
 
 
 def _advanced(m, r, sig, name: str) -> Signal:
@@ -169,8 +179,9 @@ class LaneArray(SharedShape, wiring.Component):
 
     @property
     def pass_cycles(self) -> list[int]:
-        """Each pass's cycles: its ROM reads, then the lanes' pipeline latency."""
-        return [L.cycles_per_vector + self.stages for L in self.layouts]
+        """Each pass's cycles: its ROM reads, then the lanes' pipeline latency and the
+        output register (:func:`pass_latency`)."""
+        return [L.cycles_per_vector + pass_latency(self.stages) for L in self.layouts]
 
     @property
     def cycles_per_vector(self) -> int:
@@ -417,34 +428,41 @@ class LaneArray(SharedShape, wiring.Component):
         return results
 
     def _output(self, m, r, results):
-        """A finished batch waits in ``pend`` and leaves beat by beat, each row rescaled."""
+        """A finished batch waits in ``pend`` and leaves beat by beat, each row rescaled
+        through the output register (:data:`OUTPUT_REGISTERS`) in the rescalers, between the
+        shift and the saturation. The batch's shift is taken with it."""
         B, E, P, W = self.beat, self.fmt.exp_bits, self.lanes, self.acc_bits
         y = self.y
         pend = Signal(P * W)
-        pend_e = Signal(signed(E))
         pend_pass = Signal(r.pass_bits)
+        sc = self._shift_const(m, r.passo)
+        sh = Signal(signed(max(len(sc), E) + 2))
+        pend_sh = Signal.like(sh)
+        m.d.comb += sh.eq(sc - r.eo)
         k = Signal(range(max(P // B, 2)))
+        take = Signal()  # the output register takes pend's next beat
+        m.d.comb += take.eq(r.pend_full & (~y.valid | y.ready))
         with m.If(r.adv & r.vo & r.batcho):
-            m.d.sync += [pend.eq(Cat(*results)), pend_e.eq(r.eo), pend_pass.eq(r.passo),
+            m.d.sync += [pend.eq(Cat(*results)), pend_sh.eq(sh), pend_pass.eq(r.passo),
                          r.pend_full.eq(1), k.eq(0)]
-        with m.Elif(y.valid & y.ready):
+        with m.Elif(take):
             # the next beat's rows move down: a constant shift, no wide multiplexer
             m.d.sync += pend.eq(pend[B * W:])
-        sc = self._shift_const(m, pend_pass)
-        sh = Signal(signed(max(len(sc), E) + 2))
-        m.d.comb += sh.eq(sc - pend_e)
         sel = pend[:B * W]
         outs = []
         for j in range(B):
-            rs = Rescaler(W, len(sh), self.fmt.fx_bits)
+            rs = Rescaler(W, len(sh), self.fmt.fx_bits, registered=True)
             m.submodules[f"rescale{j}"] = rs
-            m.d.comb += [rs.v.eq(element(sel, j, W)), rs.s.eq(sh)]
+            m.d.comb += [rs.v.eq(element(sel, j, W)), rs.s.eq(pend_sh), rs.en.eq(take)]
             outs.append(rs.o)
-        m.d.comb += [y.valid.eq(r.pend_full), y.payload.elem.eq(Cat(*outs))]
-        if self.select:
-            m.d.comb += y.payload.sel.eq(pend_pass)
-        with m.If(y.valid & y.ready):
+        m.d.comb += y.payload.elem.eq(Cat(*outs))
+        with m.If(take):
+            m.d.sync += y.valid.eq(1)
+            if self.select:
+                m.d.sync += y.payload.sel.eq(pend_pass)
             with m.If(k == P // B - 1):
                 m.d.sync += r.pend_full.eq(0)
             with m.Else():
                 m.d.sync += k.eq(k + 1)
+        with m.Elif(y.ready):
+            m.d.sync += y.valid.eq(0)

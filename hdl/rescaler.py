@@ -13,17 +13,20 @@ __all__ = ["Rescaler"]
 class Rescaler(wiring.Component):
     """:func:`golden.integer.rescale` of one value by a run-time shift: ``v * 2**-s``
     rounded half away from zero when ``s > 0``, exact when ``s <= 0``, saturated to
-    ``out_bits``. Combinational."""
+    ``out_bits``. Combinational, or with ``registered`` a pipeline register between the
+    shift and the saturation, which takes the shifted value when ``en`` is high: ``o`` is
+    then the saturation of the value taken last."""
 
-    def __init__(self, in_bits: int, shift_bits: int, out_bits: int):
+    def __init__(self, in_bits: int, shift_bits: int, out_bits: int, *,
+                 registered: bool = False):
         # The bias below is 2**(s-1) - (v < 0): golden's table for its rounding mode, for
         # every shift this rescaler can take. Fail here if golden's rule ever changes.
         for s in range(1, in_bits + 2):
             if rounding_bias_terms(s, MODE) != (1 << (s - 1), -1, 0):
                 raise ValueError(f"Rescaler implements half_away; golden rounds {MODE}")
-        self._in, self._out = in_bits, out_bits
-        super().__init__({"v": In(signed(in_bits)), "s": In(signed(shift_bits)),
-                          "o": Out(signed(out_bits))})
+        self._in, self._out, self.registered = in_bits, out_bits, registered
+        ports = {"v": In(signed(in_bits)), "s": In(signed(shift_bits)), "o": Out(signed(out_bits))}
+        super().__init__(ports | ({"en": In(1)} if registered else {}))
 
     def elaborate(self, platform):
         m = Module()
@@ -46,6 +49,11 @@ class Rescaler(wiring.Component):
         m.d.comb += shifted.eq(v << left)
         val = Signal(signed(W + OB + 2))
         m.d.comb += val.eq(Mux(right != 0, rounded, shifted))
+        if self.registered:
+            held = Signal(signed(W + OB + 2))
+            with m.If(self.en):
+                m.d.sync += held.eq(val)
+            val = held
         lo, hi = signed_range(OB)
         m.d.comb += self.o.eq(Mux(val > hi, hi, Mux(val < lo, lo, val)))
         return m

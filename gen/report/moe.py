@@ -99,6 +99,7 @@ def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant, s
     the lanes' ``stages`` of latency), nominal ROM bits and the bits one token reads, lanes,
     and the lane-cycles that read a weight."""
     from hdl import not_elaborated
+    from hdl.lane_array import pass_latency
     from hdl.layer import dense_cycles
     from hdl.moe_layer import moe_cycles
 
@@ -119,7 +120,7 @@ def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant, s
                                     clamp=(t.limit, t.alpha))
         not_elaborated(dense_u.swiglu)  # built for its cycle formula
         reads = [L.cycles_per_vector for L in (qkv, o, gu, dn)]
-        passes = [r + stages for r in reads]
+        passes = [r + pass_latency(stages) for r in reads]
         cycles = dense_cycles(dense_u, passes, beats, pos)
         rom = fixed + _rom(gu, ex, parallel) + _rom(dn, ex, parallel)
         return {"cycles": sum(cycles.values()), "weight_cycles": sum(passes),
@@ -130,7 +131,7 @@ def _layer(cfg, u, index, *, lanes, group, beat, pos, fmts, parallel, variant, s
     gu, dn = _layout(2 * f, d, ex[0], g, parallel), _layout(d, f, ex[0], g, parallel)
     kinds = {"qkv": qkv, "o": o, "router": router, "gate_up": gu, "down": dn}
     reads = {n: L.cycles_per_vector for n, L in kinds.items()}
-    passes = {n: r + stages for n, r in reads.items()}
+    passes = {n: r + pass_latency(stages) for n, r in reads.items()}
     expert = _rom(gu, ex, parallel) + _rom(dn, ex, parallel)
     rom = fixed + _rom(router, rt, parallel) + E * expert
     read = fixed + _rom(router, rt, parallel) + k * expert
@@ -168,6 +169,7 @@ def shape_figures(cfg, *, lanes: int, beat: int, ctx: int, pos: int, fmt, fmts: 
     from hdl.argmax import ArgmaxUnit
     from hdl.chip import chip_cycles
     from hdl.embedding import EmbeddingUnit
+    from hdl.lane_array import pass_latency
     from hdl.norm import RmsNormUnit
 
     head_lanes = head_lanes or lanes
@@ -194,7 +196,7 @@ def shape_figures(cfg, *, lanes: int, beat: int, ctx: int, pos: int, fmt, fmts: 
     emb = EmbeddingUnit(row, beat=beat, fmt=fmt, pos_bits=max(1, (ctx - 1).bit_length()))
     argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits, rows=rows)
     not_elaborated(norm, emb, argmax, *built)
-    head_cycles = head.cycles_per_vector + stages
+    head_cycles = head.cycles_per_vector + pass_latency(stages)
     parts = chip_cycles(emb, [ly["cycles"] for ly in layers], norm, head_cycles, argmax)
     total = sum(parts.values())
     ef = fmts["embedding"]

@@ -39,6 +39,7 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
     from hdl.argmax import ArgmaxUnit
     from hdl.chip import chip_cycles
     from hdl.embedding import EmbeddingUnit
+    from hdl.lane_array import pass_latency
     from hdl.layer import DecoderLayer
     from hdl.norm import RmsNormUnit
 
@@ -66,7 +67,7 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
                           layer.golden.eps_term)
         units, ideal, layouts, eps_term = cache[sig]
         ls = passes(layouts, lanes)
-        layers.append((units + sum(L.cycles_per_vector + stages for L in ls),
+        layers.append((units + sum(L.cycles_per_vector + pass_latency(stages) for L in ls),
                        ideal + sum(L.ideal_cycles for L in ls)))
     head = w.lm_head.reblock(gbq.lane_block(w.lm_head))
     (hl,) = passes([gbf.BlockFoldedLayout.of(head, head_lanes)], head_lanes)
@@ -79,8 +80,8 @@ def _chip_cycles(model, ctx: int, lanes: int, head_lanes: int, beat: int, fmt, c
                         pos_bits=max(1, (ctx - 1).bit_length()))
     argmax = ArgmaxUnit(cfg.vocab, beat, fmt.logit_bits)
     not_elaborated(norm, emb, argmax)
-    units = chip_cycles(emb, [c for c, _ in layers], norm, hl.cycles_per_vector + stages,
-                        argmax)
+    units = chip_cycles(emb, [c for c, _ in layers], norm,
+                        hl.cycles_per_vector + pass_latency(stages), argmax)
     ideal = sum(i for _, i in layers) + hl.ideal_cycles
     return units, ideal
 
