@@ -23,6 +23,23 @@ from bench import OUT
 UNITS = ("hw_*", "*_engine", "chip_embedding", "chip_argmax", "chip_final_norm")
 
 
+def _with_boxes(design, patterns) -> list[str]:
+    """The per-module plan's modules that match ``patterns``, and every module they hold as a
+    black box, down the hierarchy: what placing them needs synthesised."""
+    from gen.design import Design
+    from gen.synth.modules import design_plan
+
+    plan = {p.name: p for p in design_plan(Design.open(design))[1]}
+    todo = [n for n in plan if any(fnmatch.fnmatchcase(n, q) for q in patterns)]
+    seen = set()
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo += [b for b in plan[n].boxes if b in plan]
+    return sorted(seen)
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -46,9 +63,10 @@ def main(argv=None) -> int:
     design = (a.out / "chip").resolve()
     cfg = dict(BOARD_CHIP)
     generate_chip(cfg.pop("model"), design, lane_stages=a.stages, **cfg)
-    rep = synth_layer(design, "ecp5", dsp=True, netlists=("json",), timeout=a.timeout)
-    entries = {e["module"]: e for e in rep.data["modules"]}
     pats = a.modules.split(",")
+    rep = synth_layer(design, "ecp5", dsp=True, netlists=("json",), timeout=a.timeout,
+                      modules=_with_boxes(design, pats))
+    entries = {e["module"]: e for e in rep.data["modules"]}
     names = sorted(n for n in entries if any(fnmatch.fnmatch(n, q) for q in pats)
                    and entries[n].get("status") == "ok")
     vmods = split_verilog(Design.open(design).source_texts())

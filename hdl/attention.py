@@ -45,8 +45,9 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
      saturated), ``beat`` multipliers per beat.
 
 At full rate :meth:`AttentionUnit.cycles` is therefore
-``(n_heads + 4 n_kv) BH + n_heads (2 pos + 2 BH + recip_bits + 10)`` cycles per token, from
-its first input beat to the first input beat of the next token.
+``(n_heads + 4 n_kv) BH + 2 + n_heads (2 pos + 2 BH + recip_bits + 10)`` cycles per token,
+from its first input beat to the first input beat of the next token (the 2: the conversion's
+pipeline drains before the query is loaded, :data:`CONV_STAGES`).
 
 The cache persists from token to token, like golden's :class:`golden.integer.IntCache`: a
 token at ``pos`` overwrites row ``pos`` and attends over rows ``0..pos``, so a new sequence
@@ -81,7 +82,12 @@ from .beat_buffer import bfp_shift
 from .rounding import RoundShift
 from .vector import beat_layout, element
 
-__all__ = ["AttentionUnit"]
+__all__ = ["AttentionUnit", "CONV_STAGES"]
+
+#: Registers of the K/V conversion after the raw beat is read: the head's bfp shift with the
+#: beat, then the rounded mantissas, before the cache write. The sequencer waits for them to
+#: drain before it loads the query (which reads the cache rows just written).
+CONV_STAGES = 2
 
 
 class AttentionUnit(wiring.Component):
@@ -170,11 +176,11 @@ class AttentionUnit(wiring.Component):
 
     def cycles(self, pos: int) -> int:
         """Cycles per token at position ``pos`` at full rate (first input beat to the next
-        token's first input beat): ``(n_heads + 4 n_kv) BH + n_heads (2 pos + 2 BH +
-        recip_bits + 10)``."""
+        token's first input beat): ``(n_heads + 4 n_kv) BH + CONV_STAGES + n_heads (2 pos +
+        2 BH + recip_bits + 10)``."""
         bh = self.beats_per_head
         last = pos if self.window is None else min(pos, self.window - 1)
-        return ((self.n_heads + 4 * self.n_kv_heads) * bh
+        return ((self.n_heads + 4 * self.n_kv_heads) * bh + CONV_STAGES
                 + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 10
                                   + (self.sinks is not None)))
 
@@ -240,7 +246,8 @@ class AttentionUnit(wiring.Component):
         sbits, sum_bits = self.shift_bits, self.sum_bits
         state = Signal(range(8))
         pos = Signal(self.pos_bits)
-        n = counter(max(self.n_in, 2 * n_kv * bh), "n")  # input beat / conversion step
+        # input beat / conversion step
+        n = counter(max(self.n_in, 2 * n_kv * bh + CONV_STAGES), "n")
         hb = counter(bh, "hb")  # beat within a head
         or_acc = Signal(fx_bits)
         # Bit length of each input head's max |element|; a shift register: after a token,
@@ -313,25 +320,39 @@ class AttentionUnit(wiring.Component):
 
     def _convert_kv(self, m, r, mem):
         """CONV: a raw K or V beat, rounded to ``kv_bits`` mantissas, into its lanes of the
-        cache row at ``pos``."""
+        cache row at ``pos``, through :data:`CONV_STAGES` registers: the head's bfp shift
+        beside the raw beat, then the rounded beat beside its row, lanes and write enables."""
         fx_bits, kv_bits, bh = self.fmt.fx_bits, self.fmt.kv_bits, self.beats_per_head
-        raw = mem.raw_r.data
         sk_c = bfp_shift(m, index_mux(r.head_bitlen, r.conv_head), kv_bits, self.sk_max, "sk_conv")
-        # saturate(round_shift(v, s, "half_away"), bits) per lane: see rounding.RoundShift.
-        # The shift is the head's bfp shift, so |v| < 2**(bits-1+s) (bounded).
-        kv_round = RoundShift(m, sk_c, self.sk_max, fx_bits, kv_bits, "kvr", bounded=True)
-        kv_beat = Cat(*[kv_round(raw[k * fx_bits:(k + 1) * fx_bits], f"kvm{k}")
-                        for k in range(self.beat)])
         row = Signal(range(self.slots * self.n_kv_heads))
         m.d.comb += row.eq(r.slot * self.n_kv_heads + r.conv_kv)
         lanes = Signal(bh)
         m.d.comb += lanes.eq(Const(1, bh) << r.conv_beat)
         wk, wv = Signal(), Signal()
         m.d.comb += [wk.eq(r.conv_valid & ~r.conv_is_v), wv.eq(r.conv_valid & r.conv_is_v)]
-        for mantissas, shift, write in ((mem.km_w, mem.ke_w, wk), (mem.vm_w, mem.ve_w, wv)):
-            m.d.comb += [mantissas.addr.eq(row), mantissas.data.eq(Cat(*[kv_beat] * bh)),
-                         mantissas.en.eq(Mux(write, lanes, 0)), shift.addr.eq(row),
-                         shift.data.eq(sk_c), shift.en.eq(write)]
+        # stage 2: the raw beat and its head's shift
+        raw2 = Signal(self.beat * fx_bits, name="conv_raw2")
+        sk2 = Signal.like(sk_c, name="conv_sk2")
+        row2, lanes2 = Signal.like(row, name="conv_row2"), Signal(bh, name="conv_lanes2")
+        wk2, wv2 = Signal(name="conv_wk2"), Signal(name="conv_wv2")
+        m.d.sync += [raw2.eq(mem.raw_r.data), sk2.eq(sk_c), row2.eq(row), lanes2.eq(lanes),
+                     wk2.eq(wk), wv2.eq(wv)]
+        # saturate(round_shift(v, s, "half_away"), bits) per lane: see rounding.RoundShift.
+        # The shift is the head's bfp shift, so |v| < 2**(bits-1+s) (bounded).
+        kv_round = RoundShift(m, sk2, self.sk_max, fx_bits, kv_bits, "kvr", bounded=True)
+        kv_beat = Cat(*[kv_round(raw2[k * fx_bits:(k + 1) * fx_bits], f"kvm{k}")
+                        for k in range(self.beat)])
+        # stage 3: the rounded beat, into the cache
+        kv3 = Signal(self.beat * kv_bits, name="conv_kv3")
+        sk3 = Signal.like(sk_c, name="conv_sk3")
+        row3, lanes3 = Signal.like(row, name="conv_row3"), Signal(bh, name="conv_lanes3")
+        wk3, wv3 = Signal(name="conv_wk3"), Signal(name="conv_wv3")
+        m.d.sync += [kv3.eq(kv_beat), sk3.eq(sk2), row3.eq(row2), lanes3.eq(lanes2),
+                     wk3.eq(wk2), wv3.eq(wv2)]
+        for mantissas, shift, write in ((mem.km_w, mem.ke_w, wk3), (mem.vm_w, mem.ve_w, wv3)):
+            m.d.comb += [mantissas.addr.eq(row3), mantissas.data.eq(Cat(*[kv3] * bh)),
+                         mantissas.en.eq(Mux(write, lanes3, 0)), shift.addr.eq(row3),
+                         shift.data.eq(sk3), shift.en.eq(write)]
 
     def _load_query(self, m, r, mem):
         """QLOAD: a raw q beat, rounded to ``q_bits`` mantissas, into the query register."""

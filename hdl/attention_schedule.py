@@ -54,23 +54,27 @@ class AttentionSchedule:
                 m.d.sync += r.step.eq(r.step + 1)
 
     def _convert(self, m):
-        """Every K, then every V head, beat by beat, into conversion stage 1."""
+        """Every K, then every V head, beat by beat, into conversion stage 1; then
+        :data:`hdl.attention.CONV_STAGES` steps for the conversion's registers to drain."""
+        from .attention import CONV_STAGES
+
         u, r = self.unit, self.r
-        bh = u.beats_per_head
-        m.d.sync += [r.conv_valid.eq(1), r.conv_beat.eq(r.head_beat),
-                     r.conv_kv.eq(r.conv_kv_head), r.conv_is_v.eq(r.conv_v)]
+        bh, steps = u.beats_per_head, 2 * u.n_kv_heads * u.beats_per_head
+        with m.If(r.step < steps):
+            m.d.sync += [r.conv_valid.eq(1), r.conv_beat.eq(r.head_beat),
+                         r.conv_kv.eq(r.conv_kv_head), r.conv_is_v.eq(r.conv_v)]
+            with m.If(r.head_beat == bh - 1):
+                m.d.sync += r.head_beat.eq(0)
+                with m.If(r.conv_kv_head == u.n_kv_heads - 1):
+                    m.d.sync += [r.conv_kv_head.eq(0), r.conv_v.eq(1)]
+                with m.Else():
+                    m.d.sync += r.conv_kv_head.eq(r.conv_kv_head + 1)
+            with m.Else():
+                m.d.sync += r.head_beat.eq(r.head_beat + 1)
         with m.If(r.conv_valid & (r.conv_beat == bh - 1)):
             # conv_head names the head of the beat in stage 1; advance it with the beat.
             m.d.sync += r.conv_head.eq(r.conv_head + 1)
-        with m.If(r.head_beat == bh - 1):
-            m.d.sync += r.head_beat.eq(0)
-            with m.If(r.conv_kv_head == u.n_kv_heads - 1):
-                m.d.sync += [r.conv_kv_head.eq(0), r.conv_v.eq(1)]
-            with m.Else():
-                m.d.sync += r.conv_kv_head.eq(r.conv_kv_head + 1)
-        with m.Else():
-            m.d.sync += r.head_beat.eq(r.head_beat + 1)
-        with m.If(r.step == 2 * u.n_kv_heads * bh - 1):
+        with m.If(r.step == steps + CONV_STAGES - 1):
             m.d.sync += [r.step.eq(0), r.head_beat.eq(0), r.state.eq(QLOAD)]
         with m.Else():
             m.d.sync += r.step.eq(r.step + 1)

@@ -44,7 +44,7 @@ def gain_bounds(*tables) -> tuple[int, int, int, int]:
 
 # The sequence of a vector, one state after the other (plain ifs: an FSM's case statements
 # trip Verilator's CASEINCOMPLETE).
-IDLE, SUMSQ, DRAIN, ISQRT, NORM, DIV, SCALE, EXP, OUT = range(9)
+IDLE, SUMSQ, DRAIN, ISQRT, NORM, DIV, SCALE, SHIFT, EXP, OUT = range(10)
 
 
 def _max(a, b):
@@ -77,10 +77,10 @@ class RmsNormUnit(wiring.Component):
 
     The next vector's input overlaps the output pass (beat ``j`` is overwritten once read).
 
-    Timing at full rate, vectors back to back (see :attr:`cycles`): ``2 * n / beat + 14 +
+    Timing at full rate, vectors back to back (see :attr:`cycles`): ``2 * n / beat + 15 +
     isqrt_steps + recip_bits`` cycles per vector, where ``isqrt_steps`` (:attr:`isqrt_steps`)
     is half the even width of the largest ``T`` plus ``isqrt_frac`` (35 for dim 64, 36 for
-    dim 576: 81 and 110 cycles with beats of 16 and 32). :attr:`latency` is the time from
+    dim 576: 82 and 111 cycles with beats of 16 and 32). :attr:`latency` is the time from
     the last input beat to the first output beat.
 
     Ports: ``x`` beats of ``beat_layout(beat, fmt.res_bits)``; ``y`` beats of
@@ -135,18 +135,18 @@ class RmsNormUnit(wiring.Component):
     @property
     def cycles(self) -> int:
         """Cycles per vector at full rate, vectors back to back:
-        ``2 * n/beat + isqrt_steps + recip_bits + 14``: the output pass (``n/beat``; the next
+        ``2 * n/beat + isqrt_steps + recip_bits + 15``: the output pass (``n/beat``; the next
         input overlaps it), 5 to drain the pipeline and start, the sum-of-squares pass
         (``n/beat``), 5 to drain it and load the square root, the square root
-        (``isqrt_steps``), 1 to normalise, the divider (``recip_bits + 1``), 2 for the bfp
-        shift."""
-        return 2 * self.beats + self.isqrt_steps + self.fmt.recip_bits + 14
+        (``isqrt_steps``), 1 to normalise, the divider (``recip_bits + 1``), 3 for the bfp
+        shift and the exponent."""
+        return 2 * self.beats + self.isqrt_steps + self.fmt.recip_bits + 15
 
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first
-        output beat: ``n/beat + isqrt_steps + recip_bits + 16``."""
-        return self.beats + self.isqrt_steps + self.fmt.recip_bits + 16
+        output beat: ``n/beat + isqrt_steps + recip_bits + 18``."""
+        return self.beats + self.isqrt_steps + self.fmt.recip_bits + 18
 
     def _rom_init(self) -> list[int]:
         return [pack(self.gain[b * self.beat:(b + 1) * self.beat].tolist(), self.gw)
@@ -229,11 +229,21 @@ class RmsNormUnit(wiring.Component):
 
         self._lanes(m, r, buf.rp, gp, adv)
         # Output: y = x * G * q rounded by sy, saturated.
+        # (the shifted value through a register of the pipeline, stage 5, beside v5)
         rs = RoundShift(m, r.sy, self.symax, self.yw, self.fmt.abits, "rs", bounded=True)
-        out = Cat(*(rs(r.p3[i], f"rounded_{i}") for i in range(B)))
+
+        def cut(*sigs):
+            regs = [Signal(v.shape(), name=f"p4_{len(p4)}") for v in sigs]
+            p4.extend(regs)
+            with m.If(adv):
+                m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
+            return regs
+
+        p4 = []
+        out = Cat(*(rs(r.p3[i], f"rounded_{i}", cut) for i in range(B)))
         with m.If(adv):
-            m.d.sync += [self.y.valid.eq(r.v4 & ~r.sq), self.y.payload.exp.eq(r.e),
-                         self.y.payload.elem.eq(out)]
+            m.d.sync += [r.v5.eq(r.v4 & ~r.sq), self.y.valid.eq(r.v5),
+                         self.y.payload.exp.eq(r.e), self.y.payload.elem.eq(out)]
         return m
 
     def _registers(self, buf: BeatBuffer) -> SimpleNamespace:
@@ -256,18 +266,19 @@ class RmsNormUnit(wiring.Component):
         e = Signal(signed(fmt.exp_bits))
         # Pipeline: v1 read port, v2 (x1, g1), v3 (x2, xg2), v4 (p3).
         v1, v2, v3, v4 = Signal(), Signal(), Signal(), Signal()
+        v5 = Signal()  # an output beat's rounding, between its shift and its add
         x1 = [Signal(signed(xw), name=f"x1_{i}") for i in range(B)]
         g1 = [Signal(signed(gw), name=f"g1_{i}") for i in range(B)]
         x2 = [Signal(signed(xw), name=f"x2_{i}") for i in range(B)]
         xg2 = [Signal(signed(self.xgw), name=f"xg2_{i}") for i in range(B)]
         p3 = [Signal(signed(self.yw), name=f"p3_{i}") for i in range(B)]
-        state = Signal(range(9))
+        state = Signal(range(10))
         issue = Signal()  # a pass reads beat rd in this cycle
         load = Signal()  # the buffer may take input
         scale = Signal()  # lane 0 multiplies q * M
         return SimpleNamespace(
             s=s, sq=sq, acc=acc, mx=mx, rad=rad, irem=irem, root=root, rn=rn, k=k, drem=drem,
-            q=q, cnt=cnt, sy=sy, e=e, v1=v1, v2=v2, v3=v3, v4=v4, busy=v1 | v2 | v3 | v4,
+            q=q, cnt=cnt, sy=sy, e=e, v1=v1, v2=v2, v3=v3, v4=v4, v5=v5, busy=v1 | v2 | v3 | v4,
             x1=x1, g1=g1, x2=x2, xg2=xg2, p3=p3, state=state, issue=issue, load=load,
             scale=scale)
 
@@ -335,7 +346,7 @@ class RmsNormUnit(wiring.Component):
                 m.d.sync += r.state.eq(SCALE)
 
     def _exponent_and_output_pass(self, m, r, buf: BeatBuffer, adv):
-        """SCALE, EXP, OUT: the bfp shift of ``q * M`` (in ``p3[0]`` after SCALE), the
+        """SCALE, SHIFT, EXP, OUT: the bfp shift of ``q * M`` (in ``p3[0]`` after SCALE), the
         exponent, and the output pass over the buffer."""
         fmt, state = self.fmt, r.state
         frac = fmt.isqrt_frac
@@ -345,11 +356,13 @@ class RmsNormUnit(wiring.Component):
         e_lo = -(self.isqrt_steps + fmt.recip_bits) - gfa - frac
         e_hi = self.symax + gfa + frac
         e_new = Signal(signed(max(fmt.exp_bits, signed_width(e_lo, e_hi)) + 1))
-        m.d.comb += e_new.eq(sy_new - r.k + frac - self._gf_value(m))
+        m.d.comb += e_new.eq(r.sy - r.k + frac - self._gf_value(m))
         with m.If(state == SCALE):
-            m.d.sync += state.eq(EXP)
+            m.d.sync += state.eq(SHIFT)
+        with m.If(state == SHIFT):
+            m.d.sync += [r.sy.eq(sy_new), state.eq(EXP)]
         with m.If(state == EXP):
-            m.d.sync += [r.sy.eq(sy_new), r.e.eq(e_new), buf.rd.eq(0)]
+            m.d.sync += [r.e.eq(e_new), buf.rd.eq(0)]
             m.d.sync += state.eq(OUT)
         with m.If(state == OUT):
             with m.If(adv):

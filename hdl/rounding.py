@@ -76,9 +76,11 @@ class RoundShift:
                 self.high = Signal(self.nh, name=f"{name}_high")
                 m.d.comb += self.high.eq(~thermo)
 
-    def __call__(self, v, name: str) -> Signal:
+    def __call__(self, v, name: str, cut=None) -> Signal:
         """The rounded, saturated ``v`` (a signal or a slice of one: it is used several times)
-        as a comb signal ``name``."""
+        as a comb signal ``name``. ``cut(*signals)``, if given, puts the shifted value and
+        its rounding and range bits through pipeline registers (it returns them) before the
+        rounding add and the saturation: ``v`` and ``s`` are then read a stage earlier."""
         m, bits = self.m, self.bits
         v = v.as_signed()
         w, sign = len(v), v[-1]
@@ -89,15 +91,21 @@ class RoundShift:
         if self.low is not None:
             nl = min(w, self.nl)
             exact = (v[:nl] & self.low[:nl]) == 0
-        u = wire(m, t + ~(sign & exact), f"{name}_u")
-        r = u[1:].as_signed()  # in [-2**(bits-1), 2**(bits-1)] when t fits
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        out = Mux(r > hi, hi, r[:bits].as_signed())  # r >= lo when t fits
+        down = wire(m, sign & exact, f"{name}_down")  # the bias is one less
+        over = None  # |v| beyond what the shift brings into range
         if self.high is not None and w > bits - 1:
             nh = min(w - (bits - 1), self.nh)
             high = self.high[:nh]
             vh = wire(m, v[bits - 1:bits - 1 + nh] & high, f"{name}_vh")
-            over = Mux(sign, vh != high, vh != 0)
+            over = wire(m, Mux(sign, vh != high, vh != 0), f"{name}_over")
+        if cut is not None:
+            t, sign, down, *rest = cut(t, sign, down, *([] if over is None else [over]))
+            over = rest[0] if rest else None
+        u = wire(m, t + ~down, f"{name}_u")
+        r = u[1:].as_signed()  # in [-2**(bits-1), 2**(bits-1)] when t fits
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        out = Mux(r > hi, hi, r[:bits].as_signed())  # r >= lo when t fits
+        if over is not None:
             out = Mux(over, Mux(sign, lo, hi), out)
         res = Signal(signed(bits), name=name)
         m.d.comb += res.eq(out)
