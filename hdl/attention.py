@@ -45,9 +45,10 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
      saturated), ``beat`` multipliers per beat.
 
 At full rate :meth:`AttentionUnit.cycles` is therefore
-``(n_heads + 4 n_kv) BH + 2 + n_heads (2 pos + 2 BH + recip_bits + 10)`` cycles per token,
-from its first input beat to the first input beat of the next token (the 2: the conversion's
-pipeline drains before the query is loaded, :data:`CONV_STAGES`).
+``(n_heads + 4 n_kv) BH + 4 + n_heads (2 pos + 2 BH + recip_bits + 10)`` cycles per token,
+from its first input beat to the first input beat of the next token (the 4: the conversion's
+registers drain before the query is loaded, :data:`CONV_STAGES`, and the output's before the
+next token comes in, :data:`OUT_STAGES`).
 
 The cache persists from token to token, like golden's :class:`golden.integer.IntCache`: a
 token at ``pos`` overwrites row ``pos`` and attends over rows ``0..pos``, so a new sequence
@@ -82,12 +83,16 @@ from .beat_buffer import bfp_shift
 from .rounding import RoundShift
 from .vector import beat_layout, element
 
-__all__ = ["AttentionUnit", "CONV_STAGES"]
+__all__ = ["AttentionUnit", "CONV_STAGES", "OUT_STAGES"]
 
 #: Registers of the K/V conversion after the raw beat is read: the head's bfp shift with the
 #: beat, then the rounded mantissas, before the cache write. The sequencer waits for them to
 #: drain before it loads the query (which reads the cache rows just written).
 CONV_STAGES = 2
+
+#: Registers of the output after the accumulator: the product ``acc * r`` with its shift,
+#: then the shifted value before the rounding add. The next token's input waits for them.
+OUT_STAGES = 2
 
 
 class AttentionUnit(wiring.Component):
@@ -176,11 +181,11 @@ class AttentionUnit(wiring.Component):
 
     def cycles(self, pos: int) -> int:
         """Cycles per token at position ``pos`` at full rate (first input beat to the next
-        token's first input beat): ``(n_heads + 4 n_kv) BH + CONV_STAGES + n_heads (2 pos +
-        2 BH + recip_bits + 10)``."""
+        token's first input beat): ``(n_heads + 4 n_kv) BH + CONV_STAGES + OUT_STAGES +
+        n_heads (2 pos + 2 BH + recip_bits + 10)``."""
         bh = self.beats_per_head
         last = pos if self.window is None else min(pos, self.window - 1)
-        return ((self.n_heads + 4 * self.n_kv_heads) * bh + CONV_STAGES
+        return ((self.n_heads + 4 * self.n_kv_heads) * bh + CONV_STAGES + OUT_STAGES
                 + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 10
                                   + (self.sinks is not None)))
 
@@ -286,6 +291,7 @@ class AttentionUnit(wiring.Component):
         cnt = Signal(range(recip_bits + 1))
         fs = Signal(range(self.fs_max + 1))
         ob = counter(bh, "ob")
+        ov1, ov2 = Signal(name="out_v1"), Signal(name="out_v2")  # the output's stages
         return SimpleNamespace(
             state=state, pos=pos, step=n, head_beat=hb, head_or=or_acc, head_bitlen=bl_head,
             conv_kv_head=ck, conv_v=cv, conv_valid=c1, conv_beat=c1_b, conv_kv=c1_k,
@@ -296,13 +302,15 @@ class AttentionUnit(wiring.Component):
             score_max=smax, v_shift_max=sve,
             exp_underflow=ipbig2, exp_int=ipl2, exp_rem=rem2, weight=w3, acc=acc,
             weight_sum=sumw, divisor=dn, remainder=rr, recip=qq, div_count=cnt, out_shift=fs,
-            out_beat=ob)
+            out_beat=ob, out_v1=ov1, out_v2=ov2)
 
     def _receive(self, m, r, mem):
         """The input: beats into the raw buffer, the magnitudes OR-ed per head."""
         fx_bits, x = self.fmt.fx_bits, self.x
         fire = Signal()
-        m.d.comb += [x.ready.eq(r.state == RECV), fire.eq(x.valid & x.ready),
+        # the next token once the last one's output stages have drained (OUT_STAGES)
+        m.d.comb += [x.ready.eq((r.state == RECV) & ~r.out_v1 & ~r.out_v2),
+                     fire.eq(x.valid & x.ready),
                      mem.raw_w.addr.eq(r.step), mem.raw_w.data.eq(x.payload.elem),
                      mem.raw_w.en.eq(fire),
                      mem.raw_r.addr.eq(Mux(r.state == CONV, self.n_heads * self.beats_per_head
@@ -423,21 +431,39 @@ class AttentionUnit(wiring.Component):
 
     def _output(self, m, r):
         """OUT: ``rescale(acc * r, k - E - fx_frac)`` per lane (exact product, rounded,
-        saturated), and the normalisation of the weight sum for the divider."""
+        saturated) through :data:`OUT_STAGES` registers, which move together when ``y`` can
+        take a beat: the product with the shift, then the shifted value before the rounding
+        add. Also the normalisation of the weight sum for the divider."""
         fx_bits, acc_bits, sum_bits = self.fmt.fx_bits, self.acc_bits, self.sum_bits
-        r.out_elems = []
+        oadv = Signal()
+        m.d.comb += oadv.eq(~self.y.valid | self.y.ready)
         pw = acc_bits + self.fmt.recip_bits + 2 + self.c_f
-        att_round = RoundShift(m, r.out_shift, self.fs_max, pw, fx_bits, "ar")
+        shift1 = Signal.like(r.out_shift, name="out_shift1")
+        stage2 = []
+
+        def cut(*sigs):
+            regs = [Signal(v.shape(), name=f"att_r2_{len(stage2) + k}")
+                    for k, v in enumerate(sigs)]
+            stage2.extend(regs)
+            with m.If(oadv):
+                m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
+            return regs
+
+        att_round = RoundShift(m, shift1, self.fs_max, pw, fx_bits, "ar")
+        r.out_elems = []
+        with m.If(oadv):
+            m.d.sync += shift1.eq(r.out_shift)
         for k in range(self.beat):
             prod = Signal(signed(pw), name=f"att_prod{k}")
-            m.d.comb += prod.eq((element(r.acc, k, acc_bits) * r.recip).shift_left(self.c_f))
-            r.out_elems.append(att_round(prod, f"att{k}"))
+            with m.If(oadv):
+                m.d.sync += prod.eq((element(r.acc, k, acc_bits) * r.recip).shift_left(self.c_f))
+            r.out_elems.append(att_round(prod, f"att{k}", cut))
         r.bl_sum = priority_bit_length(m, r.weight_sum, "bl_sum")
         norm = Signal(range(sum_bits + 1))
         m.d.comb += norm.eq(sum_bits - r.bl_sum)
-        out_load = Signal()
-        m.d.comb += out_load.eq((r.state == OUT) & (~self.y.valid | self.y.ready))
-        r.norm, r.out_load = norm, out_load
+        out_load = Signal()  # a beat into the output's stages
+        m.d.comb += out_load.eq((r.state == OUT) & oadv)
+        r.norm, r.out_load, r.out_adv = norm, out_load, oadv
 
     def _pipelines(self, m, r):
         """The pass pipelines' valid flags and the weight pass's stage-3 accumulation; the
@@ -456,9 +482,9 @@ class AttentionUnit(wiring.Component):
                 m.d.sync += r.weight_sum.eq(r.weight_sum + r.weight)
                 with m.If(~r.sink3):
                     m.d.sync += r.acc.eq(Cat(*r.new_acc))
-        with m.If(r.out_load):
-            m.d.sync += [self.y.payload.elem.eq(Cat(*r.out_elems)), self.y.valid.eq(1)]
-            if self.beats_per_head > 1:
+        with m.If(r.out_adv):
+            m.d.sync += [r.out_v1.eq(r.out_load), r.out_v2.eq(r.out_v1),
+                         self.y.valid.eq(r.out_v2), self.y.payload.elem.eq(Cat(*r.out_elems))]
+        if self.beats_per_head > 1:
+            with m.If(r.out_load):
                 m.d.sync += r.acc.eq(Cat(r.acc[beat * acc_bits:], r.acc[:beat * acc_bits]))
-        with m.Elif(self.y.ready):
-            m.d.sync += self.y.valid.eq(0)

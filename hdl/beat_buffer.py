@@ -117,9 +117,21 @@ class BfpBuffer:
                 m.d.sync += active.eq(0)
 
         # Round and saturate the beat in the read port: |v| < 2**(out_bits-1+s), so the
-        # rounded value fits out_bits + 1 bits and only +2**(out_bits-1) saturates.
+        # rounded value fits out_bits + 1 bits and only +2**(out_bits-1) saturates. The
+        # shifted beat goes through a register (stage 2, with its exponent) before the
+        # rounding add: the read port's data and the shift only reach that register.
+        stage2 = []
+
+        def cut(*sigs):
+            regs = [Signal(v.shape(), name=f"r2_{len(stage2) + k}") for k, v in enumerate(sigs)]
+            stage2.extend(regs)
+            with m.If(adv):
+                m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
+            return regs
+
         rs = RoundShift(m, s, self.s_max, buf.bits, self.out_bits, "rs", bounded=True)
-        out = Cat(*(rs(buf.element(i), f"rounded_{i}") for i in range(buf.beat)))
+        out = Cat(*(rs(buf.element(i), f"rounded_{i}", cut) for i in range(buf.beat)))
+        v2, e2 = Signal(name="v2"), Signal.like(e, name="e2")
         with m.If(adv):
-            m.d.sync += [v1.eq(issue), y.valid.eq(v1), y.payload.exp.eq(e),
-                         y.payload.elem.eq(out)]
+            m.d.sync += [v1.eq(issue), v2.eq(v1), e2.eq(e), y.valid.eq(v2),
+                         y.payload.exp.eq(e2), y.payload.elem.eq(out)]

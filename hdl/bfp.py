@@ -24,7 +24,7 @@ class BfpUnit(wiring.Component):
 
     Timing at full rate, vectors back to back: ``cycles = n / beat + 1`` per vector (one beat
     per cycle plus one cycle to turn the buffer around); latency of the first output beat
-    after the last input beat: 3 cycles.
+    after the last input beat: 4 cycles.
 
     Ports: ``x`` beats of ``beat`` elements of ``in_bits`` (``beat_layout(beat, in_bits)``),
     ``y`` beats of ``beat_layout(beat, out_bits, exp_bits)``.
@@ -49,8 +49,8 @@ class BfpUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first
-        output beat: 3."""
-        return 3
+        output beat: 4."""
+        return 4
 
     def elaborate(self, platform):
         m = Module()

@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.integer import IntFormat
 
-from .arith import pack, signed_width, wire
+from .arith import pack, signed_width
 from .rounding import round_away, saturate
 from .vector import beat_count, beat_layout, element
 
@@ -116,9 +116,9 @@ class RopeUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Unbuffered: 3 cycles from an input beat to its output beat. Buffered: 4 cycles from
+        """Unbuffered: 4 cycles from an input beat to its output beat. Buffered: 5 cycles from
         the last input beat of a head (into an idle unit) to the head's first output beat."""
-        return 4 if self.buffered else 3
+        return 5 if self.buffered else 4
 
     def _rom_init(self) -> list[int]:
         tw, cw, out = self.trig_bits, self.cw, []
@@ -213,11 +213,13 @@ class RopeUnit(wiring.Component):
         return pairs
 
     def _rotate(self, m, tp, pairs, adv, v1):
-        """The lanes, in two stages: the products ``own * C`` and ``partner * S``
-        (registered), then their sum or difference, rounded by trig_frac and saturated."""
+        """The lanes, in three stages: the products ``own * C`` and ``partner * S``
+        (registered), their sum or difference (registered), then rounded by trig_frac and
+        saturated."""
         F, tw, cw = self.fmt.fx_bits, self.trig_bits, self.cw
         pw = F + tw
         v2 = Signal()  # stage 2 (the products) holds a beat
+        v3 = Signal()  # stage 3 (their sum)
         out = []
         for i, (own, partner, neg, entry) in enumerate(pairs):
             c = element(tp.data, entry, tw)
@@ -227,8 +229,12 @@ class RopeUnit(wiring.Component):
             neg2 = Signal(name=f"neg2_{i}")
             with m.If(adv):
                 m.d.sync += [pc.eq(own * c), ps.eq(partner * s), neg2.eq(neg)]
-            acc = wire(m, pc + Mux(neg2, -ps, ps), f"acc{i}")
+            total = pc + Mux(neg2, -ps, ps)
+            acc = Signal(total.shape(), name=f"acc{i}")
+            with m.If(adv):
+                m.d.sync += acc.eq(total)
             out.append(saturate(m, round_away(m, acc, self.fmt.trig_frac, f"rnd{i}"), F,
                                 f"rnd{i}"))
         with m.If(adv):
-            m.d.sync += [v2.eq(v1), self.y.valid.eq(v2), self.y.payload.elem.eq(Cat(*out))]
+            m.d.sync += [v2.eq(v1), v3.eq(v2), self.y.valid.eq(v3),
+                         self.y.payload.elem.eq(Cat(*out))]

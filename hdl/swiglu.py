@@ -49,7 +49,7 @@ class SwigluUnit(wiring.Component):
 
     Timing at full rate, vectors back to back: ``cycles = n / beat + 1`` per vector (one beat
     per cycle plus one cycle to turn the buffer around); :attr:`latency` from the last input
-    beat of a vector into an idle unit to its first output beat: 6 cycles.
+    beat of a vector into an idle unit to its first output beat: 8 cycles.
 
     With ``clamp = (L, alpha)`` it is gpt-oss' activation,
     :func:`golden.gpt_oss_int.clamped_swiglu_int`: the gate clamped above at ``L`` and up to
@@ -103,8 +103,9 @@ class SwigluUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first output
-        beat: 6 (three front-end stages, the write, the turn-around, the read)."""
-        return 6
+        beat: 8 (four front-end stages, the write, the turn-around, the read, the rounding's
+        register)."""
+        return 8
 
     def _rom_init(self) -> list[int]:
         return interpolation_words(self.table.tolist(), self.tlw, self.dw)
@@ -113,19 +114,20 @@ class SwigluUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fv1, fv2, fv3 = Signal(), Signal(), Signal()  # the front end's stages hold a beat
+        # the front end's stages hold a beat
+        fv1, fv2, fv3, fv4 = Signal(), Signal(), Signal(), Signal()
         bin_ready = Signal()
-        fadv = ~fv3 | bin_ready
+        fadv = ~fv4 | bin_ready
         m.d.comb += self.x.ready.eq(fadv)
         stage1 = self._sigmoid_lookup(m, fadv)
         with m.If(fadv):
-            m.d.sync += [fv1.eq(self.x.valid), fv2.eq(fv1), fv3.eq(fv2)]
+            m.d.sync += [fv1.eq(self.x.valid), fv2.eq(fv1), fv3.eq(fv2), fv4.eq(fv3)]
         prods = self._silu_times_up(m, stage1, fadv)
 
         # Block floating point: store and OR, then read, round and saturate.
         bfp = BfpBuffer(m, beats=self.beats, beat=self.beat, bits=self.pw,
                         out_bits=self.fmt.abits, s_max=self.smax, exp_bits=self.fmt.exp_bits)
-        bfp.store(m, fv3, bin_ready, Cat(*prods), prods, named_nodes=False)
+        bfp.store(m, fv4, bin_ready, Cat(*prods), prods, named_nodes=False)
         bfp.emit(m, self.y, lambda s: s - 2 * self.fmt.fx_frac)
         return m
 
@@ -166,15 +168,17 @@ class SwigluUnit(wiring.Component):
         return SimpleNamespace(roms=roms, g1=g1, up1=up1, rem1=rem1, in1=in1, above1=above1)
 
     def _silu_times_up(self, m, stage1, fadv) -> list:
-        """Stages 2 to 4: per lane, the interpolated sigmoid (registered), ``s = silu(gate)``
-        rounded by ``prob_frac`` and saturated (registered), and the exact product
-        ``s * up``."""
+        """Stages 2 to 5: per lane, the interpolated sigmoid (registered), the exact
+        ``gate * sig`` (registered), ``s = silu(gate)`` rounded by ``prob_frac`` and saturated
+        (registered), and the exact product ``s * up``."""
         B, F, sb, tlw, pf = self.beat, self.fmt.fx_bits, self.sb, self.tlw, self.fmt.prob_frac
         sig2 = [Signal(signed(self.sigw), name=f"sig2_{i}") for i in range(B)]
         g2 = [Signal(signed(F), name=f"g2_{i}") for i in range(B)]
-        s3 = [Signal(signed(F), name=f"s3_{i}") for i in range(B)]
+        silu3 = [Signal(signed(F + self.sigw), name=f"silu3_{i}") for i in range(B)]
+        s4 = [Signal(signed(F), name=f"s4_{i}") for i in range(B)]
         up2 = [Signal(signed(F), name=f"up2_{i}") for i in range(B)]
         up3 = [Signal(signed(F), name=f"up3_{i}") for i in range(B)]
+        up4 = [Signal(signed(F), name=f"up4_{i}") for i in range(B)]
         for i in range(B):
             word = stage1.roms[i].data
             tlo = word[:tlw]
@@ -186,19 +190,18 @@ class SwigluUnit(wiring.Component):
             else:
                 m.d.comb += interp.eq(tlo)
             sig = Mux(stage1.in1[i], interp, Mux(stage1.above1[i], 1 << pf, 0))
-            silu = Signal(signed(F + self.sigw), name=f"silu{i}")
-            m.d.comb += silu.eq(g2[i] * sig2[i])
-            s_new = saturate(m, round_away(m, silu, pf, f"silu{i}_rnd"), F, f"silu{i}_rnd")
+            s_new = saturate(m, round_away(m, silu3[i], pf, f"silu{i}_rnd"), F, f"silu{i}_rnd")
             with m.If(fadv):
                 m.d.sync += [sig2[i].eq(sig), g2[i].eq(stage1.g1[i]), up2[i].eq(stage1.up1[i]),
-                             s3[i].eq(s_new), up3[i].eq(up2[i])]
+                             silu3[i].eq(g2[i] * sig2[i]), up3[i].eq(up2[i]),
+                             s4[i].eq(s_new), up4[i].eq(up3[i])]
         prods = []
         for i in range(B):
             p = Signal(signed(self.pw), name=f"p{i}")
             if self.clamp is None:
-                m.d.comb += p.eq(s3[i] * up3[i])
+                m.d.comb += p.eq(s4[i] * up4[i])
             else:
-                m.d.comb += p.eq(s3[i] * (up3[i] + (1 << self.fmt.fx_frac)))
+                m.d.comb += p.eq(s4[i] * (up4[i] + (1 << self.fmt.fx_frac)))
             prods.append(p)
         return prods
 
