@@ -4,7 +4,7 @@ __all__ = ["not_elaborated", "MAX_LANE_STAGES"]
 
 #: The most pipeline registers a lane takes (:mod:`hdl.lanes`), here so that the command
 #: line can name it without importing Amaranth.
-MAX_LANE_STAGES = 5
+MAX_LANE_STAGES = 6
 
 
 def not_elaborated(*components) -> None:

@@ -35,8 +35,8 @@ class EmbeddingUnit(wiring.Component):
     res_bits)`` with the golden rounding mode (``half_away``), saturated.
 
     ROMs: the codes, ``dim / beat`` words per token, split into ROMs of at most 64 bits; and
-    ``D`` (and ``M``) per row and block. Each beat takes two cycles (address, then the word
-    on the output), so a token leaves in ``2 * dim / beat`` cycles.
+    ``D`` (and ``M``) per row and block. Each beat takes three cycles (address, the word on
+    the output, ``D*c + M`` in its registers), so a token leaves in ``3 * dim / beat`` cycles.
 
     Ports: ``x`` (:func:`token_layout`), ``y`` (``{"elem": beat * res_bits, "pos"}``, the
     decoder layer's input).
@@ -88,7 +88,9 @@ class EmbeddingUnit(wiring.Component):
 
     @property
     def cycles(self) -> int:
-        return 2 * self.nb + 1
+        """Cycles per token: three per beat (the ROM read, ``D*c + M`` registered, the beat on
+        ``y``), and one to take the token."""
+        return 3 * self.nb + 1
 
     @property
     def rom_bits(self) -> int:
@@ -102,12 +104,13 @@ class EmbeddingUnit(wiring.Component):
         nb = self.nb
         busy = Signal()
         shown = Signal()  # the ROM words of beat k are on the ROM outputs
+        held = Signal()  # beat k's D*c + M are in their registers
         k = Signal(range(nb))
         sub = Signal(range(max(2, self.bpb)))  # beat within its block
         code_addr = Signal(range(self.vocab * nb))
         scale_addr = Signal(range(self.vocab * self.nblocks))
         pos = Signal(self.pos_bits)
-        fetch = busy & ~shown
+        fetch = busy & ~shown & ~held
         roms = []
         for n, r in enumerate(self.code_roms + self.scale_roms):
             rom = r.build()
@@ -125,9 +128,11 @@ class EmbeddingUnit(wiring.Component):
                          scale_addr.eq(self.x.payload.id * self.nblocks)]
         with m.If(fetch):
             m.d.sync += shown.eq(1)
-        m.d.comb += self.y.valid.eq(busy & shown)
+        with m.If(shown):
+            m.d.sync += [shown.eq(0), held.eq(1)]
+        m.d.comb += self.y.valid.eq(busy & held)
         with m.If(self.y.valid & self.y.ready):
-            m.d.sync += [shown.eq(0), k.eq(k + 1), code_addr.eq(code_addr + 1)]
+            m.d.sync += [held.eq(0), k.eq(k + 1), code_addr.eq(code_addr + 1)]
             with m.If(sub == self.bpb - 1):
                 m.d.sync += [sub.eq(0), scale_addr.eq(scale_addr + 1)]
             with m.Else():
@@ -135,12 +140,13 @@ class EmbeddingUnit(wiring.Component):
             with m.If(k == nb - 1):
                 m.d.sync += busy.eq(0)
 
-        out = self._residual(m, code_word, scale_word)
+        out = self._residual(m, code_word, scale_word, shown)
         m.d.comb += [self.y.payload.elem.eq(Cat(*out)), self.y.payload.pos.eq(pos)]
         return m
 
-    def _residual(self, m, code_word, scale_word) -> list:
-        """Per lane, ``rescale(D*c + M, shift, res_bits)`` of the code in the ROM word."""
+    def _residual(self, m, code_word, scale_word, shown) -> list:
+        """Per lane, ``rescale(D*c + M, shift, res_bits)`` of the code in the ROM word: ``D*c
+        + M`` is registered when ``shown``, then rounded and saturated."""
         res_bits = self.fmt.res_bits
         d = scale_word[:self.d_bits].as_signed()
         mm = scale_word[self.d_bits:self.d_bits + self.m_bits].as_signed() if self.has_m else 0
@@ -150,7 +156,8 @@ class EmbeddingUnit(wiring.Component):
         for i in range(self.beat):
             c = code_word[i * self.bits:(i + 1) * self.bits].as_signed()
             v = Signal(signed(vw), name=f"v{i}")
-            m.d.comb += v.eq(d * c + mm)
+            with m.If(shown):
+                m.d.sync += v.eq(d * c + mm)
             if self.shift >= vw:  # |v| < 2**(shift-1): golden rounds every v to 0
                 r = Const(0, signed(2))
             elif self.shift > 0:

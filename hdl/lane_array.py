@@ -35,9 +35,9 @@ from .vector import beat_layout, element
 
 __all__ = ["LaneArray", "OUTPUT_REGISTERS", "pass_latency"]
 
-#: Registers between a finished batch's rows and ``y``: the rescalers' own, between the shift
-#: and the saturation.
-OUTPUT_REGISTERS = 1
+#: Registers between a finished batch's rows and ``y``: the rescalers' own (after the rounding
+#: bias is added, and after the shift; :class:`hdl.rescaler.Rescaler`).
+OUTPUT_REGISTERS = 2
 
 
 def pass_latency(stages: int) -> int:
@@ -429,8 +429,8 @@ class LaneArray(SharedShape, wiring.Component):
 
     def _output(self, m, r, results):
         """A finished batch waits in ``pend`` and leaves beat by beat, each row rescaled
-        through the output register (:data:`OUTPUT_REGISTERS`) in the rescalers, between the
-        shift and the saturation. The batch's shift is taken with it."""
+        through the rescalers' :data:`OUTPUT_REGISTERS` registers, which move together when
+        ``y`` can take a beat. The batch's shift is taken with it."""
         B, E, P, W = self.beat, self.fmt.exp_bits, self.lanes, self.acc_bits
         y = self.y
         pend = Signal(P * W)
@@ -440,8 +440,8 @@ class LaneArray(SharedShape, wiring.Component):
         pend_sh = Signal.like(sh)
         m.d.comb += sh.eq(sc - r.eo)
         k = Signal(range(max(P // B, 2)))
-        take = Signal()  # the output register takes pend's next beat
-        m.d.comb += take.eq(r.pend_full & (~y.valid | y.ready))
+        oadv, take = Signal(), Signal()  # the output registers move; they take pend's beat
+        m.d.comb += [oadv.eq(~y.valid | y.ready), take.eq(r.pend_full & oadv)]
         with m.If(r.adv & r.vo & r.batcho):
             m.d.sync += [pend.eq(Cat(*results)), pend_sh.eq(sh), pend_pass.eq(r.passo),
                          r.pend_full.eq(1), k.eq(0)]
@@ -453,16 +453,21 @@ class LaneArray(SharedShape, wiring.Component):
         for j in range(B):
             rs = Rescaler(W, len(sh), self.fmt.fx_bits, registered=True)
             m.submodules[f"rescale{j}"] = rs
-            m.d.comb += [rs.v.eq(element(sel, j, W)), rs.s.eq(pend_sh), rs.en.eq(take)]
+            m.d.comb += [rs.v.eq(element(sel, j, W)), rs.s.eq(pend_sh), rs.en.eq(oadv)]
             outs.append(rs.o)
         m.d.comb += y.payload.elem.eq(Cat(*outs))
+        # the valid bit (and the pass) beside the rescalers' registers
+        carried = [take] + ([pend_pass] if self.select else [])
+        for n in range(OUTPUT_REGISTERS):
+            if n == OUTPUT_REGISTERS - 1:
+                nxt = [y.valid] + ([y.payload.sel] if self.select else [])
+            else:
+                nxt = [Signal.like(c, name=f"out{n + 1}_{i}") for i, c in enumerate(carried)]
+            with m.If(oadv):
+                m.d.sync += [a.eq(b) for a, b in zip(nxt, carried, strict=True)]
+            carried = nxt
         with m.If(take):
-            m.d.sync += y.valid.eq(1)
-            if self.select:
-                m.d.sync += y.payload.sel.eq(pend_pass)
             with m.If(k == P // B - 1):
                 m.d.sync += r.pend_full.eq(0)
             with m.Else():
                 m.d.sync += k.eq(k + 1)
-        with m.Elif(y.ready):
-            m.d.sync += y.valid.eq(0)

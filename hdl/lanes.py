@@ -10,7 +10,8 @@ circuit, emitted once and instantiated per lane.
 cut of the longest remaining path first): after the block sum (the selected sum, or the
 products' tree), after the block term ``D*P + M*S``, before the block term (a serial lane's
 finished ``P``; a parallel lane's products), between the block term's multipliers and
-their sum (a DSP block's output register), then halfway up the block sum's adder tree.
+their sum (a DSP block's output register), halfway up the block sum's adder tree, then
+at the lane's inputs (the ROM words and the activations, off their block RAMs).
 Every register moves with ``en`` (the array's advance), so a stalled array stalls its lanes
 whole; the row leaves ``stages`` advances after its last ROM word. The constants ``d``, ``m``
 and ``act_sum`` are taken at the block term, :meth:`term_offset` advances after the codes.
@@ -57,7 +58,7 @@ class _RowLane(wiring.Component):
     def term_offset(stages: int) -> int:
         """Advances from the codes to the block term (where ``d``, ``m``, ``act_sum`` are
         taken): the cuts before it."""
-        return (stages >= 1) + (stages >= 3) + (stages >= 5)
+        return (stages >= 1) + (stages >= 3) + (stages >= 5) + (stages >= 6)
 
     def _cut(self, m, cut: bool, name: str, *sigs):
         """``sigs`` through a pipeline register moved by ``en`` when ``cut``, else as they
@@ -129,8 +130,10 @@ class BlockLane(_RowLane):
         m = Module()
         b = self._b
         tree = Signal(signed(signed_width(*b["tree"])))
-        flags = [self.update, self.sign_plane, self.last_plane, self.first_block]
-        m.d.comb += tree.eq(selected_sum(m, self.bits, self.chunk, self._block, self._abits,
+        bits, chunk, *flags = self._cut(m, self.stages >= 6, "in", self.bits, self.chunk,
+                                        self.update, self.sign_plane, self.last_plane,
+                                        self.first_block)
+        m.d.comb += tree.eq(selected_sum(m, bits, chunk, self._block, self._abits,
                                          cut=self._tree_cut(m, flags)))
         tree, valid, sign, last, first = self._cut(m, self.stages >= 1, "sum", tree, *flags)
         hw = signed_width(*b["horner"])
@@ -157,14 +160,16 @@ class ParallelLane(_RowLane):
         m = Module()
         A, C, b = self._abits, self._eb, self._b
         plo, phi = b["product"]
+        codes, chunk, update, first = self._cut(m, self.stages >= 6, "in", self.codes,
+                                                self.chunk, self.update, self.first_block)
         products = []
         for k in range(self._block):
             pr = Signal(signed(signed_width(plo, phi)), name=f"prod{k}")
-            m.d.comb += pr.eq(self.chunk[k * A:(k + 1) * A].as_signed()
-                              * self.codes[k * C:(k + 1) * C].as_signed())
+            m.d.comb += pr.eq(chunk[k * A:(k + 1) * A].as_signed()
+                              * codes[k * C:(k + 1) * C].as_signed())
             products.append(pr)
         *products, valid, first = self._cut(m, self.stages >= 3, "prod", *products,
-                                            self.update, self.first_block)
+                                            update, first)
         code = Signal(signed(signed_width(*b["code"])))
         flags = [valid, first]
         m.d.comb += code.eq(adder_tree(m, products, plo, phi, cut=self._tree_cut(m, flags)))

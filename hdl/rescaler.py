@@ -13,9 +13,10 @@ __all__ = ["Rescaler"]
 class Rescaler(wiring.Component):
     """:func:`golden.integer.rescale` of one value by a run-time shift: ``v * 2**-s``
     rounded half away from zero when ``s > 0``, exact when ``s <= 0``, saturated to
-    ``out_bits``. Combinational, or with ``registered`` a pipeline register between the
-    shift and the saturation, which takes the shifted value when ``en`` is high: ``o`` is
-    then the saturation of the value taken last."""
+    ``out_bits``. Combinational, or with ``registered`` in three steps with a pipeline
+    register after each of the first two, both moved by ``en``: the rounding bias added
+    (beside the clamped shifts), the shift, the saturation. ``o`` is then the value that
+    came in on ``v`` and ``s`` two advances before."""
 
     def __init__(self, in_bits: int, shift_bits: int, out_bits: int, *,
                  registered: bool = False):
@@ -27,6 +28,15 @@ class Rescaler(wiring.Component):
         self._in, self._out, self.registered = in_bits, out_bits, registered
         ports = {"v": In(signed(in_bits)), "s": In(signed(shift_bits)), "o": Out(signed(out_bits))}
         super().__init__(ports | ({"en": In(1)} if registered else {}))
+
+    def _stage(self, m, *sigs):
+        """``sigs`` through pipeline registers moved by ``en`` when ``registered``."""
+        if not self.registered:
+            return sigs
+        regs = [Signal(v.shape(), name=f"{v.name}_r") for v in sigs]
+        with m.If(self.en):
+            m.d.sync += [r.eq(v) for r, v in zip(regs, sigs, strict=True)]
+        return regs
 
     def elaborate(self, platform):
         m = Module()
@@ -43,17 +53,13 @@ class Rescaler(wiring.Component):
         m.d.comb += half.eq((Const(1, W + 2) << right) >> 1)
         bias = Signal(signed(W + 2))
         m.d.comb += bias.eq(half - ((v < 0) & (right != 0)))
-        rounded = Signal(signed(W + 2))
-        m.d.comb += rounded.eq((v + bias) >> right)
-        shifted = Signal(signed(W + OB + 1))
-        m.d.comb += shifted.eq(v << left)
+        # with no right shift the bias is 0, so ``biased`` is ``v`` for the left shift too
+        biased = Signal(signed(W + 2))
+        m.d.comb += biased.eq(v + bias)
+        biased, right, left = self._stage(m, biased, right, left)
         val = Signal(signed(W + OB + 2))
-        m.d.comb += val.eq(Mux(right != 0, rounded, shifted))
-        if self.registered:
-            held = Signal(signed(W + OB + 2))
-            with m.If(self.en):
-                m.d.sync += held.eq(val)
-            val = held
+        m.d.comb += val.eq(Mux(right != 0, biased >> right, biased << left))
+        (val,) = self._stage(m, val)
         lo, hi = signed_range(OB)
         m.d.comb += self.o.eq(Mux(val > hi, hi, Mux(val < lo, lo, val)))
         return m

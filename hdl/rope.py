@@ -116,9 +116,9 @@ class RopeUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Unbuffered: 4 cycles from an input beat to its output beat. Buffered: 5 cycles from
+        """Unbuffered: 5 cycles from an input beat to its output beat. Buffered: 6 cycles from
         the last input beat of a head (into an idle unit) to the head's first output beat."""
-        return 5 if self.buffered else 4
+        return 6 if self.buffered else 5
 
     def _rom_init(self) -> list[int]:
         tw, cw, out = self.trig_bits, self.cw, []
@@ -213,17 +213,22 @@ class RopeUnit(wiring.Component):
         return pairs
 
     def _rotate(self, m, tp, pairs, adv, v1):
-        """The lanes, in three stages: the products ``own * C`` and ``partner * S``
-        (registered), their sum or difference (registered), then rounded by trig_frac and
-        saturated."""
+        """The lanes, in four stages: the operands and table entries off the block RAMs
+        (registered), the products ``own * C`` and ``partner * S`` (registered), their sum or
+        difference (registered), then rounded by trig_frac and saturated."""
         F, tw, cw = self.fmt.fx_bits, self.trig_bits, self.cw
         pw = F + tw
+        vb = Signal()  # the operands' registers hold a beat
         v2 = Signal()  # stage 2 (the products) holds a beat
         v3 = Signal()  # stage 3 (their sum)
         out = []
         for i, (own, partner, neg, entry) in enumerate(pairs):
-            c = element(tp.data, entry, tw)
-            s = element(tp.data, cw + entry, tw)
+            ops = [own, partner, neg, element(tp.data, entry, tw), element(tp.data, cw + entry, tw)]
+            own, partner, neg, c, s = regs = [
+                Signal(v.shape(), name=f"{n}b{i}")
+                for n, v in zip(("own", "partner", "neg", "c", "s"), ops, strict=True)]
+            with m.If(adv):
+                m.d.sync += [a.eq(b) for a, b in zip(regs, ops, strict=True)]
             pc = Signal(signed(pw), name=f"pc{i}")
             ps = Signal(signed(pw), name=f"ps{i}")
             neg2 = Signal(name=f"neg2_{i}")
@@ -236,5 +241,5 @@ class RopeUnit(wiring.Component):
             out.append(saturate(m, round_away(m, acc, self.fmt.trig_frac, f"rnd{i}"), F,
                                 f"rnd{i}"))
         with m.If(adv):
-            m.d.sync += [v2.eq(v1), v3.eq(v2), self.y.valid.eq(v3),
+            m.d.sync += [vb.eq(v1), v2.eq(vb), v3.eq(v2), self.y.valid.eq(v3),
                          self.y.payload.elem.eq(Cat(*out))]

@@ -15,7 +15,11 @@ from .beat_buffer import BfpBuffer
 from .rounding import round_away, saturate
 from .vector import beat_count, beat_layout, element
 
-__all__ = ["SwigluUnit", "swiglu_layout"]
+__all__ = ["SwigluUnit", "swiglu_layout", "FRONT_STAGES"]
+
+#: The front end's stages, each a register moved when the bfp buffer takes a beat: the table
+#: read, its word, the interpolated sigmoid, ``gate * sig``, ``silu`` rounded.
+FRONT_STAGES = 5
 
 
 def swiglu_layout(beat: int, fmt: IntFormat) -> data.StructLayout:
@@ -49,7 +53,7 @@ class SwigluUnit(wiring.Component):
 
     Timing at full rate, vectors back to back: ``cycles = n / beat + 1`` per vector (one beat
     per cycle plus one cycle to turn the buffer around); :attr:`latency` from the last input
-    beat of a vector into an idle unit to its first output beat: 8 cycles.
+    beat of a vector into an idle unit to its first output beat: 9 cycles.
 
     With ``clamp = (L, alpha)`` it is gpt-oss' activation,
     :func:`golden.gpt_oss_int.clamped_swiglu_int`: the gate clamped above at ``L`` and up to
@@ -103,9 +107,9 @@ class SwigluUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first output
-        beat: 8 (four front-end stages, the write, the turn-around, the read, the rounding's
-        register)."""
-        return 8
+        beat: 9 (:data:`FRONT_STAGES` front-end stages, the write, the turn-around, the
+        read, the rounding's register)."""
+        return FRONT_STAGES + 4
 
     def _rom_init(self) -> list[int]:
         return interpolation_words(self.table.tolist(), self.tlw, self.dw)
@@ -115,19 +119,28 @@ class SwigluUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # the front end's stages hold a beat
-        fv1, fv2, fv3, fv4 = Signal(), Signal(), Signal(), Signal()
+        fv = [Signal(name=f"fv{k + 1}") for k in range(FRONT_STAGES)]
         bin_ready = Signal()
-        fadv = ~fv4 | bin_ready
+        fadv = ~fv[-1] | bin_ready
         m.d.comb += self.x.ready.eq(fadv)
         stage1 = self._sigmoid_lookup(m, fadv)
         with m.If(fadv):
-            m.d.sync += [fv1.eq(self.x.valid), fv2.eq(fv1), fv3.eq(fv2), fv4.eq(fv3)]
-        prods = self._silu_times_up(m, stage1, fadv)
+            m.d.sync += [a.eq(b) for a, b in zip(fv, [self.x.valid, *fv[:-1]], strict=True)]
+        # the table words off the block RAM into registers, beside the rest of stage 1
+        names = ("g1", "up1", "rem1", "in1", "above1")
+        lanes = [[rp.data for rp in stage1.roms]] + [getattr(stage1, n) for n in names]
+        held = [[Signal(v.shape(), name=f"{n}b_{i}") for i, v in enumerate(vs)]
+                for n, vs in zip(("word1",) + names, lanes, strict=True)]
+        with m.If(fadv):
+            m.d.sync += [a.eq(b) for hs, vs in zip(held, lanes, strict=True)
+                         for a, b in zip(hs, vs, strict=True)]
+        stage1b = SimpleNamespace(words=held[0], **dict(zip(names, held[1:], strict=True)))
+        prods = self._silu_times_up(m, stage1b, fadv)
 
         # Block floating point: store and OR, then read, round and saturate.
         bfp = BfpBuffer(m, beats=self.beats, beat=self.beat, bits=self.pw,
                         out_bits=self.fmt.abits, s_max=self.smax, exp_bits=self.fmt.exp_bits)
-        bfp.store(m, fv4, bin_ready, Cat(*prods), prods, named_nodes=False)
+        bfp.store(m, fv[-1], bin_ready, Cat(*prods), prods, named_nodes=False)
         bfp.emit(m, self.y, lambda s: s - 2 * self.fmt.fx_frac)
         return m
 
@@ -168,7 +181,8 @@ class SwigluUnit(wiring.Component):
         return SimpleNamespace(roms=roms, g1=g1, up1=up1, rem1=rem1, in1=in1, above1=above1)
 
     def _silu_times_up(self, m, stage1, fadv) -> list:
-        """Stages 2 to 5: per lane, the interpolated sigmoid (registered), the exact
+        """Stages 2 to 5 (after the table word's register): per lane, the interpolated
+        sigmoid (registered), the exact
         ``gate * sig`` (registered), ``s = silu(gate)`` rounded by ``prob_frac`` and saturated
         (registered), and the exact product ``s * up``."""
         B, F, sb, tlw, pf = self.beat, self.fmt.fx_bits, self.sb, self.tlw, self.fmt.prob_frac
@@ -180,7 +194,7 @@ class SwigluUnit(wiring.Component):
         up3 = [Signal(signed(F), name=f"up3_{i}") for i in range(B)]
         up4 = [Signal(signed(F), name=f"up4_{i}") for i in range(B)]
         for i in range(B):
-            word = stage1.roms[i].data
+            word = stage1.words[i]
             tlo = word[:tlw]
             diff = word[tlw:].as_signed()
             interp = Signal(signed(self.sigw + 1), name=f"interp{i}")

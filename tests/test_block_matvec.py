@@ -147,9 +147,9 @@ def test_block_matvec_bit_exact(tmp_path, kind, rows, cols, lanes, beat, abits, 
 
 @pytest.mark.parametrize("parallel, gated, stages", [
     (False, False, 0), (True, False, 0), (False, True, 0), (True, True, 0),
-    (False, False, 1), (True, False, 2), (False, True, 5), (True, True, 3)],
+    (False, False, 1), (True, False, 2), (False, True, 6), (True, True, 3)],
     ids=["serial", "parallel", "serial-gated", "parallel-gated", "serial-s1", "parallel-s2",
-         "serial-gated-s5", "parallel-gated-s3"])
+         "serial-gated-s6", "parallel-gated-s3"])
 def test_lane_array_runs_a_layers_four_passes(tmp_path, parallel, gated, stages):
     """q|k|v, o, gate/up interleaved by beat, down: one lane array, passes in a cycle. Gated:
     the lanes on their own gated clock, as in a chip. Pipelined lanes (``stages``) give the
@@ -198,8 +198,8 @@ def test_per_channel_weights_run_as_lane_blocks(tmp_path):
         np.testing.assert_array_equal(project(w, a, e, FMT), project(wb, a, e, FMT))
 
 
-@pytest.mark.parametrize("parallel, stages", [(False, 0), (True, 0), (False, 4), (True, 5)],
-                         ids=["serial", "parallel", "serial-s4", "parallel-s5"])
+@pytest.mark.parametrize("parallel, stages", [(False, 0), (True, 0), (False, 4), (True, 6)],
+                         ids=["serial", "parallel", "serial-s4", "parallel-s6"])
 def test_lane_array_selects_its_pass_per_vector(tmp_path, parallel, stages):
     """With ``select``, every input vector names its pass (as a mixture of experts names its
     experts): passes in an order no cycle gives, repeats included; the output beats carry

@@ -166,8 +166,8 @@ def tiny_chip_parallel(tmp_path_factory):
 
 
 def test_tiny_chip_pipelined_lanes(tmp_path_factory, tiny_chip_parallel):
-    """Every lane pipelined (``--lane-stages 5``; parallel lanes, no clock gating, as on an
-    FPGA): the same tokens as golden at full rate and with stalls; each pass takes five
+    """Every lane pipelined (``--lane-stages 6``; parallel lanes, no clock gating, as on an
+    FPGA): the same tokens as golden at full rate and with stalls; each pass takes six
     cycles more than in the unpipelined chip."""
     import json
 
@@ -175,11 +175,11 @@ def test_tiny_chip_pipelined_lanes(tmp_path_factory, tiny_chip_parallel):
 
     need("icarus")
     d = chip_design(tmp_path_factory, "tiny", "tiny_pipelined", ctx=8, lane="parallel",
-                    lane_stages=5, gate_clocks=False)
+                    lane_stages=6, gate_clocks=False)
     m, m0 = (json.loads((x / "manifest.json").read_text()) for x in (d, tiny_chip_parallel))
-    assert (m["lane_stages"], m0["lane_stages"]) == (5, 0)
+    assert (m["lane_stages"], m0["lane_stages"]) == (6, 0)
     c, c0 = (x["cycles"]["units_at_last_pos"] for x in (m, m0))
-    assert c["layer 0"] == c0["layer 0"] + 4 * 5 and c["LM head"] == c0["LM head"] + 5
+    assert c["layer 0"] == c0["layer 0"] + 4 * 6 and c["LM head"] == c0["LM head"] + 6
     res = run_chip(d, simulator="icarus", stall_tokens=3)
     print(res.summary())
     assert res.tests == 3 and res.failed == 0, res.summary()
@@ -236,13 +236,13 @@ def test_generate_rtl_equals_golden(tmp_path, monkeypatch, capsys):
 
 
 def test_generate_lane_stages_options(tiny_chip_parallel, capsys):
-    """``--lane-stages`` of ``generate``: the rtl backend's only, 0..5, and a ``--chip`` of
+    """``--lane-stages`` of ``generate``: the rtl backend's only, 0..6, and a ``--chip`` of
     other stages or another lane kind is refused; each in one line."""
     from gen.cli import main
 
     base = ["generate", "--model", "tiny", "--prompt-ids", "7", "--tokens", "2"]
     for extra, words in [(["--lane-stages", "2"], "add --backend rtl or --compare rtl"),
-                         (["--backend", "rtl", "--lane-stages", "6"], "must be 0..5, not 6"),
+                         (["--backend", "rtl", "--lane-stages", "7"], "must be 0..6, not 7"),
                          (["--backend", "rtl", "--lane-stages", "3", "--chip",
                            str(tiny_chip_parallel)], "has 0 lane stages, not --lane-stages 3"),
                          (["--backend", "rtl", "--lane", "serial", "--chip",

@@ -27,7 +27,7 @@ BASE = ["matvec", "--rows", "4", "--cols", "5", "--wbits", "4"]
     (["matvec", "--wbits", "4"], "--rows and --cols"),
     (BASE + ["--seed", "-1"], "non-negative integer"),
     (BASE + ["--rows", "x"], "non-negative integer"),
-    (["chip", "--model", "tiny", "--lane-stages", "6"], "--lane-stages must be 0..5, not 6"),
+    (["chip", "--model", "tiny", "--lane-stages", "7"], "--lane-stages must be 0..6, not 7"),
     (["matvec", "--rows", "65536", "--cols", "65536", "--wbits", "8"],
      "a 65536x65536 matvec needs about 128.0 GiB, more than this machine can hold"),
     # options the design would ignore
