@@ -33,7 +33,7 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
 3. Per query head ``i`` (KV head ``j = i // group``):
 
    - ``QLOAD`` (``BH`` cycles): read the raw ``q`` beats and round them to ``q_bits``.
-   - ``SCORE`` (``pos + 4`` cycles): one cached key per cycle; ``head_dim`` multipliers and
+   - ``SCORE`` (``pos + 5`` cycles): one cached key per cycle; ``head_dim`` multipliers and
      an adder tree give the dot product, then ``dot * score_const`` (registered) and its
      ``rescale`` by the shift into the score buffer; running max of the scores and of the V
      exponents.
@@ -45,7 +45,7 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
      saturated), ``beat`` multipliers per beat.
 
 At full rate :meth:`AttentionUnit.cycles` is therefore
-``(n_heads + 4 n_kv) BH + 4 + n_heads (2 pos + 2 BH + recip_bits + 10)`` cycles per token,
+``(n_heads + 4 n_kv) BH + 4 + n_heads (2 pos + 2 BH + recip_bits + 11)`` cycles per token,
 from its first input beat to the first input beat of the next token (the 4: the conversion's
 registers drain before the query is loaded, :data:`CONV_STAGES`, and the output's before the
 next token comes in, :data:`OUT_STAGES`).
@@ -182,11 +182,11 @@ class AttentionUnit(wiring.Component):
     def cycles(self, pos: int) -> int:
         """Cycles per token at position ``pos`` at full rate (first input beat to the next
         token's first input beat): ``(n_heads + 4 n_kv) BH + CONV_STAGES + OUT_STAGES +
-        n_heads (2 pos + 2 BH + recip_bits + 10)``."""
+        n_heads (2 pos + 2 BH + recip_bits + 11)``."""
         bh = self.beats_per_head
         last = pos if self.window is None else min(pos, self.window - 1)
         return ((self.n_heads + 4 * self.n_kv_heads) * bh + CONV_STAGES + OUT_STAGES
-                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 10
+                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 11
                                   + (self.sinks is not None)))
 
     # -- circuit -------------------------------------------------------------------------------
@@ -270,8 +270,9 @@ class AttentionUnit(wiring.Component):
         ka = Signal(range(ctx * n_kv + n_kv))  # cache row being issued
         issuing = Signal()
         wmode = Signal()  # pipeline carries the weight pass (else the score pass)
-        p1, p2, p3 = Signal(), Signal(), Signal()
+        p1, p2, p3, p4 = Signal(), Signal(), Signal(), Signal()
         t1, t2, t3 = counter(ctx, "t1"), counter(ctx, "t2"), counter(ctx, "t3")
+        t4 = counter(ctx, "t4")
         a1, a2 = counter(ctx * n_kv, "a1"), counter(ctx * n_kv, "a2")
         dot2 = Signal(signed(self.dot_bits))
         sk2 = Signal(sbits)
@@ -297,7 +298,8 @@ class AttentionUnit(wiring.Component):
             conv_kv_head=ck, conv_v=cv, conv_valid=c1, conv_beat=c1_b, conv_kv=c1_k,
             conv_is_v=c1_v, conv_head=c1_h, q_head=i, q_in_group=gi, kv_head=j, q_addr=qaddr,
             q_valid=q1, query=qm, q_shift=sq, issue_pos=tt, issue_row=ka, issuing=issuing,
-            weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, pos1=t1, pos2=t2, pos3=t3,
+            weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, valid4=p4, pos1=t1, pos2=t2,
+            pos3=t3, pos4=t4,
             row1=a1, row2=a2, dot=dot2, k_shift=sk2, scaled=scaled3, score_shift=sh3,
             score_max=smax, v_shift_max=sve,
             exp_underflow=ipbig2, exp_int=ipl2, exp_rem=rem2, weight=w3, acc=acc,
@@ -376,8 +378,9 @@ class AttentionUnit(wiring.Component):
 
     def _score_pass(self, m, r, mem):
         """The score pass: stage 0 reads key row ``issue_row``; 1: the dot product; 2: the
-        dot product times ``score_const`` and the score's shift; 3: the score, rounded by
-        it, into the score buffer. Running max of the scores and of the V shifts."""
+        dot product times ``score_const`` and the score's shift; 3: the score shifted by it
+        (registered); 4: rounded, into the score buffer. Running max of the scores and of
+        the V shifts."""
         fmt = self.fmt
         m.d.comb += [mem.km_r.addr.eq(r.issue_row), mem.ke_r.addr.eq(r.issue_row)]
         prods = [element(r.query, k, fmt.q_bits) * element(mem.km_r.data, k, fmt.kv_bits)
@@ -388,11 +391,20 @@ class AttentionUnit(wiring.Component):
             m.d.sync += r.v_shift_max.eq(mem.ve_r.data)
         m.d.sync += [r.scaled.eq((r.dot * self.score_const).shift_left(self.c_s)),
                      r.score_shift.eq(self.sh0 + self.c_s - r.q_shift - r.k_shift)]
+        stage4 = []
+
+        def cut(*sigs):  # stage 4: the shifted score, before its rounding add
+            regs = [Signal(v.shape(), name=f"score4_{len(stage4) + k}")
+                    for k, v in enumerate(sigs)]
+            stage4.extend(regs)
+            m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
+            return regs
+
         score = RoundShift(m, r.score_shift, self.sh0 + self.c_s, len(r.scaled), fmt.fx_bits,
-                           "sr")(r.scaled, "score")
-        m.d.comb += [mem.sm_w.addr.eq(r.pos3), mem.sm_w.data.eq(score),
-                     mem.sm_w.en.eq(r.valid3 & ~r.weight_mode)]
-        with m.If(r.valid3 & ~r.weight_mode & (score > r.score_max)):
+                           "sr")(r.scaled, "score", cut)
+        m.d.comb += [mem.sm_w.addr.eq(r.pos4), mem.sm_w.data.eq(score),
+                     mem.sm_w.en.eq(r.valid4 & ~r.weight_mode)]
+        with m.If(r.valid4 & ~r.weight_mode & (score > r.score_max)):
             m.d.sync += r.score_max.eq(score)
 
     def _weight_pass(self, m, r, mem):
@@ -471,7 +483,8 @@ class AttentionUnit(wiring.Component):
         step is there as the weight pass starts, with ``weight_mode`` still low."""
         beat, acc_bits = self.beat, self.acc_bits
         m.d.sync += [r.valid1.eq(0), r.valid2.eq(r.valid1), r.valid3.eq(r.valid2),
-                     r.pos2.eq(r.pos1), r.pos3.eq(r.pos2), r.row2.eq(r.row1),
+                     r.valid4.eq(r.valid3), r.pos2.eq(r.pos1), r.pos3.eq(r.pos2),
+                     r.pos4.eq(r.pos3), r.row2.eq(r.row1),
                      r.conv_valid.eq(0), r.q_valid.eq(0)]
         if self.sinks is None:
             with m.If(r.valid3 & r.weight_mode):

@@ -102,12 +102,12 @@ class AttentionSchedule:
             m.d.sync += r.issue_pos.eq(r.issue_pos + 1)
 
     def _score(self, m):
-        """The score pass; the weight pass starts as its last score reaches stage 3, where
+        """The score pass; the weight pass starts as its last score reaches stage 4, where
         it is written and joins the max (the weight pass reads both from its stage 1)."""
         r = self.r
         with m.If(r.issuing):
             self._issue_positions(m, [r.pos1.eq(r.issue_pos)])
-        with m.Elif(~r.valid1 & ~r.valid2):
+        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3):
             m.d.sync += [r.issue_pos.eq(0), r.issue_row.eq(r.first_row), r.issuing.eq(1),
                          r.weight_mode.eq(1), r.acc.eq(0), r.weight_sum.eq(0),
                          r.state.eq(WEIGHT)]
