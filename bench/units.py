@@ -55,14 +55,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=OUT / "units")
     p.add_argument("--modules", default=",".join(UNITS),
                    help="fnmatch patterns of the modules to place")
-    p.add_argument("--stages", type=int, default=0, help="--lane-stages of the chip")
+    p.add_argument("--stages", type=int, default=BOARD_CHIP["lane_stages"],
+                   help="--lane-stages of the chip (default: the board chip's)")
     p.add_argument("--timeout", type=float, default=1800)
     a = p.parse_args(argv)
     set_tool_environment()
     t0 = time.perf_counter()
     design = (a.out / "chip").resolve()
-    cfg = dict(BOARD_CHIP)
-    generate_chip(cfg.pop("model"), design, lane_stages=a.stages, **cfg)
+    cfg = dict(BOARD_CHIP) | {"lane_stages": a.stages}
+    generate_chip(cfg.pop("model"), design, **cfg)
     pats = a.modules.split(",")
     rep = synth_layer(design, "ecp5", dsp=True, netlists=("json",), timeout=a.timeout,
                       modules=_with_boxes(design, pats))

@@ -44,7 +44,7 @@ def gain_bounds(*tables) -> tuple[int, int, int, int]:
 
 # The sequence of a vector, one state after the other (plain ifs: an FSM's case statements
 # trip Verilator's CASEINCOMPLETE).
-IDLE, SUMSQ, DRAIN, ISQRT, NORM, DIV, SCALE, SHIFT, EXP, OUT = range(10)
+IDLE, SUMSQ, DRAIN, ISQRT, NORM, DIV, SCALE, PRODUCT, SHIFT, EXP, OUT = range(11)
 
 
 def _max(a, b):
@@ -56,10 +56,11 @@ class RmsNormUnit(wiring.Component):
     ``golden.integer.rms_norm_int(h, gain, gf, eps_term, fmt)``.
 
     The vector waits in a buffer of beats while the unit makes its passes. ``beat`` lanes,
-    one element each, in a four-stage pipeline (buffer and gain ROM read; ``x = h >> s``;
-    ``x * G``; the wide product), with two multipliers per lane: ``x * G`` (``norm_bits`` by
-    the gain width) and a wide one that forms ``x * x`` in the sum-of-squares pass and
-    ``(x * G) * q`` in the output pass. The gp are a ROM of beats.
+    one element each, in a six-stage pipeline (buffer and gain ROM read; ``x = h >> s``;
+    ``x * G``; the wide product's operands; the product; the output's shift), with two
+    multipliers per lane: ``x * G`` (``norm_bits`` by the gain width) and a wide one that
+    forms ``x * x`` in the sum-of-squares pass and ``(x * G) * q`` in the output pass.
+    The gains are a ROM of beats.
 
     1. *Input*: store the beats, OR the magnitudes ``|h|``; ``s = max(0, bitlen -
        (norm_bits - 1))``.
@@ -77,10 +78,10 @@ class RmsNormUnit(wiring.Component):
 
     The next vector's input overlaps the output pass (beat ``j`` is overwritten once read).
 
-    Timing at full rate, vectors back to back (see :attr:`cycles`): ``2 * n / beat + 15 +
+    Timing at full rate, vectors back to back (see :attr:`cycles`): ``2 * n / beat + 18 +
     isqrt_steps + recip_bits`` cycles per vector, where ``isqrt_steps`` (:attr:`isqrt_steps`)
     is half the even width of the largest ``T`` plus ``isqrt_frac`` (35 for dim 64, 36 for
-    dim 576: 82 and 111 cycles with beats of 16 and 32). :attr:`latency` is the time from
+    dim 576: 85 and 114 cycles with beats of 16 and 32). :attr:`latency` is the time from
     the last input beat to the first output beat.
 
     Ports: ``x`` beats of ``beat_layout(beat, fmt.res_bits)``; ``y`` beats of
@@ -135,18 +136,18 @@ class RmsNormUnit(wiring.Component):
     @property
     def cycles(self) -> int:
         """Cycles per vector at full rate, vectors back to back:
-        ``2 * n/beat + isqrt_steps + recip_bits + 15``: the output pass (``n/beat``; the next
-        input overlaps it), 5 to drain the pipeline and start, the sum-of-squares pass
-        (``n/beat``), 5 to drain it and load the square root, the square root
-        (``isqrt_steps``), 1 to normalise, the divider (``recip_bits + 1``), 3 for the bfp
-        shift and the exponent."""
-        return 2 * self.beats + self.isqrt_steps + self.fmt.recip_bits + 15
+        ``2 * n/beat + isqrt_steps + recip_bits + 18``: the output pass (``n/beat``; the next
+        input overlaps it), 6 to drain the pipeline and start, the sum-of-squares pass
+        (``n/beat``), 6 to drain it and load the square root, the square root
+        (``isqrt_steps``), 1 to normalise, the divider (``recip_bits + 1``), 4 for the
+        product ``q * M``, the bfp shift and the exponent."""
+        return 2 * self.beats + self.isqrt_steps + self.fmt.recip_bits + 18
 
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first
-        output beat: ``n/beat + isqrt_steps + recip_bits + 18``."""
-        return self.beats + self.isqrt_steps + self.fmt.recip_bits + 18
+        output beat: ``n/beat + isqrt_steps + recip_bits + 21``."""
+        return self.beats + self.isqrt_steps + self.fmt.recip_bits + 21
 
     def _rom_init(self) -> list[int]:
         return [pack(self.gain[b * self.beat:(b + 1) * self.beat].tolist(), self.gw)
@@ -242,7 +243,7 @@ class RmsNormUnit(wiring.Component):
         p4 = []
         out = Cat(*(rs(r.p3[i], f"rounded_{i}", cut) for i in range(B)))
         with m.If(adv):
-            m.d.sync += [r.v5.eq(r.v4 & ~r.sq), self.y.valid.eq(r.v5),
+            m.d.sync += [r.v6.eq(r.v5 & ~r.sq), self.y.valid.eq(r.v6),
                          self.y.payload.exp.eq(r.e), self.y.payload.elem.eq(out)]
         return m
 
@@ -264,22 +265,27 @@ class RmsNormUnit(wiring.Component):
         cnt = Signal(range(max(rw, recip_bits + 1)))
         sy = Signal(range(self.symax + 1))
         e = Signal(signed(fmt.exp_bits))
-        # Pipeline: v1 read port, v2 (x1, g1), v3 (x2, xg2), v4 (p3).
-        v1, v2, v3, v4 = Signal(), Signal(), Signal(), Signal()
-        v5 = Signal()  # an output beat's rounding, between its shift and its add
+        # Pipeline: v1 read port, v2 (x1, g1), v3 (x2, xg2), v4 (the wide multiplier's
+        # operands a3, b3), v5 (its product p3), v6 (an output beat's rounding, between its
+        # shift and its add).
+        v1, v2, v3, v4, v5, v6 = (Signal(name=f"v{k}") for k in range(1, 7))
         x1 = [Signal(signed(xw), name=f"x1_{i}") for i in range(B)]
         g1 = [Signal(signed(gw), name=f"g1_{i}") for i in range(B)]
         x2 = [Signal(signed(xw), name=f"x2_{i}") for i in range(B)]
         xg2 = [Signal(signed(self.xgw), name=f"xg2_{i}") for i in range(B)]
         p3 = [Signal(signed(self.yw), name=f"p3_{i}") for i in range(B)]
-        state = Signal(range(10))
+        aw = max(self.xgw, xw, self.mmax.bit_length() + 1)
+        a3 = [Signal(signed(aw), name=f"a3_{i}") for i in range(B)]
+        b3 = [Signal(signed(max(xw, recip_bits + 2)), name=f"b3_{i}") for i in range(B)]
+        state = Signal(range(11))
         issue = Signal()  # a pass reads beat rd in this cycle
         load = Signal()  # the buffer may take input
         scale = Signal()  # lane 0 multiplies q * M
         return SimpleNamespace(
             s=s, sq=sq, acc=acc, mx=mx, rad=rad, irem=irem, root=root, rn=rn, k=k, drem=drem,
-            q=q, cnt=cnt, sy=sy, e=e, v1=v1, v2=v2, v3=v3, v4=v4, v5=v5, busy=v1 | v2 | v3 | v4,
-            x1=x1, g1=g1, x2=x2, xg2=xg2, p3=p3, state=state, issue=issue, load=load,
+            q=q, cnt=cnt, sy=sy, e=e, v1=v1, v2=v2, v3=v3, v4=v4, v5=v5, v6=v6,
+            busy=v1 | v2 | v3 | v4 | v5,
+            x1=x1, g1=g1, x2=x2, xg2=xg2, a3=a3, b3=b3, p3=p3, state=state, issue=issue, load=load,
             scale=scale)
 
     def _sum_of_squares_pass(self, m, r, buf: BeatBuffer, adv):
@@ -358,6 +364,8 @@ class RmsNormUnit(wiring.Component):
         e_new = Signal(signed(max(fmt.exp_bits, signed_width(e_lo, e_hi)) + 1))
         m.d.comb += e_new.eq(r.sy - r.k + frac - self._gf_value(m))
         with m.If(state == SCALE):
+            m.d.sync += state.eq(PRODUCT)
+        with m.If(state == PRODUCT):
             m.d.sync += state.eq(SHIFT)
         with m.If(state == SHIFT):
             m.d.sync += [r.sy.eq(sy_new), state.eq(EXP)]
@@ -377,7 +385,8 @@ class RmsNormUnit(wiring.Component):
         res_bits, xw, gw = self.fmt.res_bits, self.xw, self.gw
         x1, g1, x2, xg2, p3 = r.x1, r.g1, r.x2, r.xg2, r.p3
         with m.If(adv):
-            m.d.sync += [r.v1.eq(r.issue), r.v2.eq(r.v1), r.v3.eq(r.v2), r.v4.eq(r.v3)]
+            m.d.sync += [r.v1.eq(r.issue), r.v2.eq(r.v1), r.v3.eq(r.v2), r.v4.eq(r.v3),
+                         r.v5.eq(r.v4)]
             for i in range(self.beat):
                 h = element(buffered.data, i, res_bits)
                 # x = h >> s (it fits xw bits): a slice at offset s, not a shifter per lane.
@@ -388,12 +397,13 @@ class RmsNormUnit(wiring.Component):
                 b = Mux(r.sq, x2[i], r.q)
                 m.d.sync += [x1[i].eq(hx.bit_select(r.s, xw)),
                              g1[i].eq(element(gp.data, i, gw)),
-                             x2[i].eq(x1[i]), xg2[i].eq(x1[i] * g1[i]), p3[i].eq(a * b)]
+                             x2[i].eq(x1[i]), xg2[i].eq(x1[i] * g1[i]),
+                             r.a3[i].eq(a), r.b3[i].eq(b), p3[i].eq(r.a3[i] * r.b3[i])]
         sqw = self.sqmax.bit_length()
         absxg = [wire(m, abs(v), f"absxg_{i}") for i, v in enumerate(xg2)]
         max_beat = wired_tree(m, absxg, _max, "max")
         sum_beat = wired_tree(m, [v[:sqw] for v in p3], operator.add, "sum")
         with m.If(adv & r.v3 & r.sq):
             m.d.sync += r.mx.eq(_max(r.mx, max_beat))
-        with m.If(adv & r.v4 & r.sq):
+        with m.If(adv & r.v5 & r.sq):
             m.d.sync += r.acc.eq(r.acc + sum_beat)

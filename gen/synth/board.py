@@ -16,9 +16,10 @@ from .tools import parallel_map
 __all__ = ["BOARD_CHIP", "FPGA_RUNS", "fpga_flow", "main"]
 
 #: The chip ``make synth`` places: the whole tiny model (2 layers, 90,112 weights, every ROM
-#: and KV cache) with the fewest lanes and the narrowest beat, every register on ``clk``.
+#: and KV cache) with the fewest lanes and the narrowest beat, every register on ``clk``, and
+#: every lane pipelined as deep as it goes (:data:`hdl.MAX_LANE_STAGES`).
 BOARD_CHIP = {"model": "tiny", "lanes": 1, "head_lanes": 1, "beat": 1, "ctx": 16,
-              "rom_images": "files", "gate_clocks": False}
+              "rom_images": "files", "gate_clocks": False, "lane_stages": 6}
 
 
 #: ``make synth``: (target, DSPs, seconds per yosys run). Without DSPs (iCE40 HX8K has none)
