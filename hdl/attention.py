@@ -37,7 +37,7 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
      an adder tree give the dot product, then ``dot * score_const`` (registered) and its
      ``rescale`` by the shift into the score buffer; running max of the scores and of the V
      exponents.
-   - ``WEIGHT`` (``pos + 4`` cycles): one position per cycle; ``exp2_neg(max - s)`` by the
+   - ``WEIGHT`` (``pos + 5`` cycles): one position per cycle; ``exp2_neg(max - s)`` by the
      interpolated table, then ``head_dim`` multipliers accumulate ``(w * vm) >> (E - ve)``
      (floor), and the sum of the weights.
    - ``RECIP`` (``recip_bits + 2`` cycles): normalise the weight sum, restoring divider.
@@ -45,7 +45,7 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
      saturated), ``beat`` multipliers per beat.
 
 At full rate :meth:`AttentionUnit.cycles` is therefore
-``(n_heads + 4 n_kv) BH + 4 + n_heads (2 pos + 2 BH + recip_bits + 11)`` cycles per token,
+``(n_heads + 4 n_kv) BH + 4 + n_heads (2 pos + 2 BH + recip_bits + 12)`` cycles per token,
 from its first input beat to the first input beat of the next token (the 4: the conversion's
 registers drain before the query is loaded, :data:`CONV_STAGES`, and the output's before the
 next token comes in, :data:`OUT_STAGES`).
@@ -182,11 +182,11 @@ class AttentionUnit(wiring.Component):
     def cycles(self, pos: int) -> int:
         """Cycles per token at position ``pos`` at full rate (first input beat to the next
         token's first input beat): ``(n_heads + 4 n_kv) BH + CONV_STAGES + OUT_STAGES +
-        n_heads (2 pos + 2 BH + recip_bits + 11)``."""
+        n_heads (2 pos + 2 BH + recip_bits + 12)``."""
         bh = self.beats_per_head
         last = pos if self.window is None else min(pos, self.window - 1)
         return ((self.n_heads + 4 * self.n_kv_heads) * bh + CONV_STAGES + OUT_STAGES
-                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 11
+                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 12
                                   + (self.sinks is not None)))
 
     # -- circuit -------------------------------------------------------------------------------
@@ -200,8 +200,8 @@ class AttentionUnit(wiring.Component):
         r = self._registers()
         window_signals(m, self, r)
         if self.sinks is not None:  # the weight pass's sink step, through its stages
-            r.sink_pending, r.sink1, r.sink2, r.sink3 = (Signal(name=n) for n in (
-                "sink_pending", "sink1", "sink2", "sink3"))
+            r.sink_pending, r.sink1, r.sink2, r.sink3, r.sink4 = (Signal(name=n) for n in (
+                "sink_pending", "sink1", "sink2", "sink3", "sink4"))
         self._receive(m, r, mem)
         self._convert_kv(m, r, mem)
         self._load_query(m, r, mem)
@@ -274,6 +274,11 @@ class AttentionUnit(wiring.Component):
         t1, t2, t3 = counter(ctx, "t1"), counter(ctx, "t2"), counter(ctx, "t3")
         t4 = counter(ctx, "t4")
         a1, a2 = counter(ctx * n_kv, "a1"), counter(ctx * n_kv, "a2")
+        a3 = counter(ctx * n_kv, "a3")
+        # the weight pass's stage 3: the interpolated table value, its shift, its underflow
+        val3 = Signal(self.t_bits, name="exp_val3")
+        ipl3 = Signal(range(max(self.t_bits, 2)), name="exp_int3")
+        ipbig3 = Signal(name="exp_underflow3")
         dot2 = Signal(signed(self.dot_bits))
         sk2 = Signal(sbits)
         scaled3 = Signal(signed(self.dot_bits + self.score_const.bit_length() + 1 + self.c_s))
@@ -300,7 +305,8 @@ class AttentionUnit(wiring.Component):
             q_valid=q1, query=qm, q_shift=sq, issue_pos=tt, issue_row=ka, issuing=issuing,
             weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, valid4=p4, pos1=t1, pos2=t2,
             pos3=t3, pos4=t4,
-            row1=a1, row2=a2, dot=dot2, k_shift=sk2, scaled=scaled3, score_shift=sh3,
+            row1=a1, row2=a2, row3=a3, exp_val3=val3, exp_int3=ipl3, exp_underflow3=ipbig3,
+            dot=dot2, k_shift=sk2, scaled=scaled3, score_shift=sh3,
             score_max=smax, v_shift_max=sve,
             exp_underflow=ipbig2, exp_int=ipl2, exp_rem=rem2, weight=w3, acc=acc,
             weight_sum=sumw, divisor=dn, remainder=rr, recip=qq, div_count=cnt, out_shift=fs,
@@ -409,11 +415,12 @@ class AttentionUnit(wiring.Component):
 
     def _weight_pass(self, m, r, mem):
         """The weight pass: stage 0 reads score ``issue_pos``; 1: the table address; 2: the
-        weight ``exp2_neg(max - s)``, reads value row ``row2``; 3 (:meth:`_pipelines`):
-        ``head_dim`` multipliers accumulate ``(w * vm) >> (E - ve)`` (floor)."""
+        interpolated table value; 3: the weight ``exp2_neg(max - s)`` (the value shifted),
+        reads value row ``row3``; 4 (:meth:`_pipelines`): ``head_dim`` multipliers accumulate
+        ``(w * vm) >> (E - ve)`` (floor)."""
         fmt, t_bits, rb = self.fmt, self.t_bits, self.rb
-        m.d.comb += [mem.sm_r.addr.eq(r.issue_pos), mem.vm_r.addr.eq(r.row2),
-                     mem.ve_r.addr.eq(Mux(r.weight_mode, r.row2, r.issue_row))]
+        m.d.comb += [mem.sm_r.addr.eq(r.issue_pos), mem.vm_r.addr.eq(r.row3),
+                     mem.ve_r.addr.eq(Mux(r.weight_mode, r.row3, r.issue_row))]
         diff = Signal(fmt.fx_bits)
         if self.sinks is None:
             m.d.comb += diff.eq(r.score_max - mem.sm_r.data)
@@ -433,7 +440,9 @@ class AttentionUnit(wiring.Component):
             m.d.comb += val.eq(t_lo + interp)
         else:
             m.d.comb += val.eq(t_lo)
-        m.d.sync += r.weight.eq(Mux(r.exp_underflow, 0, val.as_unsigned()[:t_bits] >> r.exp_int))
+        m.d.sync += [r.exp_val3.eq(val.as_unsigned()[:t_bits]), r.exp_int3.eq(r.exp_int),
+                     r.exp_underflow3.eq(r.exp_underflow),
+                     r.weight.eq(Mux(r.exp_underflow3, 0, r.exp_val3 >> r.exp_int3))]
         align = Signal(range(self.sk_max + 1))
         m.d.comb += align.eq(r.v_shift_max - mem.ve_r.data)
         r.new_acc = []
@@ -478,22 +487,23 @@ class AttentionUnit(wiring.Component):
         r.norm, r.out_load, r.out_adv = norm, out_load, oadv
 
     def _pipelines(self, m, r):
-        """The pass pipelines' valid flags and the weight pass's stage-3 accumulation; the
-        output beat. Stage 3 acts by the mode of the cycle it is in: the score pass's last
+        """The pass pipelines' valid flags and the weight pass's stage-4 accumulation; the
+        output beat. Stage 4 acts by the mode of the cycle it is in: the score pass's last
         step is there as the weight pass starts, with ``weight_mode`` still low."""
         beat, acc_bits = self.beat, self.acc_bits
         m.d.sync += [r.valid1.eq(0), r.valid2.eq(r.valid1), r.valid3.eq(r.valid2),
                      r.valid4.eq(r.valid3), r.pos2.eq(r.pos1), r.pos3.eq(r.pos2),
-                     r.pos4.eq(r.pos3), r.row2.eq(r.row1),
+                     r.pos4.eq(r.pos3), r.row2.eq(r.row1), r.row3.eq(r.row2),
                      r.conv_valid.eq(0), r.q_valid.eq(0)]
         if self.sinks is None:
-            with m.If(r.valid3 & r.weight_mode):
+            with m.If(r.valid4 & r.weight_mode):
                 m.d.sync += [r.acc.eq(Cat(*r.new_acc)), r.weight_sum.eq(r.weight_sum + r.weight)]
         else:  # the sink's weight joins the sum only
-            m.d.sync += [r.sink2.eq(r.sink1), r.sink3.eq(r.sink2), r.sink1.eq(0)]
-            with m.If(r.valid3 & r.weight_mode):
+            m.d.sync += [r.sink2.eq(r.sink1), r.sink3.eq(r.sink2), r.sink4.eq(r.sink3),
+                         r.sink1.eq(0)]
+            with m.If(r.valid4 & r.weight_mode):
                 m.d.sync += r.weight_sum.eq(r.weight_sum + r.weight)
-                with m.If(~r.sink3):
+                with m.If(~r.sink4):
                     m.d.sync += r.acc.eq(Cat(*r.new_acc))
         with m.If(r.out_adv):
             m.d.sync += [r.out_v1.eq(r.out_load), r.out_v2.eq(r.out_v1),

@@ -122,7 +122,7 @@ class AttentionSchedule:
         if self.unit.sinks is not None:  # then the sink's step
             with m.Elif(r.sink_pending):
                 m.d.sync += [r.valid1.eq(1), r.sink1.eq(1), r.sink_pending.eq(0)]
-        with m.Elif(~r.valid1 & ~r.valid2):
+        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3):
             m.d.sync += r.state.eq(RNORM)
 
     def _normalise(self, m):

@@ -14,7 +14,8 @@ their sum (a DSP block's output register), halfway up the block sum's adder tree
 at the lane's inputs (the ROM words and the activations, off their block RAMs).
 Every register moves with ``en`` (the array's advance), so a stalled array stalls its lanes
 whole; the row leaves ``stages`` advances after its last ROM word. The constants ``d``, ``m``
-and ``act_sum`` are taken at the block term, :meth:`term_offset` advances after the codes.
+and ``act_sum`` are taken at the block term, :meth:`term_offset` advances after the codes
+(with 6 stages they register at the lane's inputs, as the codes do).
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed
@@ -58,7 +59,7 @@ class _RowLane(wiring.Component):
     def term_offset(stages: int) -> int:
         """Advances from the codes to the block term (where ``d``, ``m``, ``act_sum`` are
         taken): the cuts before it."""
-        return (stages >= 1) + (stages >= 3) + (stages >= 5) + (stages >= 6)
+        return (stages >= 1) + (stages >= 3) + (stages >= 5)
 
     def _cut(self, m, cut: bool, name: str, *sigs):
         """``sigs`` through a pipeline register moved by ``en`` when ``cut``, else as they
@@ -92,21 +93,26 @@ class _RowLane(wiring.Component):
         """The block term ``D*P + M*S`` into the row accumulator, which takes the sum when
         ``take`` fires; ``result`` is the sum (the finished row in a row's last stage)."""
         p, take, first = self._cut(m, cut_before, "pre_term", p, take, first)
+        d, mm, s = self.d, getattr(self, "m", None), getattr(self, "act_sum", None)
+        if self.stages >= 6:  # off their block RAMs, as the codes
+            d, *ms = self._cut(m, True, "in_term", d, *([mm, s] if self._has_m else []))
+            if ms:
+                mm, s = ms
         term = Signal(signed(signed_width(*self._b["term"])))
         if self.stages >= 4:  # the multipliers' own output registers, then their sum
-            dp = Signal(signed(len(self.d) + len(p)), name="dp")
-            m.d.comb += dp.eq(self.d * p)
+            dp = Signal(signed(len(d) + len(p)), name="dp")
+            m.d.comb += dp.eq(d * p)
             prods = [dp]
             if self._has_m:
-                ms = Signal(signed(len(self.m) + len(self.act_sum)), name="ms")
-                m.d.comb += ms.eq(self.m * self.act_sum)
+                ms = Signal(signed(len(mm) + len(s)), name="ms")
+                m.d.comb += ms.eq(mm * s)
                 prods.append(ms)
             *prods, take, first = self._cut(m, True, "prod_term", *prods, take, first)
             m.d.comb += term.eq(sum(prods[1:], prods[0]))
         elif self._has_m:
-            m.d.comb += term.eq(self.d * p + self.m * self.act_sum)
+            m.d.comb += term.eq(d * p + mm * s)
         else:
-            m.d.comb += term.eq(self.d * p)
+            m.d.comb += term.eq(d * p)
         term, take, first = self._cut(m, self.stages >= 2, "term", term, take, first)
         acc, acc_next = Signal(signed(self._acc_w)), Signal(signed(self._acc_w))
         m.d.comb += acc_next.eq(Mux(first, term, acc + term))

@@ -18,8 +18,8 @@ from .vector import beat_count, beat_layout, element
 __all__ = ["SwigluUnit", "swiglu_layout", "FRONT_STAGES"]
 
 #: The front end's stages, each a register moved when the bfp buffer takes a beat: the table
-#: read, its word, the interpolated sigmoid, ``gate * sig``, ``silu`` rounded.
-FRONT_STAGES = 5
+#: read, its word, the interpolated sigmoid, ``gate * sig``, ``silu`` rounded, ``silu * up``.
+FRONT_STAGES = 6
 
 
 def swiglu_layout(beat: int, fmt: IntFormat) -> data.StructLayout:
@@ -53,7 +53,7 @@ class SwigluUnit(wiring.Component):
 
     Timing at full rate, vectors back to back: ``cycles = n / beat + 1`` per vector (one beat
     per cycle plus one cycle to turn the buffer around); :attr:`latency` from the last input
-    beat of a vector into an idle unit to its first output beat: 9 cycles.
+    beat of a vector into an idle unit to its first output beat: 10 cycles.
 
     With ``clamp = (L, alpha)`` it is gpt-oss' activation,
     :func:`golden.gpt_oss_int.clamped_swiglu_int`: the gate clamped above at ``L`` and up to
@@ -107,7 +107,7 @@ class SwigluUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first output
-        beat: 9 (:data:`FRONT_STAGES` front-end stages, the write, the turn-around, the
+        beat: 10 (:data:`FRONT_STAGES` front-end stages, the write, the turn-around, the
         read, the rounding's register)."""
         return FRONT_STAGES + 4
 
@@ -181,10 +181,9 @@ class SwigluUnit(wiring.Component):
         return SimpleNamespace(roms=roms, g1=g1, up1=up1, rem1=rem1, in1=in1, above1=above1)
 
     def _silu_times_up(self, m, stage1, fadv) -> list:
-        """Stages 2 to 5 (after the table word's register): per lane, the interpolated
-        sigmoid (registered), the exact
-        ``gate * sig`` (registered), ``s = silu(gate)`` rounded by ``prob_frac`` and saturated
-        (registered), and the exact product ``s * up``."""
+        """Stages 3 to 6 (after the table word's register): per lane, the interpolated
+        sigmoid, the exact ``gate * sig``, ``s = silu(gate)`` rounded by ``prob_frac`` and
+        saturated, and the exact product ``s * up``, each registered."""
         B, F, sb, tlw, pf = self.beat, self.fmt.fx_bits, self.sb, self.tlw, self.fmt.prob_frac
         sig2 = [Signal(signed(self.sigw), name=f"sig2_{i}") for i in range(B)]
         g2 = [Signal(signed(F), name=f"g2_{i}") for i in range(B)]
@@ -212,10 +211,11 @@ class SwigluUnit(wiring.Component):
         prods = []
         for i in range(B):
             p = Signal(signed(self.pw), name=f"p{i}")
-            if self.clamp is None:
-                m.d.comb += p.eq(s4[i] * up4[i])
-            else:
-                m.d.comb += p.eq(s4[i] * (up4[i] + (1 << self.fmt.fx_frac)))
+            with m.If(fadv):
+                if self.clamp is None:
+                    m.d.sync += p.eq(s4[i] * up4[i])
+                else:
+                    m.d.sync += p.eq(s4[i] * (up4[i] + (1 << self.fmt.fx_frac)))
             prods.append(p)
         return prods
 
