@@ -87,6 +87,21 @@ def check_chip_lanes(cfg, lanes: int, head_lanes: int) -> None:
         raise UserError(f"--head-lanes must be positive, not {head_lanes}")
 
 
+def pipeline_figures(top, lane_stages: int) -> dict:
+    """The chip's pipeline registers, for the manifest: the lanes' stages, the cycles a lane
+    array's pass takes after its last ROM read (:func:`hdl.lane_array.pass_latency`), the
+    attention unit's registers, and the latency in cycles of every unit that states one
+    (layer 0's; every layer has the same units)."""
+    from hdl.attention import CONV_STAGES, OUT_STAGES
+    from hdl.lane_array import pass_latency
+
+    units = top.layers[0].units()
+    return {"lane_stages": lane_stages, "lane_pass_latency": pass_latency(lane_stages),
+            "attention_registers": {"kv_conversion": CONV_STAGES, "output": OUT_STAGES},
+            "unit_latency": {a: int(u.latency) for a, u in sorted(units.items())
+                             if isinstance(getattr(u, "latency", None), int)}}
+
+
 def generate_chip(model, out: Path, *, lanes: int | None = None,
                   head_lanes: int | None = None, ctx: int | None = None,
                   beat: int | None = None, seed: int = 0, quant: str = "q4_1",
@@ -164,6 +179,7 @@ def generate_chip(model, out: Path, *, lanes: int | None = None,
         "clock_gating": gate_clocks, "lane": lane, "lane_stages": lane_stages,
         "rom_bits": top.rom_bits, "table_rom_bits": table_rom_bits(top),
         "ram_bits": top.ram_bits,
+        "pipeline": pipeline_figures(top, lane_stages),
         "rom_bits_by_part": {"embedding": top.embed.rom_bits,
                              "layers": sum(layer.rom_bits for layer in top.layers),
                              "lm_head": top.head.rom_bits},

@@ -157,6 +157,10 @@ class LayerBase(wiring.Component):
             self._unit(attr, RmsNormUnit, self.cfg.dim, self.beat, self.fmt, g, gf, L.eps_term,
                        bounds=bounds, image=f"{prefix}_{attr}" if rom_images else None)
 
+    def units(self) -> dict:
+        """The layer's units by attribute (``norm1``, ``attn``, ``engine``, ...)."""
+        return {attr: getattr(self, attr) for attr in self._module_of}
+
     def _own(self, attr: str, comp, name: str) -> None:
         self.modules[name] = comp
         self._module_of[attr] = name

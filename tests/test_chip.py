@@ -178,6 +178,8 @@ def test_tiny_chip_pipelined_lanes(tmp_path_factory, tiny_chip_parallel):
                     lane_stages=6, gate_clocks=False)
     m, m0 = (json.loads((x / "manifest.json").read_text()) for x in (d, tiny_chip_parallel))
     assert (m["lane_stages"], m0["lane_stages"]) == (6, 0)
+    assert (m["pipeline"]["lane_pass_latency"], m0["pipeline"]["lane_pass_latency"]) == (8, 2)
+    assert m["pipeline"]["unit_latency"] == m0["pipeline"]["unit_latency"]
     c, c0 = (x["cycles"]["units_at_last_pos"] for x in (m, m0))
     assert c["layer 0"] == c0["layer 0"] + 4 * 6 and c["LM head"] == c0["LM head"] + 6
     res = run_chip(d, simulator="icarus", stall_tokens=3)
