@@ -67,10 +67,11 @@ CALIBRATION_SOURCE = {k: "tiny-moe chip" for k in ("BiasAdd", "CombineUnit", "Mo
 #: The built-in Fmax (MHz), for a design whose own module has not been placed, per lane
 #: module class and ``--lane-stages``: SmolLM2's layer-0 lane (64 lanes) alone in the
 #: shift-register harness, yosys ``synth_ecp5 -nodsp`` and nextpnr-ecp5 on an LFE5U-25F
-#: (``python -m bench.lanes``; measured 2026-12-02).
+#: (``python -m bench.lanes``; measured 2026-12-02, 6 stages on 2026-12-03).
 CALIBRATION_FMAX = {
-    "mhz": {"BlockLane": {0: 29.08, 1: 44.92, 2: 53.77, 3: 64.59, 4: 71.29, 5: 73.0},
-            "ParallelLane": {0: 27.0, 1: 50.73, 2: 53.41, 3: 64.34, 4: 68.98, 5: 71.04}},
+    "mhz": {"BlockLane": {0: 29.08, 1: 44.92, 2: 53.77, 3: 64.59, 4: 71.29, 5: 73.0, 6: 75.19},
+            "ParallelLane": {0: 27.0, 1: 50.73, 2: 53.41, 3: 64.34, 4: 68.98, 5: 71.04,
+                             6: 72.02}},
     "module": "SmolLM2's layer-0 lane", "device": "ECP5 LFE5U-25F CABGA381"}
 
 
