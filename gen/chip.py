@@ -92,7 +92,7 @@ def pipeline_figures(top, lane_stages: int) -> dict:
     array's pass takes after its last ROM read (:func:`hdl.lane_array.pass_latency`), the
     attention unit's registers, and the latency in cycles of every unit that states one
     (layer 0's; every layer has the same units)."""
-    from hdl.attention import CONV_STAGES, OUT_STAGES
+    from hdl.attention_sizes import CONV_STAGES, OUT_STAGES
     from hdl.lane_array import pass_latency
 
     units = top.layers[0].units()

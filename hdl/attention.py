@@ -63,7 +63,7 @@ never change, leaving X in the datapath of the first token after power-up.
 from types import SimpleNamespace
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -76,8 +76,9 @@ from .arith import (
     interpolation_words,
     priority_bit_length,
 )
-from .attention_schedule import CONV, OUT, RECV, AttentionSchedule
-from .attention_sizes import set_widths
+from .attention_io import convert_kv, output_stages
+from .attention_schedule import CONV, RECV, AttentionSchedule
+from .attention_sizes import CONV_STAGES, OUT_STAGES, set_widths
 from .attention_window import sink_score, window_signals
 from .beat_buffer import bfp_shift
 from .rounding import RoundShift
@@ -85,14 +86,6 @@ from .vector import beat_layout, element
 
 __all__ = ["AttentionUnit", "CONV_STAGES", "OUT_STAGES"]
 
-#: Registers of the K/V conversion after the raw beat is read: the head's bfp shift with the
-#: beat, then the rounded mantissas, before the cache write. The sequencer waits for them to
-#: drain before it loads the query (which reads the cache rows just written).
-CONV_STAGES = 2
-
-#: Registers of the output after the accumulator: the product ``acc * r`` with its shift,
-#: then the shifted value before the rounding add. The next token's input waits for them.
-OUT_STAGES = 2
 
 
 class AttentionUnit(wiring.Component):
@@ -203,11 +196,11 @@ class AttentionUnit(wiring.Component):
             r.sink_pending, r.sink1, r.sink2, r.sink3, r.sink4 = (Signal(name=n) for n in (
                 "sink_pending", "sink1", "sink2", "sink3", "sink4"))
         self._receive(m, r, mem)
-        self._convert_kv(m, r, mem)
+        convert_kv(self, m, r, mem)
         self._load_query(m, r, mem)
         self._score_pass(m, r, mem)
         self._weight_pass(m, r, mem)
-        self._output(m, r)
+        output_stages(self, m, r)
         self._pipelines(m, r)
         AttentionSchedule(self, r).build(m)
         return m
@@ -334,42 +327,6 @@ class AttentionUnit(wiring.Component):
         r.fire, r.or_new = fire, or_new
         r.bl_new = priority_bit_length(m, or_new, "bl_new")
 
-    def _convert_kv(self, m, r, mem):
-        """CONV: a raw K or V beat, rounded to ``kv_bits`` mantissas, into its lanes of the
-        cache row at ``pos``, through :data:`CONV_STAGES` registers: the head's bfp shift
-        beside the raw beat, then the rounded beat beside its row, lanes and write enables."""
-        fx_bits, kv_bits, bh = self.fmt.fx_bits, self.fmt.kv_bits, self.beats_per_head
-        sk_c = bfp_shift(m, index_mux(r.head_bitlen, r.conv_head), kv_bits, self.sk_max, "sk_conv")
-        row = Signal(range(self.slots * self.n_kv_heads))
-        m.d.comb += row.eq(r.slot * self.n_kv_heads + r.conv_kv)
-        lanes = Signal(bh)
-        m.d.comb += lanes.eq(Const(1, bh) << r.conv_beat)
-        wk, wv = Signal(), Signal()
-        m.d.comb += [wk.eq(r.conv_valid & ~r.conv_is_v), wv.eq(r.conv_valid & r.conv_is_v)]
-        # stage 2: the raw beat and its head's shift
-        raw2 = Signal(self.beat * fx_bits, name="conv_raw2")
-        sk2 = Signal.like(sk_c, name="conv_sk2")
-        row2, lanes2 = Signal.like(row, name="conv_row2"), Signal(bh, name="conv_lanes2")
-        wk2, wv2 = Signal(name="conv_wk2"), Signal(name="conv_wv2")
-        m.d.sync += [raw2.eq(mem.raw_r.data), sk2.eq(sk_c), row2.eq(row), lanes2.eq(lanes),
-                     wk2.eq(wk), wv2.eq(wv)]
-        # saturate(round_shift(v, s, "half_away"), bits) per lane: see rounding.RoundShift.
-        # The shift is the head's bfp shift, so |v| < 2**(bits-1+s) (bounded).
-        kv_round = RoundShift(m, sk2, self.sk_max, fx_bits, kv_bits, "kvr", bounded=True)
-        kv_beat = Cat(*[kv_round(raw2[k * fx_bits:(k + 1) * fx_bits], f"kvm{k}")
-                        for k in range(self.beat)])
-        # stage 3: the rounded beat, into the cache
-        kv3 = Signal(self.beat * kv_bits, name="conv_kv3")
-        sk3 = Signal.like(sk_c, name="conv_sk3")
-        row3, lanes3 = Signal.like(row, name="conv_row3"), Signal(bh, name="conv_lanes3")
-        wk3, wv3 = Signal(name="conv_wk3"), Signal(name="conv_wv3")
-        m.d.sync += [kv3.eq(kv_beat), sk3.eq(sk2), row3.eq(row2), lanes3.eq(lanes2),
-                     wk3.eq(wk2), wv3.eq(wv2)]
-        for mantissas, shift, write in ((mem.km_w, mem.ke_w, wk3), (mem.vm_w, mem.ve_w, wv3)):
-            m.d.comb += [mantissas.addr.eq(row3), mantissas.data.eq(Cat(*[kv3] * bh)),
-                         mantissas.en.eq(Mux(write, lanes3, 0)), shift.addr.eq(row3),
-                         shift.data.eq(sk3), shift.en.eq(write)]
-
     def _load_query(self, m, r, mem):
         """QLOAD: a raw q beat, rounded to ``q_bits`` mantissas, into the query register."""
         fx_bits, q_bits = self.fmt.fx_bits, self.fmt.q_bits
@@ -449,42 +406,6 @@ class AttentionUnit(wiring.Component):
         for k in range(self.head_dim):
             term = (r.weight * element(mem.vm_r.data, k, fmt.kv_bits)) >> align
             r.new_acc.append((element(r.acc, k, self.acc_bits) + term)[:self.acc_bits])
-
-    def _output(self, m, r):
-        """OUT: ``rescale(acc * r, k - E - fx_frac)`` per lane (exact product, rounded,
-        saturated) through :data:`OUT_STAGES` registers, which move together when ``y`` can
-        take a beat: the product with the shift, then the shifted value before the rounding
-        add. Also the normalisation of the weight sum for the divider."""
-        fx_bits, acc_bits, sum_bits = self.fmt.fx_bits, self.acc_bits, self.sum_bits
-        oadv = Signal()
-        m.d.comb += oadv.eq(~self.y.valid | self.y.ready)
-        pw = acc_bits + self.fmt.recip_bits + 2 + self.c_f
-        shift1 = Signal.like(r.out_shift, name="out_shift1")
-        stage2 = []
-
-        def cut(*sigs):
-            regs = [Signal(v.shape(), name=f"att_r2_{len(stage2) + k}")
-                    for k, v in enumerate(sigs)]
-            stage2.extend(regs)
-            with m.If(oadv):
-                m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
-            return regs
-
-        att_round = RoundShift(m, shift1, self.fs_max, pw, fx_bits, "ar")
-        r.out_elems = []
-        with m.If(oadv):
-            m.d.sync += shift1.eq(r.out_shift)
-        for k in range(self.beat):
-            prod = Signal(signed(pw), name=f"att_prod{k}")
-            with m.If(oadv):
-                m.d.sync += prod.eq((element(r.acc, k, acc_bits) * r.recip).shift_left(self.c_f))
-            r.out_elems.append(att_round(prod, f"att{k}", cut))
-        r.bl_sum = priority_bit_length(m, r.weight_sum, "bl_sum")
-        norm = Signal(range(sum_bits + 1))
-        m.d.comb += norm.eq(sum_bits - r.bl_sum)
-        out_load = Signal()  # a beat into the output's stages
-        m.d.comb += out_load.eq((r.state == OUT) & oadv)
-        r.norm, r.out_load, r.out_adv = norm, out_load, oadv
 
     def _pipelines(self, m, r):
         """The pass pipelines' valid flags and the weight pass's stage-4 accumulation; the

@@ -3,6 +3,7 @@
 
 from amaranth.hdl import Cat, Const, Mux
 
+from .attention_sizes import CONV_STAGES
 from .attention_window import sink_score
 
 __all__ = ["AttentionSchedule", "RECV", "CONV", "QLOAD", "SCORE", "WEIGHT", "RNORM", "RDIV",
@@ -55,9 +56,7 @@ class AttentionSchedule:
 
     def _convert(self, m):
         """Every K, then every V head, beat by beat, into conversion stage 1; then
-        :data:`hdl.attention.CONV_STAGES` steps for the conversion's registers to drain."""
-        from .attention import CONV_STAGES
-
+        :data:`hdl.attention_sizes.CONV_STAGES` steps for the conversion's registers to drain."""
         u, r = self.unit, self.r
         bh, steps = u.beats_per_head, 2 * u.n_kv_heads * u.beats_per_head
         with m.If(r.step < steps):

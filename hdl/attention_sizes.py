@@ -1,8 +1,17 @@
-"""The datapath widths of :class:`hdl.attention.AttentionUnit`."""
+"""The datapath widths of :class:`hdl.attention.AttentionUnit`, and its pipeline registers."""
 
 from .arith import signed_width
 
-__all__ = ["set_widths"]
+__all__ = ["set_widths", "CONV_STAGES", "OUT_STAGES"]
+
+#: Registers of the K/V conversion after the raw beat is read: the head's bfp shift with the
+#: beat, then the rounded mantissas, before the cache write. The sequencer waits for them to
+#: drain before it loads the query (which reads the cache rows just written).
+CONV_STAGES = 2
+
+#: Registers of the output after the accumulator: the product ``acc * r`` with its shift,
+#: then the shifted value before the rounding add. The next token's input waits for them.
+OUT_STAGES = 2
 
 
 def set_widths(unit) -> None:

@@ -34,6 +34,7 @@ _MODULE = re.compile(r"^module (" + _ID + r")\s*#?\(.*?^endmodule\n", re.S | re.
 _INSTANCE = re.compile(r"^  (" + _ID + r")(?:\s+#\(\n((?:    .*\n)*?)  \))?\s+(" + _ID
                        + r")\s*\(\n", re.M)
 _INIT = re.compile(r'^    \.INIT\("([^"]*)"\),?\n', re.M)
+_AUTO = re.compile(r"(\\\$auto\$verilog_backend\.cc:)\d+:dump_module\$\d+")
 
 
 def _name(ident: str) -> str:
@@ -119,9 +120,10 @@ def _hier_blocks(mods: dict, top: str, least: int) -> set[str]:
 
 
 def _key(name: str, body: str) -> str:
-    """A module's text without its own name and its ROM images: the same for two modules
-    that are the same circuit."""
-    return _INIT.sub("", body[len("module ") + len(name):])
+    """A module's text without its own name, its ROM images and the numbers of yosys' own
+    local names (the Verilog backend numbers a dummy register per module across the file):
+    the same for two modules that are the same circuit."""
+    return _AUTO.sub(r"\1", _INIT.sub("", body[len("module ") + len(name):]))
 
 
 def _rename_instances(body: str, renames: dict) -> str:

@@ -11,6 +11,8 @@ import json
 
 import numpy as np
 
+from hdl import MAX_LANE_STAGES
+
 __all__ = ["KINDS", "kind_of", "draw", "write_llama_checkpoint", "LANE_FORMATS"]
 
 #: One cycle of configuration kinds: seed ``s`` is of kind ``KINDS[s % len(KINDS)]``.
@@ -113,9 +115,9 @@ def draw_lanes(rng, share: float) -> tuple[dict, str | None]:
     rows = [int(rng.integers(1, 40)) for _ in range(n_pass)]
     o = dict(fmt=fmt, cols=cols, rows=rows, lanes=lanes, beat=beat,
              abits=int(rng.integers(2, 13)), parallel=parallel,
-             gated=bool(rng.random() < 0.3), stages=int(rng.integers(0, 6)),
+             gated=bool(rng.random() < 0.3), stages=int(rng.integers(0, MAX_LANE_STAGES + 1)),
              seed=int(rng.integers(1 << 16)), simulator=_sim(rng, 0.25, share))
-    why = _bad(rng, o, [("stages", 6, "stages"), ("beat", 3, "beat 3")])
+    why = _bad(rng, o, [("stages", MAX_LANE_STAGES + 1, "stages"), ("beat", 3, "beat 3")])
     return o, why
 
 
@@ -131,7 +133,7 @@ def draw_layer(rng, share: float) -> tuple[dict, str | None]:
     kv_dim = kv * head_dim
     g = np.gcd.reduce([dim, kv_dim, ffn, 32])
     o = dict(shape=shape, quant=quant, ctx=int(rng.integers(1, 6)),
-             lane_stages=int(rng.integers(0, 6)), seed=int(rng.integers(1 << 16)),
+             lane_stages=int(rng.integers(0, MAX_LANE_STAGES + 1)), seed=int(rng.integers(1 << 16)),
              simulator=_sim(rng, 0.2, share))
     if rng.random() < 0.7:
         o["lanes"] = int(rng.choice([d for d in range(1, g + 1) if g % d == 0]))
@@ -139,7 +141,7 @@ def draw_layer(rng, share: float) -> tuple[dict, str | None]:
         lanes = o.get("lanes", g)
         o["beat"] = int(rng.choice([b for b in range(1, lanes + 1) if np.gcd.reduce(
             [dim, kv_dim, ffn, head_dim, 32, lanes]) % b == 0]))
-    why = _bad(rng, o, [("ctx", 17, "--ctx"), ("lane_stages", 6, "--lane-stages"),
+    why = _bad(rng, o, [("ctx", 17, "--ctx"), ("lane_stages", MAX_LANE_STAGES + 1, "--lane-stages"),
                         ("lanes", 7, "--lanes"), ("quant", "q9_9", "--quant")])
     return o, why
 
@@ -158,9 +160,9 @@ def draw_moe(rng, share: float) -> tuple[dict, str | None]:
                  top_k=int(rng.integers(1, min(4, experts) + 1)),
                  sliding_window=int(rng.integers(1, 9)), n_layers=n_layers)
     o = dict(shape=shape, layer_types=types, layer=int(rng.integers(n_layers)),
-             ctx=int(rng.integers(1, 4)), lane_stages=int(rng.integers(0, 6)),
+             ctx=int(rng.integers(1, 4)), lane_stages=int(rng.integers(0, MAX_LANE_STAGES + 1)),
              seed=int(rng.integers(1 << 16)), simulator=_sim(rng, 0.15, share))
-    why = _bad(rng, o, [("ctx", 17, "--ctx"), ("lane_stages", 7, "--lane-stages"),
+    why = _bad(rng, o, [("ctx", 17, "--ctx"), ("lane_stages", MAX_LANE_STAGES + 2, "--lane-stages"),
                         ("layer", n_layers, "layer")])
     return o, why
 
