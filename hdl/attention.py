@@ -32,20 +32,22 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
    (``2 n_kv BH`` cycles).
 3. Per query head ``i`` (KV head ``j = i // group``):
 
-   - ``QLOAD`` (``BH`` cycles): read the raw ``q`` beats and round them to ``q_bits``.
-   - ``SCORE`` (``pos + 5`` cycles): one cached key per cycle; ``head_dim`` multipliers and
-     an adder tree give the dot product, then ``dot * score_const`` (registered) and its
-     ``rescale`` by the shift into the score buffer; running max of the scores and of the V
-     exponents.
-   - ``WEIGHT`` (``pos + 5`` cycles): one position per cycle; ``exp2_neg(max - s)`` by the
-     interpolated table, then ``head_dim`` multipliers accumulate ``(w * vm) >> (E - ve)``
-     (floor), and the sum of the weights.
+   - ``QLOAD`` (``BH + 2`` cycles): read the raw ``q`` beats and round them to ``q_bits``
+     (:data:`QUERY_STAGES` registers on the way, drained before the score pass).
+   - ``SCORE`` (``pos + 6`` cycles): one cached key per cycle; ``head_dim`` multipliers
+     (registered) and an adder tree give the dot product, then ``dot * score_const``
+     (registered) and its ``rescale`` by the shift into the score buffer; running max of the
+     scores and of the V exponents.
+   - ``WEIGHT`` (``pos + 7`` cycles): one position per cycle; ``exp2_neg(max - s)`` by the
+     interpolated table, then ``head_dim`` multipliers ``w * vm`` (registered), shifted
+     ``(w * vm) >> (E - ve)`` (floor, registered) into the accumulators, and the sum of the
+     weights.
    - ``RECIP`` (``recip_bits + 2`` cycles): normalise the weight sum, restoring divider.
    - ``OUT`` (``BH`` beats): ``rescale(acc * r, k - E - fx_frac)`` (exact product, rounded,
      saturated), ``beat`` multipliers per beat.
 
 At full rate :meth:`AttentionUnit.cycles` is therefore
-``(n_heads + 4 n_kv) BH + 4 + n_heads (2 pos + 2 BH + recip_bits + 12)`` cycles per token,
+``(n_heads + 4 n_kv) BH + 4 + n_heads (2 pos + 2 BH + recip_bits + 17)`` cycles per token,
 from its first input beat to the first input beat of the next token (the 4: the conversion's
 registers drain before the query is loaded, :data:`CONV_STAGES`, and the output's before the
 next token comes in, :data:`OUT_STAGES`).
@@ -70,21 +72,23 @@ from amaranth.lib.wiring import In, Out
 from golden.integer import IntFormat
 
 from .arith import (
+    adder_tree,
     balanced_tree,
     counter,
     index_mux,
     interpolation_words,
     priority_bit_length,
+    signed_width,
 )
 from .attention_io import convert_kv, output_stages
 from .attention_schedule import CONV, RECV, AttentionSchedule
-from .attention_sizes import CONV_STAGES, OUT_STAGES, set_widths
+from .attention_sizes import CONV_STAGES, OUT_STAGES, QUERY_STAGES, set_widths
 from .attention_window import sink_score, window_signals
 from .beat_buffer import bfp_shift
 from .rounding import RoundShift
 from .vector import beat_layout, element
 
-__all__ = ["AttentionUnit", "CONV_STAGES", "OUT_STAGES"]
+__all__ = ["AttentionUnit", "CONV_STAGES", "OUT_STAGES", "QUERY_STAGES"]
 
 
 
@@ -175,11 +179,11 @@ class AttentionUnit(wiring.Component):
     def cycles(self, pos: int) -> int:
         """Cycles per token at position ``pos`` at full rate (first input beat to the next
         token's first input beat): ``(n_heads + 4 n_kv) BH + CONV_STAGES + OUT_STAGES +
-        n_heads (2 pos + 2 BH + recip_bits + 12)``."""
+        n_heads (2 pos + 2 BH + recip_bits + 15 + QUERY_STAGES)``."""
         bh = self.beats_per_head
         last = pos if self.window is None else min(pos, self.window - 1)
         return ((self.n_heads + 4 * self.n_kv_heads) * bh + CONV_STAGES + OUT_STAGES
-                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 12
+                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 15 + QUERY_STAGES
                                   + (self.sinks is not None)))
 
     # -- circuit -------------------------------------------------------------------------------
@@ -193,8 +197,9 @@ class AttentionUnit(wiring.Component):
         r = self._registers()
         window_signals(m, self, r)
         if self.sinks is not None:  # the weight pass's sink step, through its stages
-            r.sink_pending, r.sink1, r.sink2, r.sink3, r.sink4 = (Signal(name=n) for n in (
-                "sink_pending", "sink1", "sink2", "sink3", "sink4"))
+            r.sink_pending, r.sink1, r.sink2, r.sink3, r.sink4, r.sink5, r.sink6 = (
+                Signal(name=n) for n in ("sink_pending", "sink1", "sink2", "sink3", "sink4",
+                                         "sink5", "sink6"))
         self._receive(m, r, mem)
         convert_kv(self, m, r, mem)
         self._load_query(m, r, mem)
@@ -245,7 +250,7 @@ class AttentionUnit(wiring.Component):
         state = Signal(range(8))
         pos = Signal(self.pos_bits)
         # input beat / conversion step
-        n = counter(max(self.n_in, 2 * n_kv * bh + CONV_STAGES), "n")
+        n = counter(max(self.n_in, 2 * n_kv * bh + CONV_STAGES, QUERY_STAGES + 1), "n")
         hb = counter(bh, "hb")  # beat within a head
         or_acc = Signal(fx_bits)
         # Bit length of each input head's max |element|; a shift register: after a token,
@@ -263,9 +268,9 @@ class AttentionUnit(wiring.Component):
         ka = Signal(range(ctx * n_kv + n_kv))  # cache row being issued
         issuing = Signal()
         wmode = Signal()  # pipeline carries the weight pass (else the score pass)
-        p1, p2, p3, p4 = Signal(), Signal(), Signal(), Signal()
+        p1, p2, p3, p4, p5 = Signal(), Signal(), Signal(), Signal(), Signal()
         t1, t2, t3 = counter(ctx, "t1"), counter(ctx, "t2"), counter(ctx, "t3")
-        t4 = counter(ctx, "t4")
+        t4, t5 = counter(ctx, "t4"), counter(ctx, "t5")
         a1, a2 = counter(ctx * n_kv, "a1"), counter(ctx * n_kv, "a2")
         a3 = counter(ctx * n_kv, "a3")
         # the weight pass's stage 3: the interpolated table value, its shift, its underflow
@@ -296,8 +301,8 @@ class AttentionUnit(wiring.Component):
             conv_kv_head=ck, conv_v=cv, conv_valid=c1, conv_beat=c1_b, conv_kv=c1_k,
             conv_is_v=c1_v, conv_head=c1_h, q_head=i, q_in_group=gi, kv_head=j, q_addr=qaddr,
             q_valid=q1, query=qm, q_shift=sq, issue_pos=tt, issue_row=ka, issuing=issuing,
-            weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, valid4=p4, pos1=t1, pos2=t2,
-            pos3=t3, pos4=t4,
+            weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, valid4=p4, valid5=p5, pos1=t1,
+            pos2=t2, pos3=t3, pos4=t4, pos5=t5,
             row1=a1, row2=a2, row3=a3, exp_val3=val3, exp_int3=ipl3, exp_underflow3=ipbig3,
             dot=dot2, k_shift=sk2, scaled=scaled3, score_shift=sh3,
             score_max=smax, v_shift_max=sve,
@@ -328,36 +333,58 @@ class AttentionUnit(wiring.Component):
         r.bl_new = priority_bit_length(m, or_new, "bl_new")
 
     def _load_query(self, m, r, mem):
-        """QLOAD: a raw q beat, rounded to ``q_bits`` mantissas, into the query register."""
+        """QLOAD: a raw q beat (registered off the buffer), rounded to ``q_bits`` mantissas
+        (registered between its shift and its add), into the query register:
+        :data:`QUERY_STAGES` registers after the read."""
         fx_bits, q_bits = self.fmt.fx_bits, self.fmt.q_bits
-        raw = mem.raw_r.data
+        raw = Signal.like(mem.raw_r.data, name="q_raw")
+        qv2, qv3 = Signal(name="q_valid2"), Signal(name="q_valid3")  # QUERY_STAGES of them
+        m.d.sync += [raw.eq(mem.raw_r.data), qv2.eq(r.q_valid), qv3.eq(qv2)]
         r.sq_c = sq_c = bfp_shift(m, index_mux(r.head_bitlen, r.q_head), q_bits, self.sq_max,
                                   "sq_conv")
-        q_round = RoundShift(m, sq_c, self.sq_max, fx_bits, q_bits, "qr", bounded=True)
-        q_beat = Cat(*[q_round(raw[k * fx_bits:(k + 1) * fx_bits], f"qm{k}")
+        # The head's shift registered: ``q_head`` is set as QLOAD starts, and its first raw
+        # beat comes a cycle later, when this register holds that head's shift.
+        sq1 = Signal.like(sq_c, name="sq_conv1")
+        m.d.sync += sq1.eq(sq_c)
+        q_round = RoundShift(m, sq1, self.sq_max, fx_bits, q_bits, "qr", bounded=True)
+        def cut(*sigs):
+            regs = [Signal(v.shape(), name=f"q_cut{len(cuts) + k}") for k, v in enumerate(sigs)]
+            cuts.extend(regs)
+            m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
+            return regs
+
+        cuts = []
+        q_beat = Cat(*[q_round(raw[k * fx_bits:(k + 1) * fx_bits], f"qm{k}", cut)
                        for k in range(self.beat)])
-        with m.If(r.q_valid):
+        with m.If(qv3):
             m.d.sync += r.query.eq(Cat(r.query[self.beat * q_bits:], q_beat))
 
     def _score_pass(self, m, r, mem):
-        """The score pass: stage 0 reads key row ``issue_row``; 1: the dot product; 2: the
-        dot product times ``score_const`` and the score's shift; 3: the score shifted by it
-        (registered); 4: rounded, into the score buffer. Running max of the scores and of
+        """The score pass: stage 0 reads key row ``issue_row``; 1: the ``head_dim`` products
+        (registered); 2: their sum, the dot product; 3: the dot product times
+        ``score_const`` and the score's shift; 4: the score shifted by it (registered); 5:
+        rounded, into the score buffer; 6: the running max of the scores. The running max of
         the V shifts."""
         fmt = self.fmt
         m.d.comb += [mem.km_r.addr.eq(r.issue_row), mem.ke_r.addr.eq(r.issue_row)]
-        prods = [element(r.query, k, fmt.q_bits) * element(mem.km_r.data, k, fmt.kv_bits)
-                 for k in range(self.head_dim)]
-        m.d.sync += [r.dot.eq(balanced_tree(prods, lambda a, b: a + b)),
-                     r.k_shift.eq(mem.ke_r.data)]
+        lo, hi = self.prod_bounds
+        prods = []
+        for k in range(self.head_dim):
+            p = Signal(signed(signed_width(lo, hi)), name=f"qk{k}")
+            m.d.sync += p.eq(element(r.query, k, fmt.q_bits)
+                             * element(mem.km_r.data, k, fmt.kv_bits))
+            prods.append(p)
+        sk1 = Signal.like(r.k_shift, name="k_shift1")
+        m.d.sync += [sk1.eq(mem.ke_r.data), r.k_shift.eq(sk1),
+                     r.dot.eq(adder_tree(m, prods, lo, hi))]
         with m.If(r.valid1 & ~r.weight_mode & (mem.ve_r.data > r.v_shift_max)):
             m.d.sync += r.v_shift_max.eq(mem.ve_r.data)
         m.d.sync += [r.scaled.eq((r.dot * self.score_const).shift_left(self.c_s)),
                      r.score_shift.eq(self.sh0 + self.c_s - r.q_shift - r.k_shift)]
         stage4 = []
 
-        def cut(*sigs):  # stage 4: the shifted score, before its rounding add
-            regs = [Signal(v.shape(), name=f"score4_{len(stage4) + k}")
+        def cut(*sigs):  # stage 5: the shifted score, before its rounding add
+            regs = [Signal(v.shape(), name=f"score5_{len(stage4) + k}")
                     for k, v in enumerate(sigs)]
             stage4.extend(regs)
             m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
@@ -365,16 +392,21 @@ class AttentionUnit(wiring.Component):
 
         score = RoundShift(m, r.score_shift, self.sh0 + self.c_s, len(r.scaled), fmt.fx_bits,
                            "sr")(r.scaled, "score", cut)
-        m.d.comb += [mem.sm_w.addr.eq(r.pos4), mem.sm_w.data.eq(score),
-                     mem.sm_w.en.eq(r.valid4 & ~r.weight_mode)]
-        with m.If(r.valid4 & ~r.weight_mode & (score > r.score_max)):
-            m.d.sync += r.score_max.eq(score)
+        m.d.comb += [mem.sm_w.addr.eq(r.pos5), mem.sm_w.data.eq(score),
+                     mem.sm_w.en.eq(r.valid5 & ~r.weight_mode)]
+        # The running max a stage later, from the score registered: the weight pass reads it
+        # from its stage 1, two cycles after the last score's write.
+        score6, max6 = Signal.like(score, name="score6"), Signal(name="max_valid6")
+        m.d.sync += [score6.eq(score), max6.eq(r.valid5 & ~r.weight_mode)]
+        with m.If(max6 & (score6 > r.score_max)):
+            m.d.sync += r.score_max.eq(score6)
 
     def _weight_pass(self, m, r, mem):
         """The weight pass: stage 0 reads score ``issue_pos``; 1: the table address; 2: the
         interpolated table value; 3: the weight ``exp2_neg(max - s)`` (the value shifted),
-        reads value row ``row3``; 4 (:meth:`_pipelines`): ``head_dim`` multipliers accumulate
-        ``(w * vm) >> (E - ve)`` (floor)."""
+        reads value row ``row3``; 4: ``head_dim`` products ``w * vm`` and the alignment
+        ``E - ve`` (registered); 5: ``(w * vm) >> (E - ve)`` (floor, registered); 6
+        (:meth:`_pipelines`): into the accumulators."""
         fmt, t_bits, rb = self.fmt, self.t_bits, self.rb
         m.d.comb += [mem.sm_r.addr.eq(r.issue_pos), mem.vm_r.addr.eq(r.row3),
                      mem.ve_r.addr.eq(Mux(r.weight_mode, r.row3, r.issue_row))]
@@ -400,31 +432,40 @@ class AttentionUnit(wiring.Component):
         m.d.sync += [r.exp_val3.eq(val.as_unsigned()[:t_bits]), r.exp_int3.eq(r.exp_int),
                      r.exp_underflow3.eq(r.exp_underflow),
                      r.weight.eq(Mux(r.exp_underflow3, 0, r.exp_val3 >> r.exp_int3))]
-        align = Signal(range(self.sk_max + 1))
-        m.d.comb += align.eq(r.v_shift_max - mem.ve_r.data)
+        align = Signal(range(self.sk_max + 1), name="align5")
+        weight5 = Signal.like(r.weight, name="weight5")
+        r.weight6, r.acc_valid6 = Signal.like(r.weight, name="weight6"), Signal(name="acc_valid6")
+        m.d.sync += [align.eq(r.v_shift_max - mem.ve_r.data), weight5.eq(r.weight),
+                     r.weight6.eq(weight5), r.acc_valid6.eq(r.valid5 & r.weight_mode)]
         r.new_acc = []
         for k in range(self.head_dim):
-            term = (r.weight * element(mem.vm_r.data, k, fmt.kv_bits)) >> align
+            wv = Signal(signed(t_bits + fmt.kv_bits + 1), name=f"wv{k}")
+            term = Signal(signed(t_bits + fmt.kv_bits + 1), name=f"wv_shifted{k}")
+            m.d.sync += [wv.eq(r.weight * element(mem.vm_r.data, k, fmt.kv_bits)),
+                         term.eq(wv >> align)]
             r.new_acc.append((element(r.acc, k, self.acc_bits) + term)[:self.acc_bits])
 
     def _pipelines(self, m, r):
-        """The pass pipelines' valid flags and the weight pass's stage-4 accumulation; the
-        output beat. Stage 4 acts by the mode of the cycle it is in: the score pass's last
-        step is there as the weight pass starts, with ``weight_mode`` still low."""
+        """The pass pipelines' valid flags and the weight pass's stage-6 accumulation; the
+        output beat. Stage 5 acts by the mode of the cycle it is in (the score pass's last
+        step is there as the weight pass starts, with ``weight_mode`` still low), and stage 6
+        by the mode stage 5 had."""
         beat, acc_bits = self.beat, self.acc_bits
         m.d.sync += [r.valid1.eq(0), r.valid2.eq(r.valid1), r.valid3.eq(r.valid2),
-                     r.valid4.eq(r.valid3), r.pos2.eq(r.pos1), r.pos3.eq(r.pos2),
-                     r.pos4.eq(r.pos3), r.row2.eq(r.row1), r.row3.eq(r.row2),
+                     r.valid4.eq(r.valid3), r.valid5.eq(r.valid4), r.pos2.eq(r.pos1),
+                     r.pos3.eq(r.pos2), r.pos4.eq(r.pos3), r.pos5.eq(r.pos4),
+                     r.row2.eq(r.row1), r.row3.eq(r.row2),
                      r.conv_valid.eq(0), r.q_valid.eq(0)]
         if self.sinks is None:
-            with m.If(r.valid4 & r.weight_mode):
-                m.d.sync += [r.acc.eq(Cat(*r.new_acc)), r.weight_sum.eq(r.weight_sum + r.weight)]
+            with m.If(r.acc_valid6):
+                m.d.sync += [r.acc.eq(Cat(*r.new_acc)),
+                             r.weight_sum.eq(r.weight_sum + r.weight6)]
         else:  # the sink's weight joins the sum only
             m.d.sync += [r.sink2.eq(r.sink1), r.sink3.eq(r.sink2), r.sink4.eq(r.sink3),
-                         r.sink1.eq(0)]
-            with m.If(r.valid4 & r.weight_mode):
-                m.d.sync += r.weight_sum.eq(r.weight_sum + r.weight)
-                with m.If(~r.sink4):
+                         r.sink5.eq(r.sink4), r.sink6.eq(r.sink5), r.sink1.eq(0)]
+            with m.If(r.acc_valid6):
+                m.d.sync += r.weight_sum.eq(r.weight_sum + r.weight6)
+                with m.If(~r.sink6):
                     m.d.sync += r.acc.eq(Cat(*r.new_acc))
         with m.If(r.out_adv):
             m.d.sync += [r.out_v1.eq(r.out_load), r.out_v2.eq(r.out_v1),

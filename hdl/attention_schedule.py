@@ -3,7 +3,7 @@
 
 from amaranth.hdl import Cat, Const, Mux
 
-from .attention_sizes import CONV_STAGES
+from .attention_sizes import CONV_STAGES, QUERY_STAGES
 from .attention_window import sink_score
 
 __all__ = ["AttentionSchedule", "RECV", "CONV", "QLOAD", "SCORE", "WEIGHT", "RNORM", "RDIV",
@@ -79,16 +79,22 @@ class AttentionSchedule:
             m.d.sync += r.step.eq(r.step + 1)
 
     def _load_query(self, m):
-        """The query head's beats, then the score pass starts."""
+        """The query head's beats (``step`` 0), then :data:`hdl.attention_sizes.QUERY_STAGES`
+        steps for the load's registers to drain (``step`` 1 on), then the score pass."""
         u, r = self.unit, self.r
-        m.d.sync += [r.q_valid.eq(1), r.q_addr.eq(r.q_addr + 1), r.q_shift.eq(r.sq_c)]
-        with m.If(r.head_beat == u.beats_per_head - 1):
+        with m.If(r.step == 0):
+            m.d.sync += [r.q_valid.eq(1), r.q_addr.eq(r.q_addr + 1), r.q_shift.eq(r.sq_c)]
+            with m.If(r.head_beat == u.beats_per_head - 1):
+                m.d.sync += [r.head_beat.eq(0), r.step.eq(1)]
+            with m.Else():
+                m.d.sync += r.head_beat.eq(r.head_beat + 1)
+        with m.Elif(r.step == QUERY_STAGES):
             low = -(1 << (u.fmt.fx_bits - 1)) if u.sinks is None else sink_score(u, r)
-            m.d.sync += [r.head_beat.eq(0), r.issue_pos.eq(0), r.issue_row.eq(r.first_row),
+            m.d.sync += [r.step.eq(0), r.issue_pos.eq(0), r.issue_row.eq(r.first_row),
                          r.issuing.eq(1), r.weight_mode.eq(0), r.score_max.eq(low),
                          r.v_shift_max.eq(0), r.state.eq(SCORE)]
         with m.Else():
-            m.d.sync += r.head_beat.eq(r.head_beat + 1)
+            m.d.sync += r.step.eq(r.step + 1)
 
     def _issue_positions(self, m, stage1):
         """One cached position per cycle, ``0..pos``, into stage 1 (with the assignments
@@ -101,12 +107,12 @@ class AttentionSchedule:
             m.d.sync += r.issue_pos.eq(r.issue_pos + 1)
 
     def _score(self, m):
-        """The score pass; the weight pass starts as its last score reaches stage 4, where
+        """The score pass; the weight pass starts as its last score reaches stage 5, where
         it is written and joins the max (the weight pass reads both from its stage 1)."""
         r = self.r
         with m.If(r.issuing):
             self._issue_positions(m, [r.pos1.eq(r.issue_pos)])
-        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3):
+        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3 & ~r.valid4):
             m.d.sync += [r.issue_pos.eq(0), r.issue_row.eq(r.first_row), r.issuing.eq(1),
                          r.weight_mode.eq(1), r.acc.eq(0), r.weight_sum.eq(0),
                          r.state.eq(WEIGHT)]
@@ -114,14 +120,15 @@ class AttentionSchedule:
                 m.d.sync += r.sink_pending.eq(1)
 
     def _weight(self, m):
-        """The weight pass, until it has drained."""
+        """The weight pass, until it has drained (its accumulators a stage after the score
+        pass's last)."""
         r = self.r
         with m.If(r.issuing):
             self._issue_positions(m, [r.row1.eq(r.issue_row)])
         if self.unit.sinks is not None:  # then the sink's step
             with m.Elif(r.sink_pending):
                 m.d.sync += [r.valid1.eq(1), r.sink1.eq(1), r.sink_pending.eq(0)]
-        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3):
+        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3 & ~r.valid4 & ~r.valid5):
             m.d.sync += r.state.eq(RNORM)
 
     def _normalise(self, m):

@@ -2,12 +2,16 @@
 
 from .arith import signed_width
 
-__all__ = ["set_widths", "CONV_STAGES", "OUT_STAGES"]
+__all__ = ["set_widths", "CONV_STAGES", "OUT_STAGES", "QUERY_STAGES"]
 
 #: Registers of the K/V conversion after the raw beat is read: the head's bfp shift with the
 #: beat, then the rounded mantissas, before the cache write. The sequencer waits for them to
 #: drain before it loads the query (which reads the cache rows just written).
 CONV_STAGES = 2
+
+#: Registers of the query load after the raw beat is read: the beat, then its rounding
+#: between shift and add. The score pass waits for them to drain.
+QUERY_STAGES = 2
 
 #: Registers of the output after the accumulator: the product ``acc * r`` with its shift,
 #: then the shifted value before the rounding add. The next token's input waits for them.
@@ -32,6 +36,7 @@ def set_widths(unit) -> None:
     qlo, qhi = -(1 << (f.q_bits - 1)), (1 << (f.q_bits - 1)) - 1
     klo, khi = -(1 << (f.kv_bits - 1)), (1 << (f.kv_bits - 1)) - 1
     pmin, pmax = min(qlo * khi, qhi * klo), qlo * klo
+    unit.prod_bounds = (pmin, pmax)
     unit.dot_bounds = (hd * pmin, hd * pmax)
     unit.dot_bits = signed_width(*unit.dot_bounds)
     t = [int(e) for e in unit.exp_table]
