@@ -15,7 +15,8 @@ from .vector import element
 
 __all__ = ["signed_width", "wire", "counter", "index_mux", "indexed_constant", "mux_chain",
            "balanced_tree", "wired_tree", "adder_tree", "selected_sum", "bit_length",
-           "priority_bit_length", "pack", "interpolation_words"]
+           "priority_bit_length", "pack", "interpolation_words", "split_product",
+           "PRODUCT_PIECE"]
 
 
 def signed_width(lo, hi) -> int:
@@ -115,6 +116,43 @@ def adder_tree(m: Module, terms, lo: int, hi: int, *, cut=None):
         regs = register([v for v, _, _ in values])
         values = [(r, a, b) for r, (_, a, b) in zip(regs, values, strict=True)]
     return balanced_tree(values, add)[0]
+
+
+#: Bits of an unsigned low piece of a :func:`split_product` operand: with its sign bit (or a
+#: zero above it) a piece is an 18-bit signed operand, the ECP5 MULT18X18D's.
+PRODUCT_PIECE = 17
+
+
+def _pieces(v) -> list:
+    """``v`` as ``(piece, shift)`` pairs summing to it: unsigned :data:`PRODUCT_PIECE`-bit
+    low pieces, and a top piece of at most 18 bits that keeps ``v``'s signedness."""
+    signed_v, rest = v.shape().signed, len(v)
+    top = PRODUCT_PIECE + signed_v
+    out, k = [], 0
+    while rest - k > top:
+        out.append((v[k:k + PRODUCT_PIECE], k))
+        k += PRODUCT_PIECE
+    hi = v[k:]
+    out.append((hi.as_signed() if signed_v else hi, k))
+    return out
+
+
+def split_product(m: Module, a, b, register, name: str):
+    """``a * b`` (exact, either signed) as partial products of at most 18 by 18 signed bits
+    that ``register`` (a list of signals to their pipeline registers) puts through a
+    register each, as a DSP block's output register does; returns the sum of the
+    registered partials, shifted into place (an expression, a stage after ``a`` and ``b``).
+    A product that fits one multiplier is one partial."""
+    parts, shifts = [], []
+    for x, sx in _pieces(a):
+        for y, sy in _pieces(b):
+            p = Signal((x * y).shape(), name=f"{name}_pp{len(parts)}")
+            m.d.comb += p.eq(x * y)
+            parts.append(p)
+            shifts.append(sx + sy)
+    regs = register(parts)
+    return balanced_tree([r.shift_left(k) for r, k in zip(regs, shifts, strict=True)],
+                         lambda u, v: u + v)
 
 
 def selected_sum(m: Module, select, chunk, count: int, abits: int, *, cut=None):

@@ -34,21 +34,21 @@ Schedule of one token (no overlap between steps; ``BH = head_dim / beat``):
 
    - ``QLOAD`` (``BH + 2`` cycles): read the raw ``q`` beats and round them to ``q_bits``
      (:data:`QUERY_STAGES` registers on the way, drained before the score pass).
-   - ``SCORE`` (``pos + 6`` cycles): one cached key per cycle; ``head_dim`` multipliers
-     (registered) and an adder tree give the dot product, then ``dot * score_const``
-     (registered) and its ``rescale`` by the shift into the score buffer; running max of the
-     scores and of the V exponents.
-   - ``WEIGHT`` (``pos + 7`` cycles): one position per cycle; ``exp2_neg(max - s)`` by the
-     interpolated table, then ``head_dim`` multipliers ``w * vm`` (registered), shifted
-     ``(w * vm) >> (E - ve)`` (floor, registered) into the accumulators, and the sum of the
-     weights.
+   - ``SCORE`` (``pos + 7`` cycles): one cached key per cycle; ``head_dim`` multipliers
+     (registered) and an adder tree (registered halfway up) give the dot product, then
+     ``dot * score_const`` (registered) and its ``rescale`` by the shift into the score
+     buffer; running max of the scores and of the V exponents.
+   - ``WEIGHT`` (``pos + 8`` cycles): one position per cycle; ``exp2_neg(max - s)`` by the
+     interpolated table (its product registered), then ``head_dim`` multipliers ``w * vm``
+     (registered), shifted ``(w * vm) >> (E - ve)`` (floor, registered) into the
+     accumulators, and the sum of the weights.
    - ``RECIP`` (``recip_bits + 2`` cycles): normalise the weight sum, restoring divider.
    - ``OUT`` (``BH`` beats): ``rescale(acc * r, k - E - fx_frac)`` (exact product, rounded,
      saturated), ``beat`` multipliers per beat.
 
 At full rate :meth:`AttentionUnit.cycles` is therefore
-``(n_heads + 4 n_kv) BH + 4 + n_heads (2 pos + 2 BH + recip_bits + 17)`` cycles per token,
-from its first input beat to the first input beat of the next token (the 4: the conversion's
+``(n_heads + 4 n_kv) BH + 6 + n_heads (2 pos + 2 BH + recip_bits + 19)`` cycles per token,
+from its first input beat to the first input beat of the next token (the 6: the conversion's
 registers drain before the query is loaded, :data:`CONV_STAGES`, and the output's before the
 next token comes in, :data:`OUT_STAGES`).
 
@@ -179,11 +179,11 @@ class AttentionUnit(wiring.Component):
     def cycles(self, pos: int) -> int:
         """Cycles per token at position ``pos`` at full rate (first input beat to the next
         token's first input beat): ``(n_heads + 4 n_kv) BH + CONV_STAGES + OUT_STAGES +
-        n_heads (2 pos + 2 BH + recip_bits + 15 + QUERY_STAGES)``."""
+        n_heads (2 pos + 2 BH + recip_bits + 17 + QUERY_STAGES)``."""
         bh = self.beats_per_head
         last = pos if self.window is None else min(pos, self.window - 1)
         return ((self.n_heads + 4 * self.n_kv_heads) * bh + CONV_STAGES + OUT_STAGES
-                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 15 + QUERY_STAGES
+                + self.n_heads * (2 * last + 2 * bh + self.fmt.recip_bits + 17 + QUERY_STAGES
                                   + (self.sinks is not None)))
 
     # -- circuit -------------------------------------------------------------------------------
@@ -197,9 +197,9 @@ class AttentionUnit(wiring.Component):
         r = self._registers()
         window_signals(m, self, r)
         if self.sinks is not None:  # the weight pass's sink step, through its stages
-            r.sink_pending, r.sink1, r.sink2, r.sink3, r.sink4, r.sink5, r.sink6 = (
-                Signal(name=n) for n in ("sink_pending", "sink1", "sink2", "sink3", "sink4",
-                                         "sink5", "sink6"))
+            r.sink_pending = Signal(name="sink_pending")
+            for k in range(1, 8):
+                setattr(r, f"sink{k}", Signal(name=f"sink{k}"))
         self._receive(m, r, mem)
         convert_kv(self, m, r, mem)
         self._load_query(m, r, mem)
@@ -268,13 +268,12 @@ class AttentionUnit(wiring.Component):
         ka = Signal(range(ctx * n_kv + n_kv))  # cache row being issued
         issuing = Signal()
         wmode = Signal()  # pipeline carries the weight pass (else the score pass)
-        p1, p2, p3, p4, p5 = Signal(), Signal(), Signal(), Signal(), Signal()
+        p1, p2, p3, p4, p5, p6 = (Signal() for _ in range(6))
         t1, t2, t3 = counter(ctx, "t1"), counter(ctx, "t2"), counter(ctx, "t3")
-        t4, t5 = counter(ctx, "t4"), counter(ctx, "t5")
+        t4, t5, t6 = counter(ctx, "t4"), counter(ctx, "t5"), counter(ctx, "t6")
         a1, a2 = counter(ctx * n_kv, "a1"), counter(ctx * n_kv, "a2")
         a3 = counter(ctx * n_kv, "a3")
-        # the weight pass's stage 3: the interpolated table value, its shift, its underflow
-        val3 = Signal(self.t_bits, name="exp_val3")
+        # the weight pass's stage 3: the table value's shift and underflow
         ipl3 = Signal(range(max(self.t_bits, 2)), name="exp_int3")
         ipbig3 = Signal(name="exp_underflow3")
         dot2 = Signal(signed(self.dot_bits))
@@ -295,27 +294,27 @@ class AttentionUnit(wiring.Component):
         cnt = Signal(range(recip_bits + 1))
         fs = Signal(range(self.fs_max + 1))
         ob = counter(bh, "ob")
-        ov1, ov2 = Signal(name="out_v1"), Signal(name="out_v2")  # the output's stages
+        ov1, ov2, ov3 = (Signal(name=f"out_v{k}") for k in (1, 2, 3))  # the output's stages
         return SimpleNamespace(
             state=state, pos=pos, step=n, head_beat=hb, head_or=or_acc, head_bitlen=bl_head,
             conv_kv_head=ck, conv_v=cv, conv_valid=c1, conv_beat=c1_b, conv_kv=c1_k,
             conv_is_v=c1_v, conv_head=c1_h, q_head=i, q_in_group=gi, kv_head=j, q_addr=qaddr,
             q_valid=q1, query=qm, q_shift=sq, issue_pos=tt, issue_row=ka, issuing=issuing,
-            weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, valid4=p4, valid5=p5, pos1=t1,
-            pos2=t2, pos3=t3, pos4=t4, pos5=t5,
-            row1=a1, row2=a2, row3=a3, exp_val3=val3, exp_int3=ipl3, exp_underflow3=ipbig3,
+            weight_mode=wmode, valid1=p1, valid2=p2, valid3=p3, valid4=p4, valid5=p5,
+            valid6=p6, pos1=t1, pos2=t2, pos3=t3, pos4=t4, pos5=t5, pos6=t6,
+            row1=a1, row2=a2, row3=a3, exp_int3=ipl3, exp_underflow3=ipbig3,
             dot=dot2, k_shift=sk2, scaled=scaled3, score_shift=sh3,
             score_max=smax, v_shift_max=sve,
             exp_underflow=ipbig2, exp_int=ipl2, exp_rem=rem2, weight=w3, acc=acc,
             weight_sum=sumw, divisor=dn, remainder=rr, recip=qq, div_count=cnt, out_shift=fs,
-            out_beat=ob, out_v1=ov1, out_v2=ov2)
+            out_beat=ob, out_v1=ov1, out_v2=ov2, out_v3=ov3)
 
     def _receive(self, m, r, mem):
         """The input: beats into the raw buffer, the magnitudes OR-ed per head."""
         fx_bits, x = self.fmt.fx_bits, self.x
         fire = Signal()
         # the next token once the last one's output stages have drained (OUT_STAGES)
-        m.d.comb += [x.ready.eq((r.state == RECV) & ~r.out_v1 & ~r.out_v2),
+        m.d.comb += [x.ready.eq((r.state == RECV) & ~r.out_v1 & ~r.out_v2 & ~r.out_v3),
                      fire.eq(x.valid & x.ready),
                      mem.raw_w.addr.eq(r.step), mem.raw_w.data.eq(x.payload.elem),
                      mem.raw_w.en.eq(fire),
@@ -361,10 +360,10 @@ class AttentionUnit(wiring.Component):
 
     def _score_pass(self, m, r, mem):
         """The score pass: stage 0 reads key row ``issue_row``; 1: the ``head_dim`` products
-        (registered); 2: their sum, the dot product; 3: the dot product times
-        ``score_const`` and the score's shift; 4: the score shifted by it (registered); 5:
-        rounded, into the score buffer; 6: the running max of the scores. The running max of
-        the V shifts."""
+        (registered); 2: their sum halfway up the adder tree; 3: the dot product; 4: the dot
+        product times ``score_const`` and the score's shift; 5: the score shifted by it
+        (registered); 6: rounded, into the score buffer; 7: the running max of the scores.
+        The running max of the V shifts."""
         fmt = self.fmt
         m.d.comb += [mem.km_r.addr.eq(r.issue_row), mem.ke_r.addr.eq(r.issue_row)]
         lo, hi = self.prod_bounds
@@ -374,17 +373,26 @@ class AttentionUnit(wiring.Component):
             m.d.sync += p.eq(element(r.query, k, fmt.q_bits)
                              * element(mem.km_r.data, k, fmt.kv_bits))
             prods.append(p)
-        sk1 = Signal.like(r.k_shift, name="k_shift1")
-        m.d.sync += [sk1.eq(mem.ke_r.data), r.k_shift.eq(sk1),
-                     r.dot.eq(adder_tree(m, prods, lo, hi))]
+        sk1, sk2 = Signal.like(r.k_shift, name="k_shift1"), Signal.like(r.k_shift, name="k_shift2")
+        half = []
+
+        def register(sums):  # stage 2: halfway up the tree
+            regs = [Signal(v.shape(), name=f"qk_half{k}") for k, v in enumerate(sums)]
+            half.extend(regs)
+            m.d.sync += [a.eq(b) for a, b in zip(regs, sums, strict=True)]
+            return regs
+
+        tree = adder_tree(m, prods, lo, hi,
+                          cut=(((self.head_dim - 1).bit_length() + 1) // 2, register))
+        m.d.sync += [sk1.eq(mem.ke_r.data), sk2.eq(sk1), r.k_shift.eq(sk2), r.dot.eq(tree)]
         with m.If(r.valid1 & ~r.weight_mode & (mem.ve_r.data > r.v_shift_max)):
             m.d.sync += r.v_shift_max.eq(mem.ve_r.data)
         m.d.sync += [r.scaled.eq((r.dot * self.score_const).shift_left(self.c_s)),
                      r.score_shift.eq(self.sh0 + self.c_s - r.q_shift - r.k_shift)]
         stage4 = []
 
-        def cut(*sigs):  # stage 5: the shifted score, before its rounding add
-            regs = [Signal(v.shape(), name=f"score5_{len(stage4) + k}")
+        def cut(*sigs):  # stage 6: the shifted score, before its rounding add
+            regs = [Signal(v.shape(), name=f"score6_{len(stage4) + k}")
                     for k, v in enumerate(sigs)]
             stage4.extend(regs)
             m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
@@ -392,24 +400,27 @@ class AttentionUnit(wiring.Component):
 
         score = RoundShift(m, r.score_shift, self.sh0 + self.c_s, len(r.scaled), fmt.fx_bits,
                            "sr")(r.scaled, "score", cut)
-        m.d.comb += [mem.sm_w.addr.eq(r.pos5), mem.sm_w.data.eq(score),
-                     mem.sm_w.en.eq(r.valid5 & ~r.weight_mode)]
+        m.d.comb += [mem.sm_w.addr.eq(r.pos6), mem.sm_w.data.eq(score),
+                     mem.sm_w.en.eq(r.valid6 & ~r.weight_mode)]
         # The running max a stage later, from the score registered: the weight pass reads it
         # from its stage 1, two cycles after the last score's write.
-        score6, max6 = Signal.like(score, name="score6"), Signal(name="max_valid6")
-        m.d.sync += [score6.eq(score), max6.eq(r.valid5 & ~r.weight_mode)]
-        with m.If(max6 & (score6 > r.score_max)):
-            m.d.sync += r.score_max.eq(score6)
+        score7, max7 = Signal.like(score, name="score7"), Signal(name="max_valid7")
+        m.d.sync += [score7.eq(score), max7.eq(r.valid6 & ~r.weight_mode)]
+        with m.If(max7 & (score7 > r.score_max)):
+            m.d.sync += r.score_max.eq(score7)
 
     def _weight_pass(self, m, r, mem):
         """The weight pass: stage 0 reads score ``issue_pos``; 1: the table address; 2: the
-        interpolated table value; 3: the weight ``exp2_neg(max - s)`` (the value shifted),
-        reads value row ``row3``; 4: ``head_dim`` products ``w * vm`` and the alignment
-        ``E - ve`` (registered); 5: ``(w * vm) >> (E - ve)`` (floor, registered); 6
+        table's base and the interpolation's product (registered); 3: the interpolated
+        value; 4: the weight ``exp2_neg(max - s)`` (the value shifted), reads value row
+        ``row4``; 5: ``head_dim`` products ``w * vm`` and the alignment ``E - ve``
+        (registered); 6: ``(w * vm) >> (E - ve)`` (floor, registered); 7
         (:meth:`_pipelines`): into the accumulators."""
         fmt, t_bits, rb = self.fmt, self.t_bits, self.rb
-        m.d.comb += [mem.sm_r.addr.eq(r.issue_pos), mem.vm_r.addr.eq(r.row3),
-                     mem.ve_r.addr.eq(Mux(r.weight_mode, r.row3, r.issue_row))]
+        row4 = Signal.like(r.row3, name="row4")
+        m.d.sync += row4.eq(r.row3)
+        m.d.comb += [mem.sm_r.addr.eq(r.issue_pos), mem.vm_r.addr.eq(row4),
+                     mem.ve_r.addr.eq(Mux(r.weight_mode, row4, r.issue_row))]
         diff = Signal(fmt.fx_bits)
         if self.sinks is None:
             m.d.comb += diff.eq(r.score_max - mem.sm_r.data)
@@ -419,24 +430,26 @@ class AttentionUnit(wiring.Component):
         fp = diff[:fmt.score_frac]
         m.d.comb += mem.rom_r.addr.eq(fp[rb:])
         m.d.sync += [r.exp_underflow.eq(ip >= t_bits), r.exp_int.eq(ip), r.exp_rem.eq(fp[:rb])]
-        t_lo = mem.rom_r.data[:t_bits]
-        t_d = mem.rom_r.data[t_bits:].as_signed()
+        base3 = Signal(t_bits, name="exp_base3")
+        m.d.sync += [base3.eq(mem.rom_r.data[:t_bits]), r.exp_int3.eq(r.exp_int),
+                     r.exp_underflow3.eq(r.exp_underflow)]
         val = Signal(signed(t_bits + 1))
         if rb:
-            dp = Signal(signed(self.d_bits + rb + 1))
-            m.d.comb += dp.eq(t_d * r.exp_rem)
+            dp = Signal(signed(self.d_bits + rb + 1), name="exp_dp3")
+            m.d.sync += dp.eq(mem.rom_r.data[t_bits:].as_signed() * r.exp_rem)
             interp = (dp + (1 << (rb - 1)) - dp[-1]) >> rb
-            m.d.comb += val.eq(t_lo + interp)
+            m.d.comb += val.eq(base3 + interp)
         else:
-            m.d.comb += val.eq(t_lo)
-        m.d.sync += [r.exp_val3.eq(val.as_unsigned()[:t_bits]), r.exp_int3.eq(r.exp_int),
-                     r.exp_underflow3.eq(r.exp_underflow),
-                     r.weight.eq(Mux(r.exp_underflow3, 0, r.exp_val3 >> r.exp_int3))]
-        align = Signal(range(self.sk_max + 1), name="align5")
-        weight5 = Signal.like(r.weight, name="weight5")
-        r.weight6, r.acc_valid6 = Signal.like(r.weight, name="weight6"), Signal(name="acc_valid6")
-        m.d.sync += [align.eq(r.v_shift_max - mem.ve_r.data), weight5.eq(r.weight),
-                     r.weight6.eq(weight5), r.acc_valid6.eq(r.valid5 & r.weight_mode)]
+            m.d.comb += val.eq(base3)
+        val4 = Signal(t_bits, name="exp_val4")
+        int4, under4 = Signal.like(r.exp_int3, name="exp_int4"), Signal(name="exp_underflow4")
+        m.d.sync += [val4.eq(val.as_unsigned()[:t_bits]), int4.eq(r.exp_int3),
+                     under4.eq(r.exp_underflow3), r.weight.eq(Mux(under4, 0, val4 >> int4))]
+        align = Signal(range(self.sk_max + 1), name="align6")
+        weight6 = Signal.like(r.weight, name="weight6")
+        r.weight7, r.acc_valid7 = Signal.like(r.weight, name="weight7"), Signal(name="acc_valid7")
+        m.d.sync += [align.eq(r.v_shift_max - mem.ve_r.data), weight6.eq(r.weight),
+                     r.weight7.eq(weight6), r.acc_valid7.eq(r.valid6 & r.weight_mode)]
         r.new_acc = []
         for k in range(self.head_dim):
             wv = Signal(signed(t_bits + fmt.kv_bits + 1), name=f"wv{k}")
@@ -446,30 +459,32 @@ class AttentionUnit(wiring.Component):
             r.new_acc.append((element(r.acc, k, self.acc_bits) + term)[:self.acc_bits])
 
     def _pipelines(self, m, r):
-        """The pass pipelines' valid flags and the weight pass's stage-6 accumulation; the
-        output beat. Stage 5 acts by the mode of the cycle it is in (the score pass's last
-        step is there as the weight pass starts, with ``weight_mode`` still low), and stage 6
-        by the mode stage 5 had."""
+        """The pass pipelines' valid flags and the weight pass's stage-7 accumulation; the
+        output beat. Stage 6 acts by the mode of the cycle it is in (the score pass's last
+        step is there as the weight pass starts, with ``weight_mode`` still low), and stage 7
+        by the mode stage 6 had."""
         beat, acc_bits = self.beat, self.acc_bits
         m.d.sync += [r.valid1.eq(0), r.valid2.eq(r.valid1), r.valid3.eq(r.valid2),
                      r.valid4.eq(r.valid3), r.valid5.eq(r.valid4), r.pos2.eq(r.pos1),
                      r.pos3.eq(r.pos2), r.pos4.eq(r.pos3), r.pos5.eq(r.pos4),
+                     r.valid6.eq(r.valid5), r.pos6.eq(r.pos5),
                      r.row2.eq(r.row1), r.row3.eq(r.row2),
                      r.conv_valid.eq(0), r.q_valid.eq(0)]
         if self.sinks is None:
-            with m.If(r.acc_valid6):
+            with m.If(r.acc_valid7):
                 m.d.sync += [r.acc.eq(Cat(*r.new_acc)),
-                             r.weight_sum.eq(r.weight_sum + r.weight6)]
+                             r.weight_sum.eq(r.weight_sum + r.weight7)]
         else:  # the sink's weight joins the sum only
             m.d.sync += [r.sink2.eq(r.sink1), r.sink3.eq(r.sink2), r.sink4.eq(r.sink3),
-                         r.sink5.eq(r.sink4), r.sink6.eq(r.sink5), r.sink1.eq(0)]
-            with m.If(r.acc_valid6):
-                m.d.sync += r.weight_sum.eq(r.weight_sum + r.weight6)
-                with m.If(~r.sink6):
+                         r.sink5.eq(r.sink4), r.sink6.eq(r.sink5), r.sink7.eq(r.sink6),
+                         r.sink1.eq(0)]
+            with m.If(r.acc_valid7):
+                m.d.sync += r.weight_sum.eq(r.weight_sum + r.weight7)
+                with m.If(~r.sink7):
                     m.d.sync += r.acc.eq(Cat(*r.new_acc))
         with m.If(r.out_adv):
-            m.d.sync += [r.out_v1.eq(r.out_load), r.out_v2.eq(r.out_v1),
-                         self.y.valid.eq(r.out_v2), self.y.payload.elem.eq(Cat(*r.out_elems))]
+            m.d.sync += [r.out_v1.eq(r.out_load), r.out_v2.eq(r.out_v1), r.out_v3.eq(r.out_v2),
+                         self.y.valid.eq(r.out_v3), self.y.payload.elem.eq(Cat(*r.out_elems))]
         if self.beats_per_head > 1:
             with m.If(r.out_load):
                 m.d.sync += r.acc.eq(Cat(r.acc[beat * acc_bits:], r.acc[:beat * acc_bits]))

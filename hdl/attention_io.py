@@ -5,7 +5,7 @@ is the unit and ``r`` its registers (:meth:`hdl.attention.AttentionUnit._registe
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed
 
-from .arith import index_mux, priority_bit_length
+from .arith import index_mux, priority_bit_length, split_product
 from .attention_schedule import OUT
 from .beat_buffer import bfp_shift
 from .rounding import RoundShift
@@ -17,7 +17,8 @@ __all__ = ["convert_kv", "output_stages"]
 def convert_kv(self, m, r, mem):
     """CONV: a raw K or V beat, rounded to ``kv_bits`` mantissas, into its lanes of the
     cache row at ``pos``, through :data:`CONV_STAGES` registers: the head's bfp shift
-    beside the raw beat, then the rounded beat beside its row, lanes and write enables."""
+    beside the raw beat, the shifted beat before its rounding add, then the rounded beat,
+    each beside its row, lanes and write enables."""
     fx_bits, kv_bits, bh = self.fmt.fx_bits, self.fmt.kv_bits, self.beats_per_head
     sk_c = bfp_shift(m, index_mux(r.head_bitlen, r.conv_head), kv_bits, self.sk_max, "sk_conv")
     row = Signal(range(self.slots * self.n_kv_heads))
@@ -36,50 +37,63 @@ def convert_kv(self, m, r, mem):
     # saturate(round_shift(v, s, "half_away"), bits) per lane: see rounding.RoundShift.
     # The shift is the head's bfp shift, so |v| < 2**(bits-1+s) (bounded).
     kv_round = RoundShift(m, sk2, self.sk_max, fx_bits, kv_bits, "kvr", bounded=True)
-    kv_beat = Cat(*[kv_round(raw2[k * fx_bits:(k + 1) * fx_bits], f"kvm{k}")
+    stage3 = []
+
+    def cut(*sigs):  # stage 3: the shifted beat before its rounding add
+        regs = [Signal(v.shape(), name=f"conv_cut{len(stage3) + k}") for k, v in enumerate(sigs)]
+        stage3.extend(regs)
+        m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
+        return regs
+
+    kv_beat = Cat(*[kv_round(raw2[k * fx_bits:(k + 1) * fx_bits], f"kvm{k}", cut)
                     for k in range(self.beat)])
-    # stage 3: the rounded beat, into the cache
-    kv3 = Signal(self.beat * kv_bits, name="conv_kv3")
-    sk3 = Signal.like(sk_c, name="conv_sk3")
-    row3, lanes3 = Signal.like(row, name="conv_row3"), Signal(bh, name="conv_lanes3")
-    wk3, wv3 = Signal(name="conv_wk3"), Signal(name="conv_wv3")
-    m.d.sync += [kv3.eq(kv_beat), sk3.eq(sk2), row3.eq(row2), lanes3.eq(lanes2),
-                 wk3.eq(wk2), wv3.eq(wv2)]
-    for mantissas, shift, write in ((mem.km_w, mem.ke_w, wk3), (mem.vm_w, mem.ve_w, wv3)):
-        m.d.comb += [mantissas.addr.eq(row3), mantissas.data.eq(Cat(*[kv3] * bh)),
-                     mantissas.en.eq(Mux(write, lanes3, 0)), shift.addr.eq(row3),
-                     shift.data.eq(sk3), shift.en.eq(write)]
+    sk3, sk4 = Signal.like(sk_c, name="conv_sk3"), Signal.like(sk_c, name="conv_sk4")
+    row3, row4 = Signal.like(row, name="conv_row3"), Signal.like(row, name="conv_row4")
+    lanes3, lanes4 = Signal(bh, name="conv_lanes3"), Signal(bh, name="conv_lanes4")
+    wk3, wv3, wk4, wv4 = (Signal(name=f"conv_{n}") for n in ("wk3", "wv3", "wk4", "wv4"))
+    # stage 4: the rounded beat, into the cache
+    kv4 = Signal(self.beat * kv_bits, name="conv_kv4")
+    m.d.sync += [sk3.eq(sk2), row3.eq(row2), lanes3.eq(lanes2), wk3.eq(wk2), wv3.eq(wv2),
+                 kv4.eq(kv_beat), sk4.eq(sk3), row4.eq(row3), lanes4.eq(lanes3),
+                 wk4.eq(wk3), wv4.eq(wv3)]
+    for mantissas, shift, write in ((mem.km_w, mem.ke_w, wk4), (mem.vm_w, mem.ve_w, wv4)):
+        m.d.comb += [mantissas.addr.eq(row4), mantissas.data.eq(Cat(*[kv4] * bh)),
+                     mantissas.en.eq(Mux(write, lanes4, 0)), shift.addr.eq(row4),
+                     shift.data.eq(sk4), shift.en.eq(write)]
 
 
 def output_stages(self, m, r):
     """OUT: ``rescale(acc * r, k - E - fx_frac)`` per lane (exact product, rounded,
     saturated) through :data:`OUT_STAGES` registers, which move together when ``y`` can
-    take a beat: the product with the shift, then the shifted value before the rounding
-    add. Also the normalisation of the weight sum for the divider."""
+    take a beat: the product's 18-bit partial products (:func:`hdl.arith.split_product`),
+    the product with the shift, then the shifted value before the rounding add. Also the
+    normalisation of the weight sum for the divider."""
     fx_bits, acc_bits, sum_bits = self.fmt.fx_bits, self.acc_bits, self.sum_bits
     oadv = Signal()
     m.d.comb += oadv.eq(~self.y.valid | self.y.ready)
     pw = acc_bits + self.fmt.recip_bits + 2 + self.c_f
     shift1 = Signal.like(r.out_shift, name="out_shift1")
-    stage2 = []
+    shift2 = Signal.like(r.out_shift, name="out_shift2")
+    regs = []
 
-    def cut(*sigs):
-        regs = [Signal(v.shape(), name=f"att_r2_{len(stage2) + k}")
-                for k, v in enumerate(sigs)]
-        stage2.extend(regs)
+    def stage(*sigs):
+        out = [Signal(v.shape(), name=f"att_r_{len(regs) + k}") for k, v in enumerate(sigs)]
+        regs.extend(out)
         with m.If(oadv):
-            m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
-        return regs
+            m.d.sync += [a.eq(b) for a, b in zip(out, sigs, strict=True)]
+        return out
 
-    att_round = RoundShift(m, shift1, self.fs_max, pw, fx_bits, "ar")
+    att_round = RoundShift(m, shift2, self.fs_max, pw, fx_bits, "ar")
     r.out_elems = []
     with m.If(oadv):
-        m.d.sync += shift1.eq(r.out_shift)
+        m.d.sync += [shift1.eq(r.out_shift), shift2.eq(shift1)]
     for k in range(self.beat):
         prod = Signal(signed(pw), name=f"att_prod{k}")
+        full = split_product(m, element(r.acc, k, acc_bits), r.recip, lambda ps: stage(*ps),
+                             f"att{k}")
         with m.If(oadv):
-            m.d.sync += prod.eq((element(r.acc, k, acc_bits) * r.recip).shift_left(self.c_f))
-        r.out_elems.append(att_round(prod, f"att{k}", cut))
+            m.d.sync += prod.eq(full.shift_left(self.c_f))
+        r.out_elems.append(att_round(prod, f"att{k}", stage))
     r.bl_sum = priority_bit_length(m, r.weight_sum, "bl_sum")
     norm = Signal(range(sum_bits + 1))
     m.d.comb += norm.eq(sum_bits - r.bl_sum)

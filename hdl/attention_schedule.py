@@ -107,12 +107,12 @@ class AttentionSchedule:
             m.d.sync += r.issue_pos.eq(r.issue_pos + 1)
 
     def _score(self, m):
-        """The score pass; the weight pass starts as its last score reaches stage 5, where
+        """The score pass; the weight pass starts as its last score reaches stage 6, where
         it is written and joins the max (the weight pass reads both from its stage 1)."""
         r = self.r
         with m.If(r.issuing):
             self._issue_positions(m, [r.pos1.eq(r.issue_pos)])
-        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3 & ~r.valid4):
+        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3 & ~r.valid4 & ~r.valid5):
             m.d.sync += [r.issue_pos.eq(0), r.issue_row.eq(r.first_row), r.issuing.eq(1),
                          r.weight_mode.eq(1), r.acc.eq(0), r.weight_sum.eq(0),
                          r.state.eq(WEIGHT)]
@@ -120,15 +120,15 @@ class AttentionSchedule:
                 m.d.sync += r.sink_pending.eq(1)
 
     def _weight(self, m):
-        """The weight pass, until it has drained (its accumulators a stage after the score
-        pass's last)."""
+        """The weight pass, until it has drained (its accumulators at stage 7, a stage after
+        the score pass's last write)."""
         r = self.r
         with m.If(r.issuing):
             self._issue_positions(m, [r.row1.eq(r.issue_row)])
         if self.unit.sinks is not None:  # then the sink's step
             with m.Elif(r.sink_pending):
                 m.d.sync += [r.valid1.eq(1), r.sink1.eq(1), r.sink_pending.eq(0)]
-        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3 & ~r.valid4 & ~r.valid5):
+        with m.Elif(~r.valid1 & ~r.valid2 & ~r.valid3 & ~r.valid4 & ~r.valid5 & ~r.valid6):
             m.d.sync += r.state.eq(RNORM)
 
     def _normalise(self, m):

@@ -5,17 +5,19 @@ from .arith import signed_width
 __all__ = ["set_widths", "CONV_STAGES", "OUT_STAGES", "QUERY_STAGES"]
 
 #: Registers of the K/V conversion after the raw beat is read: the head's bfp shift with the
-#: beat, then the rounded mantissas, before the cache write. The sequencer waits for them to
-#: drain before it loads the query (which reads the cache rows just written).
-CONV_STAGES = 2
+#: beat, the shifted beat before its rounding add, then the rounded mantissas, before the
+#: cache write. The sequencer waits for them to drain before it loads the query (which reads
+#: the cache rows just written).
+CONV_STAGES = 3
 
 #: Registers of the query load after the raw beat is read: the beat, then its rounding
 #: between shift and add. The score pass waits for them to drain.
 QUERY_STAGES = 2
 
-#: Registers of the output after the accumulator: the product ``acc * r`` with its shift,
-#: then the shifted value before the rounding add. The next token's input waits for them.
-OUT_STAGES = 2
+#: Registers of the output after the accumulator: the partial products of ``acc * r``, the
+#: product with its shift, then the shifted value before the rounding add. The next token's
+#: input waits for them.
+OUT_STAGES = 3
 
 
 def set_widths(unit) -> None:
