@@ -142,7 +142,8 @@ def split_product(m: Module, a, b, register, name: str):
     that ``register`` (a list of signals to their pipeline registers) puts through a
     register each, as a DSP block's output register does; returns the sum of the
     registered partials, shifted into place (an expression, a stage after ``a`` and ``b``).
-    A product that fits one multiplier is one partial."""
+    A product that fits one multiplier is one partial. Call it outside any ``m.If``: the
+    partials are comb signals, and ``register`` puts its own condition on their registers."""
     parts, shifts = [], []
     for x, sx in _pieces(a):
         for y, sy in _pieces(b):

@@ -384,9 +384,17 @@ class LaneArray(SharedShape, wiring.Component):
         act_sum = Signal(signed(self._s_bits))
         if self._has_m:
             lo, hi = signed_range(A)
+            # The lanes take the sum term_offset advances later: the first of those
+            # registers halfway up its adder tree, off the activation memory's read port.
+            offset = BlockLane.term_offset(self.stages)
+            cut = None
+            if offset:
+                cut = (((K - 1).bit_length() + 1) // 2,
+                       lambda sums: [_advanced(m, r, v, f"act_half{i}")
+                                     for i, v in enumerate(sums)])
             m.d.comb += act_sum.eq(adder_tree(m, [element(chunk1, k, A) for k in range(K)],
-                                              lo, hi))
-            for k in range(BlockLane.term_offset(self.stages)):
+                                              lo, hi, cut=cut))
+            for k in range(offset - (cut is not None)):
                 act_sum = _advanced(m, r, act_sum, f"act_sum_t{k + 1}")
         results = []
         for p in range(self.lanes):

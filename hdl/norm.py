@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 from golden.block_folded import ROM_WIDTH
 from golden.integer import IntFormat
 
-from .arith import bit_length, pack, signed_width, wire, wired_tree
+from .arith import bit_length, pack, signed_width, split_product, wire, wired_tree
 from .beat_buffer import BeatBuffer, bfp_shift
 from .lane_shape import indexed_rom_word
 from .mask_rom import RomSpec, twos_complement
@@ -44,7 +44,8 @@ def gain_bounds(*tables) -> tuple[int, int, int, int]:
 
 # The sequence of a vector, one state after the other (plain ifs: an FSM's case statements
 # trip Verilator's CASEINCOMPLETE).
-IDLE, SUMSQ, DRAIN, ISQRT, NORM, DIV, SCALE, PRODUCT, SHIFT, EXP, OUT = range(11)
+(IDLE, SUMSQ, DRAIN, ISQRT, ROOTLEN, NORM, DIV, SCALE, PRODUCT, PARTIALS, BITLEN, SHIFT, EXP,
+ OUT) = range(14)
 
 
 def _max(a, b):
@@ -56,8 +57,9 @@ class RmsNormUnit(wiring.Component):
     ``golden.integer.rms_norm_int(h, gain, gf, eps_term, fmt)``.
 
     The vector waits in a buffer of beats while the unit makes its passes. ``beat`` lanes,
-    one element each, in a six-stage pipeline (buffer and gain ROM read; ``x = h >> s``;
-    ``x * G``; the wide product's operands; the product; the output's shift), with two
+    one element each, in a seven-stage pipeline (buffer and gain ROM read; ``x = h >> s``;
+    ``x * G``; the wide product's operands; its 18-bit partial products
+    (:func:`hdl.arith.split_product`); the product; the output's shift), with two
     multipliers per lane: ``x * G`` (``norm_bits`` by the gain width) and a wide one that
     forms ``x * x`` in the sum-of-squares pass and ``(x * G) * q`` in the output pass.
     The gains are a ROM of beats.
@@ -136,18 +138,18 @@ class RmsNormUnit(wiring.Component):
     @property
     def cycles(self) -> int:
         """Cycles per vector at full rate, vectors back to back:
-        ``2 * n/beat + isqrt_steps + recip_bits + 18``: the output pass (``n/beat``; the next
-        input overlaps it), 6 to drain the pipeline and start, the sum-of-squares pass
-        (``n/beat``), 6 to drain it and load the square root, the square root
-        (``isqrt_steps``), 1 to normalise, the divider (``recip_bits + 1``), 4 for the
-        product ``q * M``, the bfp shift and the exponent."""
-        return 2 * self.beats + self.isqrt_steps + self.fmt.recip_bits + 18
+        ``2 * n/beat + isqrt_steps + recip_bits + 23``: the output pass (``n/beat``; the next
+        input overlaps it), 7 to drain the pipeline and start, the sum-of-squares pass
+        (``n/beat``), 7 to drain it and load the square root, the square root
+        (``isqrt_steps``), 2 to normalise, the divider (``recip_bits + 1``), 6 for the
+        product ``q * M``, its bit length, the bfp shift and the exponent."""
+        return 2 * self.beats + self.isqrt_steps + self.fmt.recip_bits + 23
 
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first
-        output beat: ``n/beat + isqrt_steps + recip_bits + 21``."""
-        return self.beats + self.isqrt_steps + self.fmt.recip_bits + 21
+        output beat: ``n/beat + isqrt_steps + recip_bits + 26``."""
+        return self.beats + self.isqrt_steps + self.fmt.recip_bits + 26
 
     def _rom_init(self) -> list[int]:
         return [pack(self.gain[b * self.beat:(b + 1) * self.beat].tolist(), self.gw)
@@ -230,7 +232,7 @@ class RmsNormUnit(wiring.Component):
 
         self._lanes(m, r, buf.rp, gp, adv)
         # Output: y = x * G * q rounded by sy, saturated.
-        # (the shifted value through a register of the pipeline, stage 5, beside v5)
+        # (the shifted value through a register of the pipeline, stage 7, beside v7)
         rs = RoundShift(m, r.sy, self.symax, self.yw, self.fmt.abits, "rs", bounded=True)
 
         def cut(*sigs):
@@ -243,7 +245,7 @@ class RmsNormUnit(wiring.Component):
         p4 = []
         out = Cat(*(rs(r.p3[i], f"rounded_{i}", cut) for i in range(B)))
         with m.If(adv):
-            m.d.sync += [r.v6.eq(r.v5 & ~r.sq), self.y.valid.eq(r.v6),
+            m.d.sync += [r.v7.eq(r.v6 & ~r.sq), self.y.valid.eq(r.v7),
                          self.y.payload.exp.eq(r.e), self.y.payload.elem.eq(out)]
         return m
 
@@ -266,9 +268,9 @@ class RmsNormUnit(wiring.Component):
         sy = Signal(range(self.symax + 1))
         e = Signal(signed(fmt.exp_bits))
         # Pipeline: v1 read port, v2 (x1, g1), v3 (x2, xg2), v4 (the wide multiplier's
-        # operands a3, b3), v5 (its product p3), v6 (an output beat's rounding, between its
-        # shift and its add).
-        v1, v2, v3, v4, v5, v6 = (Signal(name=f"v{k}") for k in range(1, 7))
+        # operands a3, b3), v5 (its partial products), v6 (its product p3), v7 (an output
+        # beat's rounding, between its shift and its add).
+        v1, v2, v3, v4, v5, v6, v7 = (Signal(name=f"v{k}") for k in range(1, 8))
         x1 = [Signal(signed(xw), name=f"x1_{i}") for i in range(B)]
         g1 = [Signal(signed(gw), name=f"g1_{i}") for i in range(B)]
         x2 = [Signal(signed(xw), name=f"x2_{i}") for i in range(B)]
@@ -277,14 +279,14 @@ class RmsNormUnit(wiring.Component):
         aw = max(self.xgw, xw, self.mmax.bit_length() + 1)
         a3 = [Signal(signed(aw), name=f"a3_{i}") for i in range(B)]
         b3 = [Signal(signed(max(xw, recip_bits + 2)), name=f"b3_{i}") for i in range(B)]
-        state = Signal(range(11))
+        state = Signal(range(14))
         issue = Signal()  # a pass reads beat rd in this cycle
         load = Signal()  # the buffer may take input
         scale = Signal()  # lane 0 multiplies q * M
         return SimpleNamespace(
             s=s, sq=sq, acc=acc, mx=mx, rad=rad, irem=irem, root=root, rn=rn, k=k, drem=drem,
-            q=q, cnt=cnt, sy=sy, e=e, v1=v1, v2=v2, v3=v3, v4=v4, v5=v5, v6=v6,
-            busy=v1 | v2 | v3 | v4 | v5,
+            q=q, cnt=cnt, sy=sy, e=e, v1=v1, v2=v2, v3=v3, v4=v4, v5=v5, v6=v6, v7=v7,
+            busy=v1 | v2 | v3 | v4 | v5 | v6,
             x1=x1, g1=g1, x2=x2, xg2=xg2, a3=a3, b3=b3, p3=p3, state=state, issue=issue, load=load,
             scale=scale)
 
@@ -328,13 +330,16 @@ class RmsNormUnit(wiring.Component):
             with m.Else():
                 m.d.sync += [r.irem.eq(rem4), r.root.eq(Cat(Const(0, 1), r.root))]
             with m.If(r.cnt == self.isqrt_steps - 1):
-                m.d.sync += r.state.eq(NORM)
+                m.d.sync += r.state.eq(ROOTLEN)
 
     def _reciprocal(self, m, r):
-        """NORM, DIV: ``r`` normalised to its leading one, then the restoring divider for
-        ``q = floor(2**k / r)``."""
+        """ROOTLEN, NORM, DIV: the bit length of ``r`` (registered), ``r`` normalised to its
+        leading one, then the restoring divider for ``q = floor(2**k / r)``."""
         rw, recip_bits = self.isqrt_steps, self.fmt.recip_bits
-        bl_r = bit_length(m, r.root, "bitlen_r")
+        bl_r = Signal(range(rw + 1), name="bitlen_r1")
+        m.d.sync += bl_r.eq(bit_length(m, r.root, "bitlen_r"))
+        with m.If(r.state == ROOTLEN):
+            m.d.sync += r.state.eq(NORM)
         lsh = Signal(range(rw + 1))
         m.d.comb += lsh.eq(rw - bl_r)
         rem2 = Cat(Const(0, 1), r.drem)
@@ -352,12 +357,14 @@ class RmsNormUnit(wiring.Component):
                 m.d.sync += r.state.eq(SCALE)
 
     def _exponent_and_output_pass(self, m, r, buf: BeatBuffer, adv):
-        """SCALE, SHIFT, EXP, OUT: the bfp shift of ``q * M`` (in ``p3[0]`` after SCALE), the
-        exponent, and the output pass over the buffer."""
+        """SCALE to OUT: ``q * M`` through the wide multiplier (in ``p3[0]`` in BITLEN), its
+        bit length (registered), the bfp shift, the exponent, and the output pass over the
+        buffer."""
         fmt, state = self.fmt, r.state
         frac = fmt.isqrt_frac
-        sy_new = bfp_shift(m, bit_length(m, r.p3[0][:self.yw - 1], "bitlen_y"), fmt.abits,
-                           self.symax, "sy_new")
+        bl_y = Signal(range(self.yw), name="bitlen_y1")  # of q * M, registered in BITLEN
+        m.d.sync += bl_y.eq(bit_length(m, r.p3[0][:self.yw - 1], "bitlen_y"))
+        sy_new = bfp_shift(m, bl_y, fmt.abits, self.symax, "sy_new")
         gfa = max(abs(self.gf_lo), abs(self.gf_hi))
         e_lo = -(self.isqrt_steps + fmt.recip_bits) - gfa - frac
         e_hi = self.symax + gfa + frac
@@ -366,6 +373,10 @@ class RmsNormUnit(wiring.Component):
         with m.If(state == SCALE):
             m.d.sync += state.eq(PRODUCT)
         with m.If(state == PRODUCT):
+            m.d.sync += state.eq(PARTIALS)
+        with m.If(state == PARTIALS):
+            m.d.sync += state.eq(BITLEN)
+        with m.If(state == BITLEN):
             m.d.sync += state.eq(SHIFT)
         with m.If(state == SHIFT):
             m.d.sync += [r.sy.eq(sy_new), state.eq(EXP)]
@@ -386,7 +397,7 @@ class RmsNormUnit(wiring.Component):
         x1, g1, x2, xg2, p3 = r.x1, r.g1, r.x2, r.xg2, r.p3
         with m.If(adv):
             m.d.sync += [r.v1.eq(r.issue), r.v2.eq(r.v1), r.v3.eq(r.v2), r.v4.eq(r.v3),
-                         r.v5.eq(r.v4)]
+                         r.v5.eq(r.v4), r.v6.eq(r.v5)]
             for i in range(self.beat):
                 h = element(buffered.data, i, res_bits)
                 # x = h >> s (it fits xw bits): a slice at offset s, not a shifter per lane.
@@ -398,12 +409,23 @@ class RmsNormUnit(wiring.Component):
                 m.d.sync += [x1[i].eq(hx.bit_select(r.s, xw)),
                              g1[i].eq(element(gp.data, i, gw)),
                              x2[i].eq(x1[i]), xg2[i].eq(x1[i] * g1[i]),
-                             r.a3[i].eq(a), r.b3[i].eq(b), p3[i].eq(r.a3[i] * r.b3[i])]
+                             r.a3[i].eq(a), r.b3[i].eq(b)]
+
+        def register(parts):  # the partial products, moved by adv as the pipeline is
+            regs = [Signal(p.shape(), name=f"{p.name}_r") for p in parts]
+            with m.If(adv):
+                m.d.sync += [q.eq(p) for q, p in zip(regs, parts, strict=True)]
+            return regs
+
+        for i in range(self.beat):  # outside m.If: the partial products are comb
+            product = split_product(m, r.a3[i], r.b3[i], register, f"p{i}")
+            with m.If(adv):
+                m.d.sync += p3[i].eq(product)
         sqw = self.sqmax.bit_length()
         absxg = [wire(m, abs(v), f"absxg_{i}") for i, v in enumerate(xg2)]
         max_beat = wired_tree(m, absxg, _max, "max")
         sum_beat = wired_tree(m, [v[:sqw] for v in p3], operator.add, "sum")
         with m.If(adv & r.v3 & r.sq):
             m.d.sync += r.mx.eq(_max(r.mx, max_beat))
-        with m.If(adv & r.v5 & r.sq):
+        with m.If(adv & r.v6 & r.sq):
             m.d.sync += r.acc.eq(r.acc + sum_beat)
