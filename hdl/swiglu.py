@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.integer import IntFormat
 
-from .arith import interpolation_words, signed_width, wire
+from .arith import interpolation_words, signed_width, split_product, wire
 from .beat_buffer import BfpBuffer
 from .rounding import round_away, saturate
 from .vector import beat_count, beat_layout, element
@@ -18,8 +18,9 @@ from .vector import beat_count, beat_layout, element
 __all__ = ["SwigluUnit", "swiglu_layout", "FRONT_STAGES"]
 
 #: The front end's stages, each a register moved when the bfp buffer takes a beat: the table
-#: read, its word, the interpolated sigmoid, ``gate * sig``, ``silu`` rounded, ``silu * up``.
-FRONT_STAGES = 6
+#: read, its word, the interpolated sigmoid, ``gate * sig``, ``silu`` rounded, the 18-bit
+#: partial products of ``silu * up`` (:func:`hdl.arith.split_product`), ``silu * up``.
+FRONT_STAGES = 7
 
 
 def swiglu_layout(beat: int, fmt: IntFormat) -> data.StructLayout:
@@ -53,7 +54,7 @@ class SwigluUnit(wiring.Component):
 
     Timing at full rate, vectors back to back: ``cycles = n / beat + 1`` per vector (one beat
     per cycle plus one cycle to turn the buffer around); :attr:`latency` from the last input
-    beat of a vector into an idle unit to its first output beat: 10 cycles.
+    beat of a vector into an idle unit to its first output beat: 11 cycles.
 
     With ``clamp = (L, alpha)`` it is gpt-oss' activation,
     :func:`golden.gpt_oss_int.clamped_swiglu_int`: the gate clamped above at ``L`` and up to
@@ -107,7 +108,7 @@ class SwigluUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first output
-        beat: 10 (:data:`FRONT_STAGES` front-end stages, the write, the turn-around, the
+        beat: 11 (:data:`FRONT_STAGES` front-end stages, the write, the turn-around, the
         read, the rounding's register)."""
         return FRONT_STAGES + 4
 
@@ -181,9 +182,10 @@ class SwigluUnit(wiring.Component):
         return SimpleNamespace(roms=roms, g1=g1, up1=up1, rem1=rem1, in1=in1, above1=above1)
 
     def _silu_times_up(self, m, stage1, fadv) -> list:
-        """Stages 3 to 6 (after the table word's register): per lane, the interpolated
+        """Stages 3 to 7 (after the table word's register): per lane, the interpolated
         sigmoid, the exact ``gate * sig``, ``s = silu(gate)`` rounded by ``prob_frac`` and
-        saturated, and the exact product ``s * up``, each registered."""
+        saturated, and the exact product ``s * up`` (its 18-bit partial products, then their
+        sum), each registered."""
         B, F, sb, tlw, pf = self.beat, self.fmt.fx_bits, self.sb, self.tlw, self.fmt.prob_frac
         sig2 = [Signal(signed(self.sigw), name=f"sig2_{i}") for i in range(B)]
         g2 = [Signal(signed(F), name=f"g2_{i}") for i in range(B)]
@@ -208,14 +210,21 @@ class SwigluUnit(wiring.Component):
                 m.d.sync += [sig2[i].eq(sig), g2[i].eq(stage1.g1[i]), up2[i].eq(stage1.up1[i]),
                              silu3[i].eq(g2[i] * sig2[i]), up3[i].eq(up2[i]),
                              s4[i].eq(s_new), up4[i].eq(up3[i])]
+        def register(parts):  # the partial products, moved as the front end is
+            regs = [Signal(v.shape(), name=f"{v.name}_r") for v in parts]
+            with m.If(fadv):
+                m.d.sync += [a.eq(b) for a, b in zip(regs, parts, strict=True)]
+            return regs
+
         prods = []
         for i in range(B):
             p = Signal(signed(self.pw), name=f"p{i}")
+            up = up4[i]
+            if self.clamp is not None:
+                up = wire(m, up + (1 << self.fmt.fx_frac), f"up1p{i}")
+            product = split_product(m, s4[i], up, register, f"su{i}")
             with m.If(fadv):
-                if self.clamp is None:
-                    m.d.sync += p.eq(s4[i] * up4[i])
-                else:
-                    m.d.sync += p.eq(s4[i] * (up4[i] + (1 << self.fmt.fx_frac)))
+                m.d.sync += p.eq(product)
             prods.append(p)
         return prods
 
