@@ -92,12 +92,13 @@ def pipeline_figures(top, lane_stages: int) -> dict:
     array's pass takes after its last ROM read (:func:`hdl.lane_array.pass_latency`), the
     attention unit's registers, and the latency in cycles of every unit that states one
     (layer 0's; every layer has the same units)."""
-    from hdl.attention_sizes import CONV_STAGES, OUT_STAGES
+    from hdl.attention_sizes import CONV_STAGES, OUT_STAGES, QUERY_STAGES
     from hdl.lane_array import pass_latency
 
     units = top.layers[0].units()
     return {"lane_stages": lane_stages, "lane_pass_latency": pass_latency(lane_stages),
-            "attention_registers": {"kv_conversion": CONV_STAGES, "output": OUT_STAGES},
+            "attention_registers": {"kv_conversion": CONV_STAGES, "query_load": QUERY_STAGES,
+                                    "output": OUT_STAGES},
             "unit_latency": {a: int(u.latency) for a, u in sorted(units.items())
                              if isinstance(getattr(u, "latency", None), int)}}
 

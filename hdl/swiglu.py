@@ -210,6 +210,7 @@ class SwigluUnit(wiring.Component):
                 m.d.sync += [sig2[i].eq(sig), g2[i].eq(stage1.g1[i]), up2[i].eq(stage1.up1[i]),
                              silu3[i].eq(g2[i] * sig2[i]), up3[i].eq(up2[i]),
                              s4[i].eq(s_new), up4[i].eq(up3[i])]
+
         def register(parts):  # the partial products, moved as the front end is
             regs = [Signal(v.shape(), name=f"{v.name}_r") for v in parts]
             with m.If(fadv):
