@@ -59,9 +59,10 @@ class BeatBuffer:
         with m.If(take):
             m.d.sync += [wr.eq(wr + 1), orv.eq(orv | or_beat)]
 
-    def element(self, i: int):
-        """Element ``i`` of the beat in the read port."""
-        return self.rp.data[i * self.bits:(i + 1) * self.bits]
+
+#: Cycles from a vector's last stored beat to its first output beat in a :class:`BfpBuffer`:
+#: the turn-around, the read, the read data's register, the rounding's register.
+BFP_OUT_LATENCY = 4
 
 
 class BfpBuffer:
@@ -74,8 +75,8 @@ class BfpBuffer:
     the output pass: beat ``j`` is overwritten only after it has been read.
 
     Full rate, vectors back to back: ``beats + 1`` cycles per vector (one beat per cycle,
-    one to turn the buffer around); the first output beat leaves 3 cycles after the last
-    input beat is stored."""
+    one to turn the buffer around); the first output beat leaves :data:`BFP_OUT_LATENCY`
+    cycles after the last input beat is stored."""
 
     def __init__(self, m: Module, *, beats: int, beat: int, bits: int, out_bits: int,
                  s_max: int, exp_bits: int):
@@ -116,10 +117,15 @@ class BfpBuffer:
             with m.If(addr == nb - 1):
                 m.d.sync += active.eq(0)
 
-        # Round and saturate the beat in the read port: |v| < 2**(out_bits-1+s), so the
-        # rounded value fits out_bits + 1 bits and only +2**(out_bits-1) saturates. The
-        # shifted beat goes through a register (stage 2, with its exponent) before the
-        # rounding add: the read port's data and the shift only reach that register.
+        # The beat in the read port is registered off the block RAM with its shift and
+        # exponent (stage 1b: a start may change s as it moves on). Then it is rounded and
+        # saturated: |v| < 2**(out_bits-1+s), so the rounded value fits out_bits + 1 bits and
+        # only +2**(out_bits-1) saturates. The shifted beat goes through a register (stage
+        # 2, with its exponent) before the rounding add.
+        data1, s1 = Signal.like(rp.data, name="rd_data1"), Signal.like(s, name="s1")
+        v1b, e1 = Signal(name="v1b"), Signal.like(e, name="e1")
+        with m.If(adv):
+            m.d.sync += [data1.eq(rp.data), s1.eq(s), v1b.eq(v1), e1.eq(e)]
         stage2 = []
 
         def cut(*sigs):
@@ -129,9 +135,11 @@ class BfpBuffer:
                 m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
             return regs
 
-        rs = RoundShift(m, s, self.s_max, buf.bits, self.out_bits, "rs", bounded=True)
-        out = Cat(*(rs(buf.element(i), f"rounded_{i}", cut) for i in range(buf.beat)))
+        rs = RoundShift(m, s1, self.s_max, buf.bits, self.out_bits, "rs", bounded=True)
+        bits = buf.bits
+        out = Cat(*(rs(data1[i * bits:(i + 1) * bits], f"rounded_{i}", cut)
+                    for i in range(buf.beat)))
         v2, e2 = Signal(name="v2"), Signal.like(e, name="e2")
         with m.If(adv):
-            m.d.sync += [v1.eq(issue), v2.eq(v1), e2.eq(e), y.valid.eq(v2),
+            m.d.sync += [v1.eq(issue), v2.eq(v1b), e2.eq(e1), y.valid.eq(v2),
                          y.payload.exp.eq(e2), y.payload.elem.eq(out)]

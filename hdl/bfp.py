@@ -6,7 +6,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .arith import signed_width
-from .beat_buffer import BfpBuffer
+from .beat_buffer import BFP_OUT_LATENCY, BfpBuffer
 from .vector import beat_count, beat_layout, element
 
 __all__ = ["BfpUnit"]
@@ -24,7 +24,7 @@ class BfpUnit(wiring.Component):
 
     Timing at full rate, vectors back to back: ``cycles = n / beat + 1`` per vector (one beat
     per cycle plus one cycle to turn the buffer around); latency of the first output beat
-    after the last input beat: 4 cycles.
+    after the last input beat: 5 cycles.
 
     Ports: ``x`` beats of ``beat`` elements of ``in_bits`` (``beat_layout(beat, in_bits)``),
     ``y`` beats of ``beat_layout(beat, out_bits, exp_bits)``.
@@ -49,8 +49,8 @@ class BfpUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first
-        output beat: 4."""
-        return 4
+        output beat: 5 (the input's write, then :data:`hdl.beat_buffer.BFP_OUT_LATENCY`)."""
+        return 1 + BFP_OUT_LATENCY
 
     def elaborate(self, platform):
         m = Module()

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from golden.integer import IntFormat
 
 from .arith import interpolation_words, signed_width, split_product, wire
-from .beat_buffer import BfpBuffer
+from .beat_buffer import BFP_OUT_LATENCY, BfpBuffer
 from .rounding import round_away, saturate
 from .vector import beat_count, beat_layout, element
 
@@ -54,7 +54,7 @@ class SwigluUnit(wiring.Component):
 
     Timing at full rate, vectors back to back: ``cycles = n / beat + 1`` per vector (one beat
     per cycle plus one cycle to turn the buffer around); :attr:`latency` from the last input
-    beat of a vector into an idle unit to its first output beat: 11 cycles.
+    beat of a vector into an idle unit to its first output beat: 12 cycles.
 
     With ``clamp = (L, alpha)`` it is gpt-oss' activation,
     :func:`golden.gpt_oss_int.clamped_swiglu_int`: the gate clamped above at ``L`` and up to
@@ -108,9 +108,10 @@ class SwigluUnit(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the last input beat of a vector (into an idle unit) to its first output
-        beat: 11 (:data:`FRONT_STAGES` front-end stages, the write, the turn-around, the
-        read, the rounding's register)."""
-        return FRONT_STAGES + 4
+        beat: 12 (:data:`FRONT_STAGES` front-end stages, the write, then
+        :data:`hdl.beat_buffer.BFP_OUT_LATENCY`: the turn-around, the read, its register, the
+        rounding's register)."""
+        return FRONT_STAGES + 1 + BFP_OUT_LATENCY
 
     def _rom_init(self) -> list[int]:
         return interpolation_words(self.table.tolist(), self.tlw, self.dw)
