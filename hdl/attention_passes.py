@@ -30,11 +30,9 @@ def score_pass(self, m, r, mem):
                          * element(mem.km_r.data, k, fmt.kv_bits))
         prods.append(p)
     sk1, sk2 = Signal.like(r.k_shift, name="k_shift1"), Signal.like(r.k_shift, name="k_shift2")
-    half = []
 
     def register(sums):  # stage 2: halfway up the tree
         regs = [Signal(v.shape(), name=f"qk_half{k}") for k, v in enumerate(sums)]
-        half.extend(regs)
         m.d.sync += [a.eq(b) for a, b in zip(regs, sums, strict=True)]
         return regs
 
@@ -45,12 +43,12 @@ def score_pass(self, m, r, mem):
         m.d.sync += r.v_shift_max.eq(mem.ve_r.data)
     m.d.sync += [r.scaled.eq((r.dot * self.score_const).shift_left(self.c_s)),
                  r.score_shift.eq(self.sh0 + self.c_s - r.q_shift - r.k_shift)]
-    stage4 = []
+    stage6 = []
 
     def cut(*sigs):  # stage 6: the shifted score, before its rounding add
-        regs = [Signal(v.shape(), name=f"score6_{len(stage4) + k}")
+        regs = [Signal(v.shape(), name=f"score6_{len(stage6) + k}")
                 for k, v in enumerate(sigs)]
-        stage4.extend(regs)
+        stage6.extend(regs)
         m.d.sync += [a.eq(b) for a, b in zip(regs, sigs, strict=True)]
         return regs
 
